@@ -1,0 +1,21 @@
+//! messer's BPF programs: per-process CPU accounting for a tracked process tree.
+//!
+//! One module per probe: `sched` (context switches and the in-flight flush),
+//! `task` (process creation and exit). Maps and load-time settings live in `maps`.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod sched;
+mod task;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects programs with reachable panics; this is never called.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,13 @@
+//! messer: records the resource use of one process tree over time.
+//!
+//! The folders follow the pipeline: `target` (what to record) → `probe`
+//! (ebpf, procfs) → `sample` (windows, rates, the sampling loop) → `sink`
+//! (the HDF5 file). `record` wires one recording together.
+
+pub mod cli;
+pub mod probe;
+pub mod record;
+pub mod sample;
+pub mod signals;
+pub mod sink;
+pub mod target;

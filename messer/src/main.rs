@@ -1,1 +1,38 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use messer::cli::Cli;
+use messer::record::{self, RecordError};
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_target(false)
+        .init();
+    match record::record(&cli) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(RecordError::Usage(msg)) => {
+            eprintln!("messer: error: {msg}");
+            Ok(ExitCode::from(2))
+        }
+        Err(RecordError::Runtime(msg)) => {
+            eprintln!("messer: error: {msg}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("messer: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

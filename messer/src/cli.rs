@@ -1,0 +1,56 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Records the resource use of one process tree over time into an HDF5 file.
+#[derive(Debug, Parser)]
+#[command(name = "messer", version, about, long_about = None)]
+pub struct Cli {
+    /// Process id of the process to record (with its child processes).
+    #[arg(long, value_name = "PID")]
+    pub pid: i32,
+
+    /// How to measure: ebpf (exact, needs root), procfs (/proc only), or auto
+    /// (ebpf when BPF programs can be loaded, else procfs with a warning).
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+
+    /// Seconds between samples (at least 0.001).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub interval: f64,
+
+    /// The HDF5 file to write [default: messer_<pid>_<local time>.h5 in the current directory].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// A free-text label stored in the file's metadata.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub label: String,
+
+    /// Record only the target process, not the processes it starts.
+    #[arg(long)]
+    pub no_children: bool,
+
+    /// Capacity of the eBPF probe's process maps; processes beyond it are
+    /// counted as dropped.
+    #[arg(long, value_name = "N", default_value_t = 16384)]
+    pub max_processes: u32,
+
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Measurement mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Auto,
+    Ebpf,
+    Procfs,
+}

@@ -1,0 +1,84 @@
+//! Window deltas from cumulative per-entity counters.
+//!
+//! Probes read cumulative counters (CPU ns of a thread, ticks of a process)
+//! whose entities come and go. The delta over a window is the sum, over the
+//! entities seen now, of what each gained since the previous read; an entity
+//! seen for the first time was born during the window, so all of its counter
+//! belongs to it. An entity that disappeared takes its last partial delta with
+//! it: procfs cannot see it any more (the eBPF probe keeps final counters).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Tracks one cumulative counter per entity key.
+#[derive(Debug)]
+pub struct DeltaTracker<K> {
+    prev: HashMap<K, u64>,
+    next: HashMap<K, u64>,
+    primed: bool,
+}
+
+impl<K: Eq + Hash + Copy> Default for DeltaTracker<K> {
+    fn default() -> Self {
+        Self { prev: HashMap::new(), next: HashMap::new(), primed: false }
+    }
+}
+
+impl<K: Eq + Hash + Copy> DeltaTracker<K> {
+    /// Records the current value of entity `key`; returns what it gained
+    /// since the previous read (its whole value if it is new, 0 on the very
+    /// first read, which only sets the baseline).
+    pub fn observe(&mut self, key: K, value: u64) -> u64 {
+        self.next.insert(key, value);
+        match self.prev.get(&key) {
+            // A counter that went backwards belongs to a new entity that
+            // reused the key: all of its value is new.
+            Some(&p) => value.checked_sub(p).unwrap_or(value),
+            None if self.primed => value,
+            None => 0,
+        }
+    }
+
+    /// Ends a read: what was observed becomes the baseline for the next one.
+    pub fn commit(&mut self) {
+        std::mem::swap(&mut self.prev, &mut self.next);
+        self.next.clear();
+        self.primed = true;
+    }
+
+    /// Entities observed at the last committed read.
+    pub fn len(&self) -> usize {
+        self.prev.len()
+    }
+
+    /// True before anything was observed.
+    pub fn is_empty(&self) -> bool {
+        self.prev.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_read_is_a_baseline_then_new_entities_count_whole() {
+        let mut t = DeltaTracker::default();
+        assert_eq!(t.observe(1, 100), 0);
+        t.commit();
+        assert_eq!(t.observe(1, 150), 50);
+        assert_eq!(t.observe(2, 30), 30, "born during the window");
+        t.commit();
+        assert_eq!(t.observe(2, 31), 1);
+        t.commit();
+        assert_eq!(t.len(), 1, "entity 1 vanished");
+    }
+
+    #[test]
+    fn a_counter_going_backwards_is_a_new_entity() {
+        let mut t = DeltaTracker::default();
+        t.observe(7, 500);
+        t.commit();
+        assert_eq!(t.observe(7, 20), 20);
+    }
+}

@@ -1,0 +1,60 @@
+//! Probes read the tracked processes' cumulative counters and return what
+//! changed since their previous read.
+
+pub mod delta;
+pub mod ebpf;
+pub mod procfs;
+
+use crate::sample::clock;
+
+/// CPU time gained by the tracked tree during one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuWindow {
+    /// Exact on-CPU nanoseconds.
+    pub on_cpu_ns: u64,
+    /// Kernel clock ticks of user time (for the split only).
+    pub user_ticks: u64,
+    /// Kernel clock ticks of system time (for the split only).
+    pub system_ticks: u64,
+}
+
+/// One read of a probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// CLOCK_MONOTONIC ns of the instant the counters refer to (the middle of
+    /// the read).
+    pub mono_ns: u64,
+    /// What the tree gained since the previous read (nothing on the first).
+    pub cpu: CpuWindow,
+    /// Processes of the tree alive at this read.
+    pub num_processes: u32,
+}
+
+/// A source of readings.
+pub trait Probe {
+    /// Reads now. The first call sets the baseline.
+    fn read(&mut self) -> Result<Reading, ProbeError>;
+}
+
+/// What can go wrong reading a probe.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Procfs(#[from] procfs::ReadError),
+    #[error(transparent)]
+    Ebpf(#[from] ebpf::EbpfError),
+}
+
+/// Times a read: its instant is the middle of the time it took.
+pub(crate) struct Span(u64);
+
+impl Span {
+    pub(crate) fn start() -> Self {
+        Span(clock::monotonic_ns())
+    }
+
+    pub(crate) fn end(self) -> u64 {
+        let end = clock::monotonic_ns();
+        self.0 + (end - self.0) / 2
+    }
+}

@@ -1,0 +1,129 @@
+//! Parsers for the /proc files the procfs probe reads on its hot path.
+//!
+//! They take the file's text and never panic: malformed or truncated input is
+//! a `ParseError` naming the file kind and what was wrong.
+
+/// A file's content did not have the expected form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {file}: {what}")]
+pub struct ParseError {
+    pub file: &'static str,
+    pub what: String,
+}
+
+fn err(file: &'static str, what: impl Into<String>) -> ParseError {
+    ParseError { file, what: what.into() }
+}
+
+/// The fields of `/proc/<pid>/stat` that messer uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: i32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: i32,
+    /// User time in clock ticks (USER_HZ); for a process, of all its threads
+    /// including exited ones.
+    pub utime: u64,
+    /// System time in clock ticks.
+    pub stime: u64,
+    /// Start time after boot in clock ticks: with the pid, the identity of a
+    /// process (pids are reused, start times of one pid are not).
+    pub starttime: u64,
+    pub num_threads: u64,
+    pub flags: u64,
+}
+
+/// `PF_KTHREAD` in `Stat::flags`: a kernel thread.
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Parses `/proc/<pid>/stat` (or `/proc/<pid>/task/<tid>/stat`).
+pub fn stat(text: &str) -> Result<Stat, ParseError> {
+    const F: &str = "stat";
+    // comm is in parentheses and may itself contain spaces and parentheses:
+    // it ends at the last ')'.
+    let open = text.find('(').ok_or_else(|| err(F, "no '('"))?;
+    let close = text.rfind(')').ok_or_else(|| err(F, "no ')'"))?;
+    if close < open {
+        return Err(err(F, "')' before '('"));
+    }
+    let pid = text[..open].trim().parse().map_err(|_| err(F, "bad pid"))?;
+    let comm = text[open + 1..close].to_string();
+    // Fields after comm, numbered from 3 (state) as in proc(5).
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Result<&str, ParseError> {
+        rest.get(n - 3).copied().ok_or_else(|| err(F, format!("truncated before field {n}")))
+    };
+    let num = |n: usize| -> Result<u64, ParseError> {
+        field(n)?.parse::<u64>().map_err(|_| err(F, format!("field {n} is not a number")))
+    };
+    let state = field(3)?.chars().next().ok_or_else(|| err(F, "empty state"))?;
+    let ppid = field(4)?.parse::<i32>().map_err(|_| err(F, "bad ppid"))?;
+    Ok(Stat {
+        pid,
+        comm,
+        state,
+        ppid,
+        flags: num(9)?,
+        utime: num(14)?,
+        stime: num(15)?,
+        num_threads: num(20)?,
+        starttime: num(22)?,
+    })
+}
+
+/// Parses `/proc/<pid>/task/<tid>/schedstat`: the first field, nanoseconds
+/// the task has run on a CPU (`se.sum_exec_runtime`).
+pub fn schedstat_run_ns(text: &str) -> Result<u64, ParseError> {
+    const F: &str = "schedstat";
+    let first = text.split_whitespace().next().ok_or_else(|| err(F, "empty"))?;
+    first.parse().map_err(|_| err(F, "run time is not a number"))
+}
+
+/// Parses a space-separated list of ids (`/proc/<pid>/task/<tid>/children`).
+pub fn id_list(text: &str) -> Result<Vec<i32>, ParseError> {
+    text.split_whitespace()
+        .map(|t| t.parse().map_err(|_| err("children", format!("{t:?} is not a pid"))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SELF_STAT: &str = "4242 (my (odd) prog) R 1 4242 4242 0 -1 4194560 120 0 0 0 \
+        731 52 0 0 20 0 3 0 987654 12345678 321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_fields_with_parentheses_in_comm() {
+        let s = stat(SELF_STAT).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm, "my (odd) prog");
+        assert_eq!(s.state, 'R');
+        assert_eq!(s.ppid, 1);
+        assert_eq!((s.utime, s.stime), (731, 52));
+        assert_eq!(s.num_threads, 3);
+        assert_eq!(s.starttime, 987654);
+        assert_eq!(s.flags & PF_KTHREAD, 0);
+    }
+
+    #[test]
+    fn truncated_and_garbage_stat_are_errors() {
+        assert!(stat("").is_err());
+        assert!(stat("12 (x").is_err());
+        let cut = &SELF_STAT[..60];
+        let e = stat(cut).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        assert!(stat("12 (x) R 1 2 3 4 5 six 7 8 9 10 11 12 13 14 15 16 17 18 19 20").is_err());
+    }
+
+    #[test]
+    fn schedstat_and_children() {
+        assert_eq!(schedstat_run_ns("123456789 2000 17\n").unwrap(), 123456789);
+        assert!(schedstat_run_ns("").is_err());
+        assert!(schedstat_run_ns("x 1 2").is_err());
+        assert_eq!(id_list("12 13 \n").unwrap(), vec![12, 13]);
+        assert_eq!(id_list("").unwrap(), Vec::<i32>::new());
+        assert!(id_list("12 x").is_err());
+    }
+}

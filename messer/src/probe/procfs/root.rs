@@ -1,0 +1,120 @@
+//! Reading files below a proc root (`/proc`, or a fake tree in tests).
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::parse::{self, ParseError, Stat};
+
+/// Why a /proc read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The process or thread no longer exists (it exited while we looked).
+    #[error("{0} is gone")]
+    Gone(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: ParseError },
+}
+
+impl ReadError {
+    /// True when the entity simply went away.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ReadError::Gone(_))
+    }
+}
+
+/// A proc file system mounted at some directory.
+#[derive(Debug, Clone)]
+pub struct ProcRoot {
+    root: PathBuf,
+    buf_capacity: usize,
+}
+
+impl Default for ProcRoot {
+    fn default() -> Self {
+        Self::new("/proc")
+    }
+}
+
+impl ProcRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), buf_capacity: 1024 }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads a whole file below the root as text.
+    pub fn read(&self, rel: impl AsRef<Path>) -> Result<String, ReadError> {
+        let path = self.root.join(rel);
+        let mut text = String::with_capacity(self.buf_capacity);
+        let res = std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
+        match res {
+            Ok(_) => Ok(text),
+            // ENOENT: gone before open; ESRCH: gone between open and read.
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+                Err(ReadError::Gone(path))
+            }
+            Err(source) => Err(ReadError::Io { path, source }),
+        }
+    }
+
+    fn parsed<T>(&self, rel: String, f: impl Fn(&str) -> Result<T, ParseError>) -> Result<T, ReadError> {
+        let text = self.read(&rel)?;
+        f(&text).map_err(|source| ReadError::Parse { path: self.root.join(rel), source })
+    }
+
+    /// `/proc/<pid>/stat`.
+    pub fn stat(&self, pid: i32) -> Result<Stat, ReadError> {
+        self.parsed(format!("{pid}/stat"), parse::stat)
+    }
+
+    /// Thread ids of process `pid` (`/proc/<pid>/task`).
+    pub fn tasks(&self, pid: i32) -> Result<Vec<i32>, ReadError> {
+        let path = self.root.join(format!("{pid}/task"));
+        let dir = std::fs::read_dir(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ReadError::Gone(path.clone()),
+            _ => ReadError::Io { path: path.clone(), source: e },
+        })?;
+        let mut tids = Vec::new();
+        for entry in dir.flatten() {
+            if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+                tids.push(tid);
+            }
+        }
+        Ok(tids)
+    }
+
+    /// On-CPU nanoseconds of thread `tid` of process `pid`.
+    pub fn task_run_ns(&self, pid: i32, tid: i32) -> Result<u64, ReadError> {
+        self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat_run_ns)
+    }
+
+    /// Child processes forked by thread `tid` of process `pid`.
+    pub fn task_children(&self, pid: i32, tid: i32) -> Result<Vec<i32>, ReadError> {
+        self.parsed(format!("{pid}/task/{tid}/children"), parse::id_list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_gone_and_bad_files_name_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = ProcRoot::new(dir.path());
+        assert!(root.stat(1).unwrap_err().is_gone());
+        assert!(root.tasks(1).unwrap_err().is_gone());
+        std::fs::create_dir_all(dir.path().join("5/task/5")).unwrap();
+        std::fs::write(dir.path().join("5/stat"), "5 (x) R").unwrap();
+        let e = root.stat(5).unwrap_err();
+        assert!(!e.is_gone());
+        assert!(e.to_string().contains("5/stat"), "{e}");
+        std::fs::write(dir.path().join("5/task/5/schedstat"), "77 0 0\n").unwrap();
+        assert_eq!(root.task_run_ns(5, 5).unwrap(), 77);
+        assert_eq!(root.tasks(5).unwrap(), vec![5]);
+    }
+}

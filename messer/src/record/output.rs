@@ -1,0 +1,39 @@
+//! The output file: its default name, refusing to overwrite, and ownership
+//! under sudo.
+
+use std::path::{Path, PathBuf};
+
+/// `messer_<pid>_<YYYYmmddTHHMMSS>.h5` in the current directory.
+pub fn default_path(pid: i32) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+    PathBuf::from(format!("messer_{pid}_{stamp}.h5"))
+}
+
+/// Checks that `path` can be created: its directory exists and it does not
+/// exist yet (unless `force`, which removes it). Returns a one-line reason.
+pub fn prepare(path: &Path, force: bool) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("output directory {} does not exist; create it or choose another --output", dir.display()));
+    }
+    if path.exists() {
+        if !force {
+            return Err(format!("output file {} exists; choose another --output or pass --force", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Under sudo, gives the file to the invoking user.
+pub fn chown_to_invoker(path: &Path) {
+    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    if let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID"))
+        && let Err(e) = std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    {
+        log::warn!("could not give {} to uid {uid}: {e}", path.display());
+    }
+}

@@ -1,0 +1,91 @@
+//! Clocks: CLOCK_MONOTONIC for windows and deadlines (the clock BPF's
+//! `bpf_ktime_get_ns` uses), the wall clock for the file's time columns.
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    read(libc::CLOCK_MONOTONIC)
+}
+
+/// CLOCK_REALTIME in nanoseconds since the Unix epoch.
+pub fn realtime_ns() -> u64 {
+    read(libc::CLOCK_REALTIME)
+}
+
+fn read(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime with a valid clock id and out pointer; it cannot
+    // fail for these clocks.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The wall-clock time of a past monotonic instant `mono_ns`, in ns since
+/// the epoch (both clocks are read together now, then stepped back).
+pub fn wall_of(mono_ns: u64) -> u64 {
+    let (m, r) = (monotonic_ns(), realtime_ns());
+    r.saturating_sub(m.saturating_sub(mono_ns))
+}
+
+/// Local time of `unix_ns` as `YYYY-MM-DDTHH:MM:SS.ffffff` (26 characters),
+/// the original Messer's `isotime_local`.
+pub fn isotime_local(unix_ns: u64) -> String {
+    use chrono::TimeZone as _;
+    let secs = (unix_ns / 1_000_000_000) as i64;
+    let nanos = (unix_ns % 1_000_000_000) as u32;
+    match chrono::Local.timestamp_opt(secs, nanos) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+        }
+        chrono::LocalResult::None => String::new(),
+    }
+}
+
+/// Absolute deadlines `start + k * interval`: lateness never accumulates.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    start_ns: u64,
+    interval_ns: u64,
+    k: u64,
+}
+
+impl Deadlines {
+    pub fn new(start_ns: u64, interval_ns: u64) -> Self {
+        Self { start_ns, interval_ns: interval_ns.max(1), k: 0 }
+    }
+
+    /// The next deadline after `now_ns`. Deadlines already missed are skipped
+    /// (returned in the second value), so a stall never causes a burst.
+    pub fn next(&mut self, now_ns: u64) -> (u64, u64) {
+        self.k += 1;
+        let mut skipped = 0;
+        let due = self.start_ns + self.k * self.interval_ns;
+        if due <= now_ns {
+            let k_now = (now_ns - self.start_ns) / self.interval_ns + 1;
+            skipped = k_now - self.k;
+            self.k = k_now;
+        }
+        (self.start_ns + self.k * self.interval_ns, skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_do_not_drift_and_skip_missed_ones() {
+        let mut d = Deadlines::new(1000, 100);
+        assert_eq!(d.next(1000), (1100, 0));
+        assert_eq!(d.next(1150), (1200, 0));
+        // Stalled until 1490: 1300 and 1400 are missed.
+        assert_eq!(d.next(1490), (1500, 2));
+        assert_eq!(d.next(1500), (1600, 0));
+    }
+
+    #[test]
+    fn isotime_has_26_characters() {
+        let s = isotime_local(1_700_000_000_123_456_789);
+        assert_eq!(s.len(), 26, "{s}");
+        assert!(s.ends_with(".123456"), "{s}");
+    }
+}

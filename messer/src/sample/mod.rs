@@ -1,0 +1,128 @@
+//! A sample: one row of `/messer_timeseries`, made from a probe's reading and
+//! the real time elapsed since the previous one.
+
+pub mod clock;
+pub mod sampler;
+
+use crate::probe::{CpuWindow, Reading};
+use crate::sink::table::{Column, Kind, Row, Schema, Value};
+
+/// Version of the file layout; bumped when columns change meaning.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One row of the time series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Seconds since the epoch at the end of the window.
+    pub unixtime: f64,
+    /// Local time at the end of the window, 26 characters.
+    pub isotime_local: String,
+    /// CLOCK_MONOTONIC seconds at the end of the window.
+    pub monotime: f64,
+    /// Real length of the window, seconds.
+    pub window_seconds: f64,
+    pub pid: i64,
+    pub num_processes: i64,
+    pub cpu_total_percent: f64,
+    pub cpu_user_percent: f64,
+    pub cpu_system_percent: f64,
+}
+
+/// CPU percentages (of one core) over a window of `window_ns`.
+///
+/// The total is exact; user and system split it in the ratio of the kernel's
+/// tick-based utime/stime over the same window. With no tick seen in the
+/// window the split is unknown: NaN (unless there was no CPU time at all).
+pub fn cpu_percent(cpu: &CpuWindow, window_ns: u64) -> (f64, f64, f64) {
+    if window_ns == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let total = cpu.on_cpu_ns as f64 / window_ns as f64 * 100.0;
+    let ticks = cpu.user_ticks + cpu.system_ticks;
+    if ticks == 0 {
+        return if cpu.on_cpu_ns == 0 { (0.0, 0.0, 0.0) } else { (total, f64::NAN, f64::NAN) };
+    }
+    let share = |t: u64| total * t as f64 / ticks as f64;
+    (total, share(cpu.user_ticks), share(cpu.system_ticks))
+}
+
+impl Sample {
+    /// The sample for the window that ends at `now` and began at `prev_mono_ns`.
+    pub fn from_reading(now: &Reading, prev_mono_ns: u64, pid: i32) -> Self {
+        let window_ns = now.mono_ns.saturating_sub(prev_mono_ns);
+        let (total, user, system) = cpu_percent(&now.cpu, window_ns);
+        let unix_ns = clock::wall_of(now.mono_ns);
+        Sample {
+            unixtime: unix_ns as f64 / 1e9,
+            isotime_local: clock::isotime_local(unix_ns),
+            monotime: now.mono_ns as f64 / 1e9,
+            window_seconds: window_ns as f64 / 1e9,
+            pid: i64::from(pid),
+            num_processes: i64::from(now.num_processes),
+            cpu_total_percent: total,
+            cpu_user_percent: user,
+            cpu_system_percent: system,
+        }
+    }
+
+    /// The columns of `/messer_timeseries`.
+    pub fn schema() -> Schema {
+        Schema::new(vec![
+            Column::new("unixtime", Kind::F64),
+            Column::new("isotime_local", Kind::Ascii(26)),
+            Column::new("monotime", Kind::F64),
+            Column::new("window_seconds", Kind::F64),
+            Column::new("proc_pid", Kind::I64),
+            Column::new("proc_num_processes", Kind::I64),
+            Column::new("proc_cpu_util_percent_total", Kind::F64),
+            Column::new("proc_cpu_util_percent_user", Kind::F64),
+            Column::new("proc_cpu_util_percent_system", Kind::F64),
+        ])
+    }
+
+    /// The row for `schema()`.
+    pub fn row(&self) -> Row {
+        vec![
+            Value::F64(self.unixtime),
+            Value::Ascii(self.isotime_local.clone()),
+            Value::F64(self.monotime),
+            Value::F64(self.window_seconds),
+            Value::I64(self.pid),
+            Value::I64(self.num_processes),
+            Value::F64(self.cpu_total_percent),
+            Value::F64(self.cpu_user_percent),
+            Value::F64(self.cpu_system_percent),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_of_one_core_is_never_clamped() {
+        let cpu = CpuWindow { on_cpu_ns: 1_500_000_000, user_ticks: 3, system_ticks: 1 };
+        let (t, u, s) = cpu_percent(&cpu, 1_000_000_000);
+        assert_eq!(t, 150.0);
+        assert_eq!(u, 112.5);
+        assert_eq!(s, 37.5);
+    }
+
+    #[test]
+    fn split_without_ticks_is_missing_not_zero() {
+        let cpu = CpuWindow { on_cpu_ns: 4_000_000, user_ticks: 0, system_ticks: 0 };
+        let (t, u, s) = cpu_percent(&cpu, 10_000_000);
+        assert_eq!(t, 40.0);
+        assert!(u.is_nan() && s.is_nan());
+        assert_eq!(cpu_percent(&CpuWindow::default(), 10), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn row_matches_schema() {
+        let r = Reading { mono_ns: 2_000_000_000, cpu: CpuWindow::default(), num_processes: 1 };
+        let s = Sample::from_reading(&r, 1_500_000_000, 42);
+        assert_eq!(s.window_seconds, 0.5);
+        assert_eq!(s.row().len(), Sample::schema().columns.len());
+    }
+}

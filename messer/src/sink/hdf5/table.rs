@@ -1,0 +1,133 @@
+//! An appendable table: a 1-D, chunked, compressed dataset of a compound type,
+//! with the attributes that make PyTables (and so pandas) see it as a Table.
+
+use hdf5::types::{CompoundField, CompoundType, FloatSize, IntSize, TypeDescriptor};
+use hdf5::{Dataset, Datatype, File};
+use hdf5_sys::{h5d, h5p, h5s};
+
+use super::Hdf5Error;
+use super::attrs::{self, AttrValue};
+use crate::sink::table::{Kind, Row, Schema, pack};
+
+/// Rows per chunk: ~a minute at the default interval, small enough that a
+/// crash loses little, large enough to compress well.
+const CHUNK_ROWS: usize = 128;
+
+/// A table being appended to.
+pub struct Table {
+    dataset: Dataset,
+    dtype: Datatype,
+    schema: Schema,
+    rows: usize,
+    buf: Vec<u8>,
+}
+
+fn descriptor(schema: &Schema) -> TypeDescriptor {
+    let mut offset = 0;
+    let fields = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, col)| {
+            let ty = match col.kind {
+                Kind::F64 => TypeDescriptor::Float(FloatSize::U8),
+                Kind::I64 => TypeDescriptor::Integer(IntSize::U8),
+                Kind::Ascii(n) => TypeDescriptor::FixedAscii(n),
+            };
+            let field = CompoundField::new(&col.name, ty, offset, index);
+            offset += col.kind.size();
+            field
+        })
+        .collect();
+    TypeDescriptor::Compound(CompoundType { fields, size: offset })
+}
+
+impl Table {
+    /// Creates table `name` at the file's root with the given schema.
+    pub fn create(file: &File, name: &str, title: &str, schema: Schema) -> Result<Self, Hdf5Error> {
+        let desc = descriptor(&schema);
+        let dtype = Datatype::from_descriptor(&desc).map_err(Hdf5Error::lib)?;
+        let mut builder = file.new_dataset_builder().empty_as(&desc).shape(0..).chunk(CHUNK_ROWS);
+        if hdf5::filters::deflate_available() {
+            builder = builder.deflate(4);
+        }
+        let dataset = builder.create(name).map_err(Hdf5Error::lib)?;
+        // PyTables' Table attributes: https://www.pytables.org/usersguide/file_format.html
+        attrs::set(&dataset, "CLASS", &AttrValue::Str("TABLE".into()))?;
+        attrs::set(&dataset, "VERSION", &AttrValue::Str("2.7".into()))?;
+        attrs::set(&dataset, "TITLE", &AttrValue::Str(title.into()))?;
+        for (i, col) in schema.columns.iter().enumerate() {
+            attrs::set(&dataset, &format!("FIELD_{i}_NAME"), &AttrValue::Str(col.name.clone()))?;
+        }
+        attrs::set(&dataset, "NROWS", &AttrValue::I64(0))?;
+        Ok(Self { dataset, dtype, schema, rows: 0, buf: Vec::new() })
+    }
+
+    /// The table's columns.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Rows written so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no row has been written.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Sets an attribute on the table dataset (metadata).
+    pub fn set_attr(&self, name: &str, value: &AttrValue) -> Result<(), Hdf5Error> {
+        attrs::set(&self.dataset, name, value)
+    }
+
+    /// Appends `rows` at the end of the table in one write.
+    pub fn append(&mut self, rows: &[Row]) -> Result<(), Hdf5Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        for row in rows {
+            pack(&self.schema, row, &mut self.buf);
+        }
+        let start = self.rows;
+        let count = rows.len();
+        self.dataset.resize(start + count).map_err(Hdf5Error::lib)?;
+        write_rows(&self.dataset, &self.dtype, start, count, &self.buf)?;
+        self.rows += count;
+        attrs::set(&self.dataset, "NROWS", &AttrValue::I64(self.rows as i64))
+    }
+}
+
+/// Writes `count` packed records from `buf` at row `start` of `dataset`.
+fn write_rows(dataset: &Dataset, dtype: &Datatype, start: usize, count: usize, buf: &[u8]) -> Result<(), Hdf5Error> {
+    let start = [start as u64];
+    let count_dims = [count as u64];
+    // SAFETY: HDF5 C calls on ids created and closed here; `buf` holds exactly
+    // `count` packed records of `dtype` (built by `pack` from the same schema).
+    hdf5::sync::sync(|| unsafe {
+        let fspace = h5d::H5Dget_space(dataset.id());
+        if fspace < 0 {
+            return Err(Hdf5Error::Call("H5Dget_space"));
+        }
+        let sel = h5s::H5Sselect_hyperslab(
+            fspace,
+            h5s::H5S_seloper_t::H5S_SELECT_SET,
+            start.as_ptr(),
+            std::ptr::null(),
+            count_dims.as_ptr(),
+            std::ptr::null(),
+        );
+        let mspace = h5s::H5Screate_simple(1, count_dims.as_ptr(), std::ptr::null());
+        let ok = sel >= 0
+            && mspace >= 0
+            && h5d::H5Dwrite(dataset.id(), dtype.id(), mspace, fspace, h5p::H5P_DEFAULT, buf.as_ptr().cast()) >= 0;
+        if mspace >= 0 {
+            h5s::H5Sclose(mspace);
+        }
+        h5s::H5Sclose(fspace);
+        if ok { Ok(()) } else { Err(Hdf5Error::Call("H5Dwrite")) }
+    })
+}

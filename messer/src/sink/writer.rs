@@ -1,0 +1,81 @@
+//! The writer thread: takes rows from a bounded queue and appends them to the
+//! HDF5 table, so that a slow disk never delays sampling. A row that finds the
+//! queue full is dropped and counted (attribute `messer_rows_lost`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use super::hdf5::{self as h5, AttrValue, Hdf5Error, Table};
+use super::table::Row;
+
+/// Rows the queue holds: at 10 ms intervals, 40 s of a stalled disk.
+pub const QUEUE_ROWS: usize = 4096;
+
+/// Handle to the writer thread.
+pub struct Writer {
+    tx: Option<SyncSender<Row>>,
+    lost: Arc<AtomicU64>,
+    handle: Option<JoinHandle<Result<usize, Hdf5Error>>>,
+}
+
+impl Writer {
+    /// Starts a thread that owns `file` and appends to `table`.
+    pub fn spawn(file: hdf5::File, table: Table, capacity: usize) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let lost = Arc::new(AtomicU64::new(0));
+        let lost2 = lost.clone();
+        let handle = std::thread::Builder::new()
+            .name("messer-writer".into())
+            .spawn(move || write_loop(file, table, rx, lost2))?;
+        Ok(Self { tx: Some(tx), lost, handle: Some(handle) })
+    }
+
+    /// Queues a row. Fails only when the writer thread has stopped (its error
+    /// comes from `finish`).
+    pub fn send(&self, row: Row) -> Result<(), String> {
+        let Some(tx) = &self.tx else { return Err("writer closed".into()) };
+        match tx.try_send(row) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                    log::warn!("the writer is behind and its queue is full: rows are being dropped (counted)");
+                }
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => Err("the writer thread stopped".into()),
+        }
+    }
+
+    /// Closes the queue, waits until everything queued is written and the file
+    /// closed; returns the number of rows written.
+    pub fn finish(mut self) -> Result<usize, Hdf5Error> {
+        self.tx = None;
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(res)) => res,
+            Some(Err(_)) => Err(Hdf5Error::Lib("the writer thread panicked".into())),
+            None => Ok(0),
+        }
+    }
+}
+
+fn write_loop(file: hdf5::File, mut table: Table, rx: Receiver<Row>, lost: Arc<AtomicU64>) -> Result<usize, Hdf5Error> {
+    let mut batch = Vec::new();
+    let mut lost_written = 0;
+    while let Ok(row) = rx.recv() {
+        batch.push(row);
+        batch.extend(rx.try_iter());
+        table.append(&batch)?;
+        batch.clear();
+        let lost_now = lost.load(Ordering::Relaxed);
+        if lost_now != lost_written {
+            table.set_attr("messer_rows_lost", &AttrValue::I64(lost_now as i64))?;
+            lost_written = lost_now;
+        }
+        h5::flush(&file)?;
+    }
+    table.set_attr("messer_rows_lost", &AttrValue::I64(lost.load(Ordering::Relaxed) as i64))?;
+    h5::flush(&file)?;
+    Ok(table.len())
+}

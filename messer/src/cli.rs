@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 #[command(name = "messer", version, about, long_about = None)]
 pub struct Cli {
     /// Process id of the process to record (with its child processes).
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
     pub pid: i32,
 
     /// How to measure: ebpf (exact, needs root), procfs (/proc only), or auto
@@ -18,7 +18,7 @@ pub struct Cli {
     pub mode: Mode,
 
     /// Seconds between samples (at least 0.001).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, allow_negative_numbers = true)]
     pub interval: f64,
 
     /// The HDF5 file to write [default: messer_<pid>_<local time>.h5 in the current directory].

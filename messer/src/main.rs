@@ -1,11 +1,26 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
+
 use messer::cli::Cli;
 use messer::record::{self, RecordError};
 
 fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            e.print()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            // One line: clap's first line (what is wrong) and where to look.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            eprintln!("messer: error: {first}; see `messer --help`");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let level = match cli.verbose {
         0 => "info",
         1 => "debug",

@@ -23,6 +23,9 @@ pub fn root() -> Result<PathBuf, EbpfError> {
     let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         let e = std::io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            return Err(EbpfError::NoPermission(format!("tracefs at {target} is not accessible: {e}")));
+        }
         return Err(EbpfError::Tracefs(format!(
             "tracefs is not mounted and mounting it at {target} failed ({e}); mount it with \
              `mount -t tracefs nodev {target}`"

@@ -1,1 +1,115 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | build | run | test`.
+//!
+//! `setup` installs, idempotently, everything beyond rustup's stable
+//! toolchain that building and testing messer needs; the other tasks run it
+//! first, so a fresh Debian machine needs nothing but these commands.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the system packages, bpf-linker, the BPF toolchain link and the Python venv.
+    Setup,
+    /// Set up, then build messer (with its BPF programs) in release mode.
+    Build,
+    /// Set up, build, and run messer as root with the given arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test (unit and root integration tests).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    let root = setup::workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match args.task {
+        Task::Setup => setup::ensure(),
+        Task::Build => {
+            setup::ensure()?;
+            build()
+        }
+        Task::Run { args } => {
+            setup::ensure()?;
+            build()?;
+            let bin = root.join("target/release/messer");
+            let mut cmd = if setup::is_root() {
+                Command::new(&bin)
+            } else {
+                let mut c = Command::new("sudo");
+                c.arg(&bin);
+                c
+            };
+            let status = cmd.args(&args).status().context("starting messer")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test { args } => {
+            setup::ensure()?;
+            build()?;
+            test(&args)
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn check(mut cmd: Command, what: &str) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().with_context(|| format!("starting {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn build() -> Result<()> {
+    let mut c = cargo();
+    c.args(["build", "--release", "--workspace"]);
+    setup::bpf_env(&mut c);
+    check(c, "cargo build --release")
+}
+
+/// Unit tests, then integration tests one at a time: they measure CPU time
+/// and must not compete for the two cores with each other.
+fn test(extra: &[String]) -> Result<()> {
+    let mut c = cargo();
+    c.args(["test", "--release", "--workspace"]);
+    setup::bpf_env(&mut c);
+    if !setup::is_root() {
+        // The integration tests load BPF programs.
+        c.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
+    }
+    c.args(extra);
+    c.args(["--", "--test-threads=1"]);
+    check(c, "cargo test --release --workspace -- --test-threads=1")
+}

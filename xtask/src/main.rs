@@ -94,16 +94,18 @@ fn check(mut cmd: Command, what: &str) -> Result<()> {
 
 fn build() -> Result<()> {
     let mut c = cargo();
-    c.args(["build", "--release", "--workspace"]);
+    c.args(["build", "--release"]);
     setup::bpf_env(&mut c);
     check(c, "cargo build --release")
 }
 
 /// Unit tests, then integration tests one at a time: they measure CPU time
-/// and must not compete for the two cores with each other.
+/// and must not compete for the two cores with each other. Ends with one
+/// summary line, `test: N passed, N failed`.
 fn test(extra: &[String]) -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
     let mut c = cargo();
-    c.args(["test", "--release", "--workspace"]);
+    c.args(["test", "--release", "--lib", "--bins", "--tests"]);
     setup::bpf_env(&mut c);
     if !setup::is_root() {
         // The integration tests load BPF programs.
@@ -111,5 +113,29 @@ fn test(extra: &[String]) -> Result<()> {
     }
     c.args(extra);
     c.args(["--", "--test-threads=1"]);
-    check(c, "cargo test --release --workspace -- --test-threads=1")
+    eprintln!("xtask: cargo test --release -- --test-threads=1");
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn().context("starting cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| {
+                    rest.split(';')
+                        .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("test: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }

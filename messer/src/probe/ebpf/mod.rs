@@ -37,12 +37,13 @@ pub enum EbpfError {
 }
 
 impl EbpfError {
-    /// Sorts a load error: lacking privilege is the user's to fix.
+    /// Sorts a load error: lacking privilege (EPERM) is the user's to fix;
+    /// EACCES from a program load is the verifier rejecting it, a bug.
     fn load(e: impl std::error::Error + 'static) -> Self {
         let mut src: Option<&dyn std::error::Error> = Some(&e);
         while let Some(s) = src {
             if let Some(io) = s.downcast_ref::<std::io::Error>()
-                && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+                && io.raw_os_error() == Some(libc::EPERM)
             {
                 return EbpfError::NoPermission(io.to_string());
             }

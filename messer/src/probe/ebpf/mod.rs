@@ -14,7 +14,7 @@ use messer_common::{CONFIG_SYMBOL, Config, ProcCounters, TRACKED_EXITED, Tracked
 
 use crate::probe::procfs::ProcRoot;
 use crate::probe::procfs::ticks::SplitTicks;
-use crate::probe::{CpuWindow, Probe, ProbeError, Reading, Span};
+use crate::probe::{CpuWindow, Probe, ProbeError, Reading};
 
 /// The BPF object built from `messer-ebpf` by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/messer"));
@@ -111,6 +111,11 @@ fn raise_memlock() {
         log::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
 }
+
+/// A flush pass over all CPUs that took longer than this is repeated.
+const QUICK_FLUSH_NS: u64 = 200_000;
+/// At most this many flush passes per read.
+const FLUSH_TRIES: usize = 5;
 
 /// BPF_NOEXIST: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -225,11 +230,21 @@ impl EbpfProbe {
 
 impl Probe for EbpfProbe {
     fn read(&mut self) -> Result<Reading, ProbeError> {
-        let span = Span::start();
-        for &cpu in &self.cpus {
-            flush::run_on_cpu(self.flush_fd, cpu).map_err(|source| EbpfError::Flush { cpu, source })?;
+        // If this thread is preempted between CPUs, the CPUs' boundaries
+        // drift apart; flushing again brings all of them to a new instant
+        // (re-crediting is harmless), so repeat until a pass is quick.
+        let mut mono_ns = 0;
+        for _ in 0..FLUSH_TRIES {
+            let start = crate::sample::clock::monotonic_ns();
+            for &cpu in &self.cpus {
+                flush::run_on_cpu(self.flush_fd, cpu).map_err(|source| EbpfError::Flush { cpu, source })?;
+            }
+            let end = crate::sample::clock::monotonic_ns();
+            mono_ns = start + (end - start) / 2;
+            if end - start <= QUICK_FLUSH_NS {
+                break;
+            }
         }
-        let mono_ns = span.end();
         let tracked = self.tracked()?;
         let values = self.on_cpu_ns(&tracked)?;
         let mut on_cpu_ns = 0;

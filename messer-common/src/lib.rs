@@ -5,16 +5,57 @@
 //! the types implement `aya::Pod` so that aya can copy them in and out of maps.
 #![no_std]
 
-/// Counters kept per tracked process (tgid), one copy per CPU.
+/// Counters of one tracked process (tgid) on one CPU in one epoch half.
 ///
 /// Per-CPU copies mean the hot path never contends across CPUs; the loader
-/// sums the copies when it reads.
+/// sums the copies when it reads. All values are cumulative.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcCounters {
-    /// Nanoseconds the process's threads spent on a CPU, credited when a thread
-    /// is switched out and when the loader flushes the running thread.
+pub struct Counters {
+    /// Nanoseconds the process's threads spent on a CPU. A running thread is
+    /// credited by the loader's flush (CLOCK_MONOTONIC since its switch-in);
+    /// at switch-out the thread's whole stint is settled to the kernel's own
+    /// `se.sum_exec_runtime` gain, so the correction may be negative: this
+    /// counter uses wrapping (two's complement) arithmetic.
     pub on_cpu_ns: u64,
+    /// Nanoseconds the threads waited runnable on a run queue (from wake-up
+    /// or preemption to switch-in; credited at switch-in).
+    pub runq_wait_ns: u64,
+    /// Number of run-queue waits that ended (switch-ins after a wait).
+    pub runq_waits: u64,
+    /// Switches out of a thread that blocked (it was not runnable).
+    pub switches_voluntary: u64,
+    /// Switches out of a thread that was still runnable (preempted).
+    pub switches_involuntary: u64,
+    /// [`io`] family counters: calls and bytes, indexed by `io::*`.
+    pub io_calls: [u64; io::COUNT],
+    pub io_bytes: [u64; io::COUNT],
+}
+
+/// Syscall families counted at syscall exit.
+pub mod io {
+    /// read, pread64, readv, preadv, preadv2.
+    pub const READ: usize = 0;
+    /// write, pwrite64, writev, pwritev, pwritev2.
+    pub const WRITE: usize = 1;
+    /// recvfrom, recvmsg (network receive).
+    pub const RECV: usize = 2;
+    /// sendto, sendmsg (network send).
+    pub const SEND: usize = 3;
+    pub const COUNT: usize = 4;
+    /// Family names as used in column names.
+    pub const NAMES: [&str; COUNT] = ["read", "write", "recv", "send"];
+}
+
+/// The value of the `COUNTERS` map: two halves selected by the parity of the
+/// CPU's current flush epoch. Once every CPU has been flushed into epoch
+/// E+1, the half of epoch E receives no more time, so the loader reads it
+/// at leisure and the sample is exact at the flush instants no matter how
+/// long the read takes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EpochCounters {
+    pub half: [Counters; 2],
 }
 
 /// What the scheduler tracepoint remembers about the thread running on a CPU.
@@ -23,11 +64,38 @@ pub struct ProcCounters {
 pub struct RunSlot {
     /// Thread id that was switched in (or flushed) last on this CPU.
     pub tid: u32,
-    /// 1 once `start_ns` is meaningful for `tid`.
-    pub valid: u32,
+    /// `SLOT_*` flags.
+    pub flags: u32,
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) since which `tid` has run uncredited.
     pub start_ns: u64,
+    /// The flush epoch this CPU is in; counters go to `half[epoch & 1]`.
+    pub epoch: u64,
+    /// `bpf_ktime_get_ns()` of the last flush on this CPU: the boundary of
+    /// the loader's window on this CPU.
+    pub flushed_ns: u64,
+    /// Nanoseconds flushes credited to `tid` during its current stint.
+    pub credited_ns: u64,
 }
+
+/// `RunSlot::flags`: the slot describes the running thread.
+pub const SLOT_VALID: u32 = 1;
+
+/// A thread of a tracked process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadState {
+    /// Its process.
+    pub tgid: u32,
+    /// `THREAD_*` flags.
+    pub flags: u32,
+    /// When it became runnable (woken or preempted); 0 while not waiting.
+    pub runnable_since_ns: u64,
+    /// Its `se.sum_exec_runtime` when it was last switched out.
+    pub sum_exec_ns: u64,
+}
+
+/// `ThreadState::flags`: `sum_exec_ns` is known.
+pub const THREAD_SUM_VALID: u32 = 1;
 
 /// A process in the tracked set.
 #[repr(C)]
@@ -49,28 +117,46 @@ pub mod stat {
     pub const TRACKED_INSERT_FAILED: u32 = 0;
     /// A counters entry could not be created (map full).
     pub const COUNTERS_INSERT_FAILED: u32 = 1;
+    /// A thread could not be added to the thread map (map full): its
+    /// run-queue wait is not counted.
+    pub const THREAD_INSERT_FAILED: u32 = 2;
+    /// A tracked thread was switched out on a CPU whose slot did not show it
+    /// switched in, and its previous `sum_exec_runtime` was unknown: its
+    /// stint is not counted.
+    pub const STINT_UNKNOWN: u32 = 3;
+    /// A flush found a CPU whose slot did not match the running thread (a
+    /// missed sched_switch): that thread's time until then is not counted.
+    pub const FLUSH_RESYNC: u32 = 4;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 2;
+    pub const COUNT: u32 = 5;
+    /// Names as used in column names.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "tracked_insert_failed",
+        "counters_insert_failed",
+        "thread_insert_failed",
+        "stint_unknown",
+        "flush_resync",
+    ];
 }
 
 /// Load-time settings, written into the BPF object's read-only data.
 ///
-/// Tracepoint field offsets differ between kernels; the loader reads them from
-/// tracefs `format` files, so nothing here is hard-coded.
+/// Layouts differ between kernels; the loader reads `task_struct` offsets
+/// from the kernel's BTF and tracepoint field offsets from tracefs `format`
+/// files, so nothing here is hard-coded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// `sched_switch`: offset of `next_pid`.
-    pub switch_next_pid: u32,
-    /// `task_newtask`: offset of `pid`.
-    pub newtask_pid: u32,
-    /// `task_newtask`: offset of `clone_flags`.
-    pub newtask_clone_flags: u32,
-    /// `sched_process_exit`: offset of `pid`.
-    pub exit_pid: u32,
-    /// `sched_process_exit`: offset of `group_dead`, or `u32::MAX` when the
-    /// kernel's tracepoint has no such field (then a leader's exit counts).
-    pub exit_group_dead: u32,
+    /// Byte offset of `task_struct.pid` (the thread id).
+    pub task_pid: u32,
+    /// Byte offset of `task_struct.se.sum_exec_runtime`.
+    pub task_sum_exec_runtime: u32,
+    /// `sys_exit_*` tracepoints: offset of `ret` (a long; the same in every
+    /// syscall's format).
+    pub sys_exit_ret: u32,
+    /// 1 when the `sched_process_exit` raw tracepoint passes `group_dead`
+    /// as its second argument; else a leader's exit counts as the group's.
+    pub exit_has_group_dead: u32,
     /// 1: new child processes of tracked processes are tracked too.
     pub follow_children: u32,
 }
@@ -85,7 +171,9 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 mod pod {
     // SAFETY: all of these are #[repr(C)] structs of integers without padding
     // holes that could leak uninitialised bytes.
-    unsafe impl aya::Pod for super::ProcCounters {}
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::EpochCounters {}
+    unsafe impl aya::Pod for super::ThreadState {}
     unsafe impl aya::Pod for super::RunSlot {}
     unsafe impl aya::Pod for super::Tracked {}
     unsafe impl aya::Pod for super::Config {}

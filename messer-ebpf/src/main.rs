@@ -1,10 +1,13 @@
-//! messer's BPF programs: per-process CPU accounting for a tracked process tree.
+//! messer's BPF programs: per-process accounting for a tracked process tree.
 //!
-//! One module per probe: `sched` (context switches and the in-flight flush),
-//! `task` (process creation and exit). Maps and load-time settings live in `maps`.
+//! One module per probe: `sched` (on-CPU time, run-queue wait, context
+//! switches, the in-flight flush), `task` (process and thread creation and
+//! exit), `io` (read/write/send/receive syscalls). Maps and load-time
+//! settings live in `maps`.
 #![no_std]
 #![no_main]
 
+mod io;
 mod maps;
 mod sched;
 mod task;

@@ -1,22 +1,31 @@
-//! The maps shared with the loader, and the load-time configuration.
+//! The maps shared with the loader, the load-time configuration, and the
+//! small helpers every program uses to credit counters.
 //!
 //! Map sizes here are placeholders: the loader sets them at load time.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
 };
-use messer_common::{Config, ProcCounters, RunSlot, Tracked, stat};
+use messer_common::{Config, Counters, EpochCounters, RunSlot, ThreadState, Tracked, stat};
 
 /// The tracked set: tgid -> what we know about it.
 #[map]
 pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(1, 0);
 
-/// Per-CPU counters per tracked tgid.
+/// Threads of tracked processes: tid -> process and run-queue state.
 #[map]
-pub static COUNTERS: PerCpuHashMap<u32, ProcCounters> = PerCpuHashMap::with_max_entries(1, 0);
+pub static THREADS: HashMap<u32, ThreadState> = HashMap::with_max_entries(1, 0);
 
-/// Per CPU: the thread running there and since when it is uncredited.
+/// Per-CPU counters per tracked tgid. Not preallocated: its size is
+/// entries x CPUs x value, which would be large on big machines.
+#[map]
+pub static COUNTERS: PerCpuHashMap<u32, EpochCounters> =
+    PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// Per CPU: the thread running there, since when it is uncredited, and the
+/// CPU's flush epoch.
 #[map]
 pub static RUNNING: PerCpuArray<RunSlot> = PerCpuArray::with_max_entries(1, 0);
 
@@ -27,11 +36,10 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 /// Filled in by the loader (tracefs offsets, options) before loading.
 #[unsafe(no_mangle)]
 static MESSER_CONFIG: Config = Config {
-    switch_next_pid: 0,
-    newtask_pid: 0,
-    newtask_clone_flags: 0,
-    exit_pid: 0,
-    exit_group_dead: u32::MAX,
+    task_pid: 0,
+    task_sum_exec_runtime: 0,
+    sys_exit_ret: 0,
+    exit_has_group_dead: 0,
     follow_children: 0,
 };
 
@@ -47,7 +55,9 @@ pub fn config() -> Config {
 #[inline(always)]
 pub fn bump(which: u32) {
     if let Some(p) = STATS.get_ptr_mut(which) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        // SAFETY: per-CPU slot. All our programs run with preemption off
+        // (tracepoint programs, syscall ones included, and the flush IPI), so
+        // a plain add on per-CPU data cannot interleave with another.
         unsafe { *p += 1 }
     }
 }
@@ -58,18 +68,48 @@ pub fn is_tracked(tgid: u32) -> bool {
     TRACKED.get_ptr(tgid).is_some()
 }
 
-/// Adds `ns` of on-CPU time to `tgid`'s counters on this CPU.
+/// This CPU's run slot.
 #[inline(always)]
-pub fn credit_cpu(tgid: u32, ns: u64) {
-    match COUNTERS.get_ptr_mut(tgid) {
-        // SAFETY: this CPU's copy; sched_switch and the flush both run with
-        // interrupts off, so no other writer of this field can interleave.
-        Some(c) => unsafe { (*c).on_cpu_ns += ns },
-        None => {
-            let fresh = ProcCounters { on_cpu_ns: ns };
-            if COUNTERS.insert(tgid, fresh, 0).is_err() {
-                bump(stat::COUNTERS_INSERT_FAILED);
-            }
-        }
-    }
+pub fn slot() -> Option<*mut RunSlot> {
+    RUNNING.get_ptr_mut(0)
 }
+
+/// `tgid`'s counters on this CPU in the half of `epoch`, created if missing.
+#[inline(always)]
+pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
+    let c = match COUNTERS.get_ptr_mut(tgid) {
+        Some(c) => c,
+        None => {
+            if COUNTERS
+                .insert(tgid, EpochCounters::default(), BPF_NOEXIST)
+                .is_err()
+            {
+                // Lost a race with another CPU (fine) or the map is full.
+                if COUNTERS.get_ptr_mut(tgid).is_none() {
+                    bump(stat::COUNTERS_INSERT_FAILED);
+                    return None;
+                }
+            }
+            COUNTERS.get_ptr_mut(tgid)?
+        }
+    };
+    // SAFETY: a map value pointer from a successful lookup.
+    let halves = unsafe { &mut (*c).half };
+    Some(if epoch & 1 == 0 {
+        &mut halves[0]
+    } else {
+        &mut halves[1]
+    })
+}
+
+/// Reads a `T` at byte `offset` of kernel object `base` (a task_struct
+/// field at an offset from this kernel's BTF).
+#[inline(always)]
+pub fn read_field<T>(base: u64, offset: u32) -> Option<T> {
+    let at = base.checked_add(u64::from(offset))?;
+    // SAFETY: the helper checks the address and fails on a bad one.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(at as *const T) }.ok()
+}
+
+/// BPF_NOEXIST: insert only if the key is absent.
+pub const BPF_NOEXIST: u64 = 1;

@@ -18,7 +18,12 @@ pub struct Cli {
     pub mode: Mode,
 
     /// Seconds between samples (at least 0.001).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0.5,
+        allow_negative_numbers = true
+    )]
     pub interval: f64,
 
     /// The HDF5 file to write [default: messer_<pid>_<local time>.h5 in the current directory].
@@ -41,6 +46,11 @@ pub struct Cli {
     /// counted as dropped.
     #[arg(long, value_name = "N", default_value_t = 16384)]
     pub max_processes: u32,
+
+    /// Capacity of the eBPF probe's thread map (run-queue wait); threads
+    /// beyond it are counted in ebpf_thread_insert_failed.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub max_threads: u32,
 
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]

@@ -16,7 +16,11 @@ fn run() -> anyhow::Result<ExitCode> {
         Err(e) => {
             // One line: clap's first line (what is wrong) and where to look.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
             eprintln!("messer: error: {first}; see `messer --help`");
             return Ok(ExitCode::from(2));
         }

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The messer binary under test: $MESSER_BIN, else target/release/messer.
@@ -17,13 +17,19 @@ pub fn messer_bin() -> PathBuf {
     let p = std::env::var_os("MESSER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/release/messer"));
-    assert!(p.exists(), "{} missing: build it with `cargo build --release` (or run `cargo xtask test`)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: build it with `cargo build --release` (or run `cargo xtask test`)",
+        p.display()
+    );
     p
 }
 
 /// The project's Python (with h5py, pandas, tables): $MESSER_PYTHON, else .venv.
 pub fn python() -> PathBuf {
-    std::env::var_os("MESSER_PYTHON").map(PathBuf::from).unwrap_or_else(|| workspace().join(".venv/bin/python"))
+    std::env::var_os("MESSER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"))
 }
 
 /// True when running as root; tests that load BPF need it. Under CI a
@@ -33,7 +39,10 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "{test} must run as root in CI");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} must run as root in CI"
+    );
     eprintln!("skipping {test}: needs root");
     false
 }
@@ -48,7 +57,10 @@ pub fn messer() -> Command {
 /// The workload binary, built beside the test executable (target/<profile>/).
 pub fn workload_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     dir.join("messer-workload")
 }
 
@@ -73,18 +85,31 @@ pub fn read_table(path: &Path, table: &str, columns: &[&str]) -> serde_json::Val
         .args(columns)
         .output()
         .expect("run python (run `cargo xtask setup` to create .venv)");
-    assert!(out.status.success(), "reading {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "reading {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("reader prints JSON")
 }
 
 /// A column as floats (None for missing values).
 pub fn column(v: &serde_json::Value, name: &str) -> Vec<Option<f64>> {
-    v[name].as_array().unwrap_or_else(|| panic!("no column {name}")).iter().map(|x| x.as_f64()).collect()
+    v[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .iter()
+        .map(|x| x.as_f64())
+        .collect()
 }
 
 /// CLOCK_MONOTONIC in ns (the clock messer's `monotime` uses).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid clock and pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -102,54 +127,47 @@ pub fn schedstat_ns(pid: u32) -> Option<u64> {
     Some(sum)
 }
 
-/// Samples `schedstat_ns(pid)` every `period_us` until stopped: the truth.
-pub struct Truth {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<(u64, u64)>>,
+/// One sample of the workload's exact truth (see `--truth`).
+#[derive(Debug, Clone, Copy)]
+pub struct TruthSample {
+    /// CLOCK_MONOTONIC ns.
+    pub t: u64,
+    /// Cumulative on-CPU ns of the whole process.
+    pub cpu_ns: u64,
+    /// Cumulative voluntary and involuntary context switches.
+    pub nvcsw: u64,
+    pub nivcsw: u64,
 }
 
-impl Truth {
-    pub fn start(pid: u32, period_us: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = std::thread::spawn(move || {
-            // Real-time priority (as root) so that busy workloads cannot
-            // preempt the sampler in the middle of a read.
-            let param = libc::sched_param { sched_priority: 10 };
-            // SAFETY: setting this thread's own policy.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-            let mut v = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                let t0 = monotonic_ns();
-                let Some(ns) = schedstat_ns(pid) else { break };
-                let t1 = monotonic_ns();
-                // A read that took long was interrupted: its instant is unknown.
-                if t1 - t0 < 200_000 {
-                    v.push((t0 + (t1 - t0) / 2, ns));
-                }
-                std::thread::sleep(std::time::Duration::from_micros(period_us));
+/// Reads the truth file written by `messer-workload ... --truth FILE`.
+pub fn read_truth(path: &Path) -> Vec<TruthSample> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("truth file {}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .map(|x| x.parse().expect("truth number"))
+                .collect();
+            TruthSample {
+                t: v[0],
+                cpu_ns: v[1],
+                nvcsw: v[2],
+                nivcsw: v[3],
             }
-            v
-        });
-        Self { stop, handle }
-    }
-
-    /// Stops sampling; returns (monotonic ns, cumulative on-CPU ns) pairs.
-    pub fn finish(self) -> Vec<(u64, u64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("truth sampler")
-    }
+        })
+        .collect()
 }
 
-/// Cumulative on-CPU ns at `t` by linear interpolation, if `t` is covered.
-pub fn truth_at(samples: &[(u64, u64)], t: u64) -> Option<f64> {
-    let i = samples.partition_point(|&(ts, _)| ts <= t);
+/// `field` of the truth at `t` by linear interpolation, if `t` is covered.
+pub fn truth_at(samples: &[TruthSample], t: u64, field: fn(&TruthSample) -> u64) -> Option<f64> {
+    let i = samples.partition_point(|s| s.t <= t);
     if i == 0 || i >= samples.len() {
         return None;
     }
-    let (t0, v0) = samples[i - 1];
-    let (t1, v1) = samples[i];
-    Some(v0 as f64 + (v1 as f64 - v0 as f64) * (t - t0) as f64 / (t1 - t0) as f64)
+    let (a, b) = (&samples[i - 1], &samples[i]);
+    let (v0, v1) = (field(a) as f64, field(b) as f64);
+    Some(v0 + (v1 - v0) * (t - a.t) as f64 / (b.t - a.t) as f64)
 }
 
 /// Runs a command to completion and returns its output.

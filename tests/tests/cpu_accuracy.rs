@@ -1,6 +1,14 @@
-//! Every full window's CPU figure is within 2 % of a core of the kernel's
-//! own truth (the sum of the target's threads' schedstat over that window),
-//! in both modes, and the file reads back with h5py and pandas.
+//! Every full window's figures are close to the exact truth the workload
+//! samples from inside itself every millisecond (its threads' CPU clocks and its
+//! getrusage context-switch counts), in both modes, and the file reads back
+//! with h5py and pandas.
+//!
+//! ebpf mode settles each thread's stint to the kernel's own accounting and
+//! credits running threads up to the read: the bound is 0.5 % of a core.
+//! procfs mode reads /proc/*/task/*/schedstat, which the kernel updates on
+//! the scheduler tick, so each end of a window may lag by up to one tick per
+//! CPU running the target: 2 CPUs x 4 ms (HZ=250) / 0.5 s = 1.6 % per end,
+//! and the bound is twice that.
 
 use messer_tests::*;
 
@@ -13,77 +21,223 @@ const COLUMNS: &[&str] = &[
     "proc_cpu_util_percent_system",
 ];
 
-/// Records the busy workload with `args` in `mode`; returns the worst error of
-/// a full window in percent of a core.
-fn worst_window_error(mode: &str, args: &[&str]) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.h5");
-    let mut child = workload(args);
-    let pid = child.id();
-    let truth = Truth::start(pid, 1000);
-    let status = messer()
-        .args(["--pid", &pid.to_string(), "--mode", mode, "--interval", "0.5", "-o"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "messer failed: {status}");
-    let samples = truth.finish();
-    assert!(child.wait().unwrap().success());
+/// Worst error of one window in percent of a core (see the module comment).
+const BOUND_EBPF: f64 = 0.5;
+const BOUND_PROCFS: f64 = 3.2;
 
-    let t = read_table(&out, "messer_timeseries", COLUMNS);
-    assert_eq!(t["_attrs"]["messer_mode"], mode);
-    assert_eq!(t["_isotime_len"], 26);
-    let mono = column(&t, "monotime");
-    let win = column(&t, "window_seconds");
-    let total = column(&t, "proc_cpu_util_percent_total");
-    let user = column(&t, "proc_cpu_util_percent_user");
-    let system = column(&t, "proc_cpu_util_percent_system");
-    assert!(column(&t, "proc_pid").iter().all(|p| *p == Some(pid as f64)));
-    assert!(mono.len() >= 8, "expected ~10 windows in 5 s, got {}", mono.len());
+/// A recording of a workload together with the workload's truth.
+struct Recorded {
+    table: serde_json::Value,
+    truth: Vec<TruthSample>,
+    pid: u32,
+}
 
-    let mut worst: f64 = 0.0;
-    let mut checked = 0;
-    // The last row is the partial window in which the target exited.
-    for i in 0..mono.len() - 1 {
-        let (m, w) = (mono[i].unwrap(), win[i].unwrap());
-        assert!((w - 0.5).abs() < 0.01, "window {i} lasted {w} s");
-        let end = (m * 1e9) as u64;
-        let start = end - (w * 1e9) as u64;
-        let (Some(a), Some(b)) = (truth_at(&samples, start), truth_at(&samples, end)) else { continue };
-        let truth = (b - a) / (w * 1e9) * 100.0;
-        let got = total[i].unwrap();
-        worst = worst.max((got - truth).abs());
-        assert!((got - truth).abs() <= 2.0, "{mode} window {i}: messer {got:.2} % vs truth {truth:.2} %");
-        if let (Some(u), Some(s)) = (user[i], system[i]) {
-            assert!((u + s - got).abs() < 1e-6, "user + system != total in window {i}");
+impl Recorded {
+    fn run(mode: &str, args: &[&str], columns: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rec.h5");
+        let truth_file = dir.path().join("truth.txt");
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--truth", truth_file.to_str().unwrap()]);
+        let mut child = workload(&args);
+        let pid = child.id();
+        let status = messer()
+            .args([
+                "--pid",
+                &pid.to_string(),
+                "--mode",
+                mode,
+                "--interval",
+                "0.5",
+                "-o",
+            ])
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "messer failed: {status}");
+        assert!(child.wait().unwrap().success());
+        let mut cols = COLUMNS.to_vec();
+        cols.extend(columns);
+        let table = read_table(&out, "messer_timeseries", &cols);
+        assert_eq!(table["_attrs"]["messer_mode"], mode);
+        assert_eq!(table["_isotime_len"], 26);
+        Recorded {
+            table,
+            truth: read_truth(&truth_file),
+            pid,
         }
-        checked += 1;
     }
-    assert!(checked >= 7, "only {checked} windows covered by truth");
-    eprintln!("{mode} {args:?}: worst full-window error {worst:.3} % of a core over {checked} windows");
-    worst
+
+    /// (index, window start ns, end ns, seconds) of every full window covered
+    /// by the truth. The last row is the partial window in which the target
+    /// exited.
+    fn windows(&self) -> Vec<(usize, u64, u64, f64)> {
+        let mono = column(&self.table, "monotime");
+        let win = column(&self.table, "window_seconds");
+        assert!(
+            mono.len() >= 6,
+            "expected ~10 windows in 5 s, got {}",
+            mono.len()
+        );
+        let mut out = Vec::new();
+        for i in 0..mono.len() - 1 {
+            let (m, w) = (mono[i].unwrap(), win[i].unwrap());
+            assert!((w - 0.5).abs() < 0.01, "window {i} lasted {w} s");
+            let end = (m * 1e9) as u64;
+            let start = end - (w * 1e9) as u64;
+            if truth_at(&self.truth, start, |s| s.cpu_ns).is_some()
+                && truth_at(&self.truth, end, |s| s.cpu_ns).is_some()
+            {
+                out.push((i, start, end, w));
+            }
+        }
+        assert!(
+            out.len() >= 5,
+            "only {} windows covered by truth",
+            out.len()
+        );
+        out
+    }
+
+    /// The truth's gain of `field` over a window.
+    fn gain(&self, start: u64, end: u64, field: fn(&TruthSample) -> u64) -> f64 {
+        truth_at(&self.truth, end, field).unwrap() - truth_at(&self.truth, start, field).unwrap()
+    }
+
+    /// Worst CPU error of a full window in percent of a core.
+    fn worst_cpu_error(&self, mode: &str, bound: f64) -> f64 {
+        let total = column(&self.table, "proc_cpu_util_percent_total");
+        let user = column(&self.table, "proc_cpu_util_percent_user");
+        let system = column(&self.table, "proc_cpu_util_percent_system");
+        assert!(
+            column(&self.table, "proc_pid")
+                .iter()
+                .all(|p| *p == Some(self.pid as f64))
+        );
+        let mut worst: f64 = 0.0;
+        for (i, start, end, w) in self.windows() {
+            let truth = self.gain(start, end, |s| s.cpu_ns) / (w * 1e9) * 100.0;
+            let got = total[i].unwrap();
+            worst = worst.max((got - truth).abs());
+            assert!(
+                (got - truth).abs() <= bound,
+                "{mode} window {i}: messer {got:.3} % vs truth {truth:.3} %"
+            );
+            if let (Some(u), Some(s)) = (user[i], system[i]) {
+                assert!(
+                    (u + s - got).abs() < 1e-6,
+                    "user + system != total in window {i}"
+                );
+            }
+        }
+        eprintln!("{mode}: worst full-window CPU error {worst:.3} % of a core");
+        worst
+    }
 }
 
 #[test]
 fn one_busy_thread_ebpf() {
     if require_root("one_busy_thread_ebpf") {
-        worst_window_error("ebpf", &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"]);
+        Recorded::run(
+            "ebpf",
+            &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"],
+            &[],
+        )
+        .worst_cpu_error("ebpf", BOUND_EBPF);
     }
 }
 
 #[test]
 fn four_threads_half_duty_ebpf() {
     if require_root("four_threads_half_duty_ebpf") {
-        worst_window_error("ebpf", &["busy", "--threads", "4", "--duty", "0.5", "--seconds", "5", "--period-ms", "20"]);
+        let args = [
+            "busy",
+            "--threads",
+            "4",
+            "--duty",
+            "0.5",
+            "--seconds",
+            "5",
+            "--period-ms",
+            "20",
+        ];
+        Recorded::run("ebpf", &args, &[]).worst_cpu_error("ebpf", BOUND_EBPF);
     }
 }
 
 #[test]
 fn one_busy_thread_procfs() {
-    worst_window_error("procfs", &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"]);
+    Recorded::run(
+        "procfs",
+        &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"],
+        &[],
+    )
+    .worst_cpu_error("procfs", BOUND_PROCFS);
 }
 
 #[test]
 fn four_threads_half_duty_procfs() {
-    worst_window_error("procfs", &["busy", "--threads", "4", "--duty", "0.5", "--seconds", "5", "--period-ms", "20"]);
+    let args = [
+        "busy",
+        "--threads",
+        "4",
+        "--duty",
+        "0.5",
+        "--seconds",
+        "5",
+        "--period-ms",
+        "20",
+    ];
+    Recorded::run("procfs", &args, &[]).worst_cpu_error("procfs", BOUND_PROCFS);
+}
+
+/// A context-switch-heavy workload (threads waking each other through pipes,
+/// hundreds of thousands of switches per second): CPU within the bound, and
+/// voluntary and involuntary switches within 1 % (or 25 switches: the truth
+/// is interpolated between samples 1 ms apart) of the kernel's counts.
+#[test]
+fn pingpong_switches_ebpf() {
+    if !require_root("pingpong_switches_ebpf") {
+        return;
+    }
+    let cols = [
+        "proc_ctx_switch_voluntary_rate_hz",
+        "proc_ctx_switch_involuntary_rate_hz",
+        "proc_runq_wait_percent",
+    ];
+    for pairs in ["1", "3"] {
+        let r = Recorded::run(
+            "ebpf",
+            &["pingpong", "--pairs", pairs, "--seconds", "4"],
+            &cols,
+        );
+        r.worst_cpu_error("ebpf", BOUND_EBPF);
+        let vol = column(&r.table, cols[0]);
+        let invol = column(&r.table, cols[1]);
+        let wait = column(&r.table, cols[2]);
+        for (i, start, end, w) in r.windows() {
+            let tv = r.gain(start, end, |s| s.nvcsw);
+            let ti = r.gain(start, end, |s| s.nivcsw);
+            let (gv, gi) = (vol[i].unwrap() * w, invol[i].unwrap() * w);
+            assert!(
+                (gv - tv).abs() <= (tv * 0.01).max(25.0),
+                "pairs {pairs} window {i}: voluntary {gv:.0} vs {tv:.0}"
+            );
+            assert!(
+                (gi - ti).abs() <= (ti * 0.01).max(25.0),
+                "pairs {pairs} window {i}: involuntary {gi:.0} vs {ti:.0}"
+            );
+            assert!(wait[i].unwrap() >= 0.0);
+        }
+    }
+}
+
+#[test]
+fn pingpong_procfs() {
+    Recorded::run(
+        "procfs",
+        &["pingpong", "--pairs", "2", "--seconds", "4"],
+        &[],
+    )
+    .worst_cpu_error("procfs", BOUND_PROCFS);
 }

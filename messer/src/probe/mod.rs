@@ -3,15 +3,21 @@
 
 pub mod delta;
 pub mod ebpf;
+pub mod measure;
 pub mod procfs;
 
+pub use measure::Measure;
+
 use crate::sample::clock;
+use crate::sink::table::Column;
 
 /// CPU time gained by the tracked tree during one window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuWindow {
-    /// Exact on-CPU nanoseconds.
-    pub on_cpu_ns: u64,
+    /// On-CPU nanoseconds. Signed: the eBPF probe settles a thread's stint
+    /// to the kernel's accounting at switch-out, and a settlement can be
+    /// slightly below what flushes credited before (see README).
+    pub on_cpu_ns: i64,
     /// Kernel clock ticks of user time (for the split only).
     pub user_ticks: u64,
     /// Kernel clock ticks of system time (for the split only).
@@ -19,7 +25,7 @@ pub struct CpuWindow {
 }
 
 /// One read of a probe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
     /// CLOCK_MONOTONIC ns of the instant the counters refer to (the middle of
     /// the read).
@@ -28,10 +34,17 @@ pub struct Reading {
     pub cpu: CpuWindow,
     /// Processes of the tree alive at this read.
     pub num_processes: u32,
+    /// Values of the probe's `columns()`, in order.
+    pub extra: Vec<Measure>,
 }
 
 /// A source of readings.
 pub trait Probe {
+    /// The columns this probe adds after the common ones, fixed for its life.
+    fn columns(&self) -> Vec<Column> {
+        Vec::new()
+    }
+
     /// Reads now. The first call sets the baseline.
     fn read(&mut self) -> Result<Reading, ProbeError>;
 }

@@ -36,18 +36,28 @@ fn interval_ns(interval: f64) -> Result<u64, RecordError> {
 }
 
 /// Starts the probe the mode asks for; returns it with the mode's name.
-fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
+fn start_probe(
+    cli: &Cli,
+    target: &Target,
+    proc: &ProcRoot,
+) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
     let follow = !cli.no_children;
     let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow)) as Box<dyn Probe>;
     let ebpf = || {
-        let opts = EbpfOptions { max_processes: cli.max_processes, follow_children: follow };
+        let opts = EbpfOptions {
+            max_processes: cli.max_processes,
+            max_threads: cli.max_threads,
+            follow_children: follow,
+        };
         EbpfProbe::start(target.pid, opts, proc.clone()).map(|p| Box::new(p) as Box<dyn Probe>)
     };
     match cli.mode {
         Mode::Procfs => Ok((procfs(), "procfs")),
         Mode::Ebpf => match ebpf() {
             Ok(p) => Ok((p, "ebpf")),
-            Err(e @ (EbpfError::NoPermission(_) | EbpfError::Tracefs(_))) => Err(RecordError::Usage(e.to_string())),
+            Err(e @ (EbpfError::NoPermission(_) | EbpfError::Tracefs(_) | EbpfError::Btf(_))) => {
+                Err(RecordError::Usage(e.to_string()))
+            }
             Err(e) => Err(RecordError::Runtime(e.to_string())),
         },
         Mode::Auto => match ebpf() {
@@ -63,17 +73,24 @@ fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn P
 /// Records until the target exits or a stop signal; returns the rows written.
 pub fn record(cli: &Cli) -> Result<usize, RecordError> {
     let interval_ns = interval_ns(cli.interval)?;
-    if cli.max_processes == 0 {
-        return Err(RecordError::Usage("--max-processes must be at least 1".into()));
+    if cli.max_processes == 0 || cli.max_threads == 0 {
+        return Err(RecordError::Usage(
+            "--max-processes and --max-threads must be at least 1".into(),
+        ));
     }
     let proc = ProcRoot::default();
     let target = Target::attach(&proc, cli.pid).map_err(|e| RecordError::Usage(e.to_string()))?;
     // Before any other thread exists, so that all inherit the mask.
-    let signals = Signals::block().map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;
+    let signals = Signals::block()
+        .map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;
 
-    let path = cli.output.clone().unwrap_or_else(|| output::default_path(target.pid));
+    let path = cli
+        .output
+        .clone()
+        .unwrap_or_else(|| output::default_path(target.pid));
     output::prepare(&path, cli.force).map_err(RecordError::Usage)?;
-    let file = h5::create_file(&path).map_err(|e| RecordError::Usage(format!("{e}; choose another --output")))?;
+    let file = h5::create_file(&path)
+        .map_err(|e| RecordError::Usage(format!("{e}; choose another --output")))?;
     output::chown_to_invoker(&path);
 
     let (mut probe, mode) = match start_probe(cli, &target, &proc) {
@@ -84,17 +101,28 @@ pub fn record(cli: &Cli) -> Result<usize, RecordError> {
             return Err(e);
         }
     };
-    log::info!("recording pid {} ({}) in {mode} mode every {} s into {}", target.pid, target.comm, cli.interval, path.display());
+    log::info!(
+        "recording pid {} ({}) in {mode} mode every {} s into {}",
+        target.pid,
+        target.comm,
+        cli.interval,
+        path.display()
+    );
 
-    let runtime = |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
-    let table = Table::create(&file, "messer_timeseries", "messer time series", Sample::schema()).map_err(runtime)?;
+    let runtime =
+        |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
+    let schema = Sample::schema(probe.columns());
+    let table =
+        Table::create(&file, "messer_timeseries", "messer time series", schema).map_err(runtime)?;
     for (name, value) in meta::attributes(target.pid, cli.interval, &cli.label, mode) {
         table.set_attr(name, &value).map_err(runtime)?;
     }
     let writer = Writer::spawn(file, table, QUEUE_ROWS)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
 
-    let result = sampler::run(probe.as_mut(), &target, &signals, interval_ns, |s| writer.send(s.row()));
+    let result = sampler::run(probe.as_mut(), &target, &signals, interval_ns, |s| {
+        writer.send(s.row())
+    });
     // Whatever happened, write what was sampled.
     let written = writer.finish().map_err(runtime);
     drop(probe);
@@ -117,7 +145,10 @@ mod tests {
         assert_eq!(interval_ns(0.5).unwrap(), 500_000_000);
         assert_eq!(interval_ns(0.001).unwrap(), 1_000_000);
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 0.0009] {
-            assert!(matches!(interval_ns(bad), Err(RecordError::Usage(_))), "{bad}");
+            assert!(
+                matches!(interval_ns(bad), Err(RecordError::Usage(_))),
+                "{bad}"
+            );
         }
     }
 }

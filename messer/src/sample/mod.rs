@@ -4,7 +4,7 @@
 pub mod clock;
 pub mod sampler;
 
-use crate::probe::{CpuWindow, Reading};
+use crate::probe::{CpuWindow, Measure, Reading};
 use crate::sink::table::{Column, Kind, Row, Schema, Value};
 
 /// Version of the file layout; bumped when columns change meaning.
@@ -26,6 +26,8 @@ pub struct Sample {
     pub cpu_total_percent: f64,
     pub cpu_user_percent: f64,
     pub cpu_system_percent: f64,
+    /// The probe's own columns (see `Probe::columns`).
+    pub extra: Vec<Value>,
 }
 
 /// CPU percentages (of one core) over a window of `window_ns`.
@@ -40,7 +42,11 @@ pub fn cpu_percent(cpu: &CpuWindow, window_ns: u64) -> (f64, f64, f64) {
     let total = cpu.on_cpu_ns as f64 / window_ns as f64 * 100.0;
     let ticks = cpu.user_ticks + cpu.system_ticks;
     if ticks == 0 {
-        return if cpu.on_cpu_ns == 0 { (0.0, 0.0, 0.0) } else { (total, f64::NAN, f64::NAN) };
+        return if cpu.on_cpu_ns == 0 {
+            (0.0, 0.0, 0.0)
+        } else {
+            (total, f64::NAN, f64::NAN)
+        };
     }
     let share = |t: u64| total * t as f64 / ticks as f64;
     (total, share(cpu.user_ticks), share(cpu.system_ticks))
@@ -62,12 +68,26 @@ impl Sample {
             cpu_total_percent: total,
             cpu_user_percent: user,
             cpu_system_percent: system,
+            extra: now
+                .extra
+                .iter()
+                .map(|m| match m {
+                    Measure::Total(n) => Value::I64(i64::try_from(*n).unwrap_or(i64::MAX)),
+                    m => Value::F64(m.value(window_ns)),
+                })
+                .collect(),
         }
     }
 
-    /// The columns of `/messer_timeseries`.
-    pub fn schema() -> Schema {
-        Schema::new(vec![
+    /// The columns of `/messer_timeseries`: the common ones, then `extra`.
+    pub fn schema(extra: Vec<Column>) -> Schema {
+        let mut columns = Self::common_columns();
+        columns.extend(extra);
+        Schema::new(columns)
+    }
+
+    fn common_columns() -> Vec<Column> {
+        vec![
             Column::new("unixtime", Kind::F64),
             Column::new("isotime_local", Kind::Ascii(26)),
             Column::new("monotime", Kind::F64),
@@ -77,12 +97,12 @@ impl Sample {
             Column::new("proc_cpu_util_percent_total", Kind::F64),
             Column::new("proc_cpu_util_percent_user", Kind::F64),
             Column::new("proc_cpu_util_percent_system", Kind::F64),
-        ])
+        ]
     }
 
     /// The row for `schema()`.
     pub fn row(&self) -> Row {
-        vec![
+        let mut row = vec![
             Value::F64(self.unixtime),
             Value::Ascii(self.isotime_local.clone()),
             Value::F64(self.monotime),
@@ -92,7 +112,9 @@ impl Sample {
             Value::F64(self.cpu_total_percent),
             Value::F64(self.cpu_user_percent),
             Value::F64(self.cpu_system_percent),
-        ]
+        ];
+        row.extend(self.extra.iter().cloned());
+        row
     }
 }
 
@@ -102,7 +124,11 @@ mod tests {
 
     #[test]
     fn percent_of_one_core_is_never_clamped() {
-        let cpu = CpuWindow { on_cpu_ns: 1_500_000_000, user_ticks: 3, system_ticks: 1 };
+        let cpu = CpuWindow {
+            on_cpu_ns: 1_500_000_000,
+            user_ticks: 3,
+            system_ticks: 1,
+        };
         let (t, u, s) = cpu_percent(&cpu, 1_000_000_000);
         assert_eq!(t, 150.0);
         assert_eq!(u, 112.5);
@@ -111,7 +137,11 @@ mod tests {
 
     #[test]
     fn split_without_ticks_is_missing_not_zero() {
-        let cpu = CpuWindow { on_cpu_ns: 4_000_000, user_ticks: 0, system_ticks: 0 };
+        let cpu = CpuWindow {
+            on_cpu_ns: 4_000_000,
+            user_ticks: 0,
+            system_ticks: 0,
+        };
         let (t, u, s) = cpu_percent(&cpu, 10_000_000);
         assert_eq!(t, 40.0);
         assert!(u.is_nan() && s.is_nan());
@@ -120,9 +150,19 @@ mod tests {
 
     #[test]
     fn row_matches_schema() {
-        let r = Reading { mono_ns: 2_000_000_000, cpu: CpuWindow::default(), num_processes: 1 };
+        let r = Reading {
+            mono_ns: 2_000_000_000,
+            cpu: CpuWindow::default(),
+            num_processes: 1,
+            extra: vec![Measure::PerSecond(3.0), Measure::Total(7)],
+        };
         let s = Sample::from_reading(&r, 1_500_000_000, 42);
         assert_eq!(s.window_seconds, 0.5);
-        assert_eq!(s.row().len(), Sample::schema().columns.len());
+        let extra = vec![
+            crate::probe::measure::float("a"),
+            crate::probe::measure::integer("b"),
+        ];
+        assert_eq!(s.row().len(), Sample::schema(extra).columns.len());
+        assert_eq!(s.extra, vec![Value::F64(6.0), Value::I64(7)]);
     }
 }

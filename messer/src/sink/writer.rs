@@ -29,18 +29,26 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("messer-writer".into())
             .spawn(move || write_loop(file, table, rx, lost2))?;
-        Ok(Self { tx: Some(tx), lost, handle: Some(handle) })
+        Ok(Self {
+            tx: Some(tx),
+            lost,
+            handle: Some(handle),
+        })
     }
 
     /// Queues a row. Fails only when the writer thread has stopped (its error
     /// comes from `finish`).
     pub fn send(&self, row: Row) -> Result<(), String> {
-        let Some(tx) = &self.tx else { return Err("writer closed".into()) };
+        let Some(tx) = &self.tx else {
+            return Err("writer closed".into());
+        };
         match tx.try_send(row) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
-                    log::warn!("the writer is behind and its queue is full: rows are being dropped (counted)");
+                    log::warn!(
+                        "the writer is behind and its queue is full: rows are being dropped (counted)"
+                    );
                 }
                 Ok(())
             }
@@ -60,7 +68,12 @@ impl Writer {
     }
 }
 
-fn write_loop(file: hdf5::File, mut table: Table, rx: Receiver<Row>, lost: Arc<AtomicU64>) -> Result<usize, Hdf5Error> {
+fn write_loop(
+    file: hdf5::File,
+    mut table: Table,
+    rx: Receiver<Row>,
+    lost: Arc<AtomicU64>,
+) -> Result<usize, Hdf5Error> {
     let mut batch = Vec::new();
     let mut lost_written = 0;
     while let Ok(row) = rx.recv() {
@@ -75,7 +88,10 @@ fn write_loop(file: hdf5::File, mut table: Table, rx: Receiver<Row>, lost: Arc<A
         }
         h5::flush(&file)?;
     }
-    table.set_attr("messer_rows_lost", &AttrValue::I64(lost.load(Ordering::Relaxed) as i64))?;
+    table.set_attr(
+        "messer_rows_lost",
+        &AttrValue::I64(lost.load(Ordering::Relaxed) as i64),
+    )?;
     h5::flush(&file)?;
     Ok(table.len())
 }

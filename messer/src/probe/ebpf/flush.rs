@@ -30,12 +30,16 @@ struct TestRunAttr {
     _pad: u32,
 }
 
-/// Runs raw-tracepoint program `prog_fd` on CPU `cpu`.
-pub fn run_on_cpu(prog_fd: RawFd, cpu: u32) -> io::Result<()> {
+/// Runs raw-tracepoint program `prog_fd` on CPU `cpu` with `epoch` as its
+/// argument 0.
+pub fn run_on_cpu(prog_fd: RawFd, cpu: u32, epoch: u64) -> io::Result<()> {
+    let args = [epoch];
     let mut attr = TestRunAttr {
         prog_fd: prog_fd as u32,
         flags: BPF_F_TEST_RUN_ON_CPU,
         cpu,
+        ctx_size_in: std::mem::size_of_val(&args) as u32,
+        ctx_in: args.as_ptr() as u64,
         ..Default::default()
     };
     // SAFETY: bpf(2) with a correctly sized, zero-initialised attr.
@@ -47,5 +51,9 @@ pub fn run_on_cpu(prog_fd: RawFd, cpu: u32) -> io::Result<()> {
             std::mem::size_of::<TestRunAttr>() as u32,
         )
     };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

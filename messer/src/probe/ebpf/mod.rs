@@ -1,23 +1,28 @@
-//! The eBPF probe: loads messer's BPF programs, seeds the tracked set with the
-//! target, and reads exact per-process on-CPU time from the maps.
+//! The eBPF probe: loads messer's BPF programs, tracks the target's tree in
+//! the kernel, and reads exact per-window counters from the maps.
 
+pub mod btf;
+pub mod counters;
 pub mod flush;
+pub mod load;
+pub mod stats;
 pub mod tracefs;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuHashMap};
-use aya::programs::{RawTracePoint, TracePoint};
-use aya::{Ebpf, EbpfLoader};
-use messer_common::{CONFIG_SYMBOL, Config, ProcCounters, TRACKED_EXITED, Tracked};
+use aya::Ebpf;
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use aya::programs::RawTracePoint;
+use messer_common::{Counters, EpochCounters, RunSlot, TRACKED_EXITED, Tracked, io, stat};
 
+use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
 use crate::probe::procfs::ticks::SplitTicks;
-use crate::probe::{CpuWindow, Probe, ProbeError, Reading};
-
-/// The BPF object built from `messer-ebpf` by build.rs.
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/messer"));
+use crate::probe::{CpuWindow, Measure, Probe, ProbeError, Reading};
+use crate::sink::table::Column;
+use counters::EpochDeltas;
+use stats::ProgramStats;
 
 /// What can go wrong with the eBPF probe.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +33,8 @@ pub enum EbpfError {
     NoPermission(String),
     #[error("{0}")]
     Tracefs(String),
+    #[error("{0}; use --mode procfs")]
+    Btf(#[from] btf::BtfError),
     #[error("loading the BPF programs failed: {0}")]
     Load(String),
     #[error("reading the BPF maps failed: {0}")]
@@ -51,6 +58,10 @@ impl EbpfError {
         }
         EbpfError::Load(chain(&e))
     }
+
+    fn map(e: impl std::fmt::Display) -> Self {
+        EbpfError::Map(e.to_string())
+    }
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -69,6 +80,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub struct EbpfOptions {
     /// Capacity of the tracked-set and counter maps.
     pub max_processes: u32,
+    /// Capacity of the thread map (run-queue wait).
+    pub max_threads: u32,
     /// Track new child processes of tracked processes.
     pub follow_children: bool,
 }
@@ -76,98 +89,51 @@ pub struct EbpfOptions {
 /// The loaded programs and what the probe remembers between reads.
 pub struct EbpfProbe {
     bpf: Ebpf,
+    io: bool,
     flush_fd: RawFd,
     cpus: Vec<u32>,
+    epoch: u64,
     proc: ProcRoot,
-    /// Last cumulative on-CPU ns per tracked tgid.
-    cumulative: HashMap<u32, u64>,
-    /// Tgids seen exited at the previous read: retired at the next one, when
-    /// their final switch-out has surely been counted.
+    deltas: EpochDeltas,
+    /// Tgids seen exited at the previous read: retired at this one, once the
+    /// half holding their final switch-out has been read.
     exited: HashSet<u32>,
     split: SplitTicks,
+    programs: ProgramStats,
 }
 
-fn tracepoint_config(follow_children: bool) -> Result<Config, EbpfError> {
-    let root = tracefs::root()?;
-    let sw = tracefs::fields(&root, "sched", "sched_switch")?;
-    let nt = tracefs::fields(&root, "task", "task_newtask")?;
-    let ex = tracefs::fields(&root, "sched", "sched_process_exit")?;
-    Ok(Config {
-        switch_next_pid: tracefs::offset(&sw, "sched", "sched_switch", "next_pid", 4)?,
-        newtask_pid: tracefs::offset(&nt, "task", "task_newtask", "pid", 4)?,
-        newtask_clone_flags: tracefs::offset(&nt, "task", "task_newtask", "clone_flags", 8)?,
-        exit_pid: tracefs::offset(&ex, "sched", "sched_process_exit", "pid", 4)?,
-        // Older kernels have no group_dead: then the leader's exit counts.
-        exit_group_dead: ex.get("group_dead").filter(|f| f.size == 1).map_or(u32::MAX, |f| f.offset),
-        follow_children: u32::from(follow_children),
-    })
-}
-
-/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
-fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: setrlimit with a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        log::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
-    }
-}
-
-/// A flush pass over all CPUs that took longer than this is repeated.
-const QUICK_FLUSH_NS: u64 = 200_000;
-/// At most this many flush passes per read.
-const FLUSH_TRIES: usize = 5;
-
-/// BPF_NOEXIST: insert only if the key is absent.
-const BPF_NOEXIST: u64 = 1;
-
-/// Adds the target's existing descendants to the tracked set. Runs after the
-/// programs are attached, so a process forked from then on is added by the
-/// kernel; walked twice to catch forks by a parent not yet inserted.
-fn seed_descendants(bpf: &mut Ebpf, proc: &ProcRoot, target: i32) -> Result<(), EbpfError> {
-    let map = bpf.map_mut("TRACKED").ok_or_else(|| EbpfError::Load("no map TRACKED".into()))?;
-    let mut tracked: BpfHashMap<&mut MapData, u32, Tracked> = BpfHashMap::try_from(map).map_err(EbpfError::load)?;
-    for _ in 0..2 {
-        for pid in crate::probe::procfs::tree::descendants(proc, target).into_iter().skip(1) {
-            let parent = proc.stat(pid).map(|s| s.ppid as u32).unwrap_or(0);
-            match tracked.insert(pid as u32, Tracked { parent_tgid: parent, flags: 0 }, BPF_NOEXIST) {
-                Ok(()) => {}
-                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => log::warn!("could not track existing child {pid}: {e}"),
-            }
+/// Columns the eBPF probe adds, in the order `measures` fills them.
+fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
+    let mut c = vec![
+        float("proc_runq_wait_percent"),
+        float("proc_runq_wait_mean_ms"),
+        float("proc_ctx_switch_rate_hz"),
+        float("proc_ctx_switch_voluntary_rate_hz"),
+        float("proc_ctx_switch_involuntary_rate_hz"),
+    ];
+    if io {
+        // In `io::*` order; read and write keep the original Messer's names.
+        for prefix in ["disk_read", "disk_write", "net_recv", "net_send"] {
+            c.push(float(format!("proc_{prefix}_rate_hz")));
+            c.push(float(format!("proc_{prefix}_throughput_mibps")));
         }
     }
-    Ok(())
+    c.push(float("ebpf_flush_spread_us"));
+    for name in stat::NAMES {
+        c.push(integer(format!("ebpf_{name}")));
+    }
+    for p in programs {
+        c.push(float(format!("bpf_{p}_run_count")));
+        c.push(float(format!("bpf_{p}_run_time_ns")));
+    }
+    c
 }
 
 impl EbpfProbe {
     /// Loads and attaches the programs and starts tracking `target`.
     pub fn start(target: i32, opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        raise_memlock();
-        let cfg = tracepoint_config(opts.follow_children)?;
-        let mut bpf = EbpfLoader::new()
-            .override_global(CONFIG_SYMBOL, &cfg, true)
-            .map_max_entries("TRACKED", opts.max_processes)
-            .map_max_entries("COUNTERS", opts.max_processes)
-            .load(BPF_OBJECT)
-            .map_err(EbpfError::load)?;
-        {
-            let map = bpf.map_mut("TRACKED").ok_or_else(|| EbpfError::Load("no map TRACKED".into()))?;
-            let mut tracked: BpfHashMap<_, u32, Tracked> = BpfHashMap::try_from(map).map_err(EbpfError::load)?;
-            tracked.insert(target as u32, Tracked::default(), 0).map_err(EbpfError::load)?;
-        }
-        for (prog, category, name) in [
-            ("sched_switch", "sched", "sched_switch"),
-            ("task_newtask", "task", "task_newtask"),
-            ("sched_process_exit", "sched", "sched_process_exit"),
-        ] {
-            let p: &mut TracePoint = bpf
-                .program_mut(prog)
-                .ok_or_else(|| EbpfError::Load(format!("no program {prog}")))?
-                .try_into()
-                .map_err(EbpfError::load)?;
-            p.load().map_err(EbpfError::load)?;
-            p.attach(category, name).map_err(EbpfError::load)?;
-        }
+        let load::Loaded { mut bpf, io } = load::load(target, opts, &proc)?;
+        let programs = ProgramStats::enable(io);
         let flush: &mut RawTracePoint = bpf
             .program_mut("messer_flush")
             .ok_or_else(|| EbpfError::Load("no program messer_flush".into()))?
@@ -175,86 +141,162 @@ impl EbpfProbe {
             .map_err(EbpfError::load)?;
         flush.load().map_err(EbpfError::load)?;
         let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();
-        if opts.follow_children {
-            seed_descendants(&mut bpf, &proc, target)?;
-        }
-        let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
+        let cpus = aya::util::online_cpus()
+            .map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
             bpf,
+            io,
             flush_fd,
             cpus,
+            epoch: 0,
             proc,
-            cumulative: HashMap::new(),
+            deltas: EpochDeltas::default(),
             exited: HashSet::new(),
             split: SplitTicks::default(),
+            programs,
         })
     }
 
-    fn tracked(&self) -> Result<Vec<(u32, Tracked)>, EbpfError> {
-        let map = self.bpf.map("TRACKED").ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
-        let tracked: BpfHashMap<&MapData, u32, Tracked> =
-            BpfHashMap::try_from(map).map_err(|e| EbpfError::Map(e.to_string()))?;
-        tracked.iter().collect::<Result<Vec<_>, _>>().map_err(|e| EbpfError::Map(e.to_string()))
+    /// Moves every CPU into the next epoch; returns the first and last
+    /// flush instants (CLOCK_MONOTONIC ns).
+    fn flush(&mut self) -> Result<(u64, u64), EbpfError> {
+        self.epoch += 1;
+        for &cpu in &self.cpus {
+            flush::run_on_cpu(self.flush_fd, cpu, self.epoch)
+                .map_err(|source| EbpfError::Flush { cpu, source })?;
+        }
+        let map = self
+            .bpf
+            .map("RUNNING")
+            .ok_or_else(|| EbpfError::Map("no map RUNNING".into()))?;
+        let running: PerCpuArray<&MapData, RunSlot> =
+            PerCpuArray::try_from(map).map_err(EbpfError::map)?;
+        let slots = running.get(&0, 0).map_err(EbpfError::map)?;
+        let mut first = u64::MAX;
+        let mut last = 0;
+        for &cpu in &self.cpus {
+            if let Some(s) = slots.get(cpu as usize).filter(|s| s.epoch == self.epoch) {
+                first = first.min(s.flushed_ns);
+                last = last.max(s.flushed_ns);
+            }
+        }
+        if first > last {
+            return Err(EbpfError::Map("no CPU reached the new epoch".into()));
+        }
+        Ok((first, last))
     }
 
-    fn on_cpu_ns(&self, tgids: &[(u32, Tracked)]) -> Result<Vec<u64>, EbpfError> {
-        let map = self.bpf.map("COUNTERS").ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
-        let counters: PerCpuHashMap<&MapData, u32, ProcCounters> =
-            PerCpuHashMap::try_from(map).map_err(|e| EbpfError::Map(e.to_string()))?;
+    fn tracked(&self) -> Result<Vec<(u32, Tracked)>, EbpfError> {
+        let map = self
+            .bpf
+            .map("TRACKED")
+            .ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
+        let tracked: BpfHashMap<&MapData, u32, Tracked> =
+            BpfHashMap::try_from(map).map_err(EbpfError::map)?;
+        tracked
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(EbpfError::map)
+    }
+
+    /// The frozen half (the previous epoch's parity) of each tgid, summed over CPUs.
+    fn frozen(&self, tgids: &[(u32, Tracked)]) -> Result<Vec<Counters>, EbpfError> {
+        let map = self
+            .bpf
+            .map("COUNTERS")
+            .ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
+        let counters: PerCpuHashMap<&MapData, u32, EpochCounters> =
+            PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
+        let half = ((self.epoch - 1) & 1) as usize;
         tgids
             .iter()
             .map(|(tgid, _)| match counters.get(tgid, 0) {
-                Ok(per_cpu) => Ok(per_cpu.iter().map(|c| c.on_cpu_ns).sum()),
-                // Not yet switched out or flushed since it was tracked.
-                Err(MapError::KeyNotFound) => Ok(0),
-                Err(e) => Err(EbpfError::Map(e.to_string())),
+                Ok(per_cpu) => Ok(per_cpu
+                    .iter()
+                    .fold(Counters::default(), |a, c| counters::add(&a, &c.half[half]))),
+                // Nothing credited yet.
+                Err(MapError::KeyNotFound) => Ok(Counters::default()),
+                Err(e) => Err(EbpfError::map(e)),
             })
             .collect()
     }
 
     /// Drops a process whose final counters have been read.
     fn retire(&mut self, tgid: u32) -> Result<(), EbpfError> {
-        let map = self.bpf.map_mut("TRACKED").ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
+        let map = self
+            .bpf
+            .map_mut("TRACKED")
+            .ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
         let mut tracked: BpfHashMap<&mut MapData, u32, Tracked> =
-            BpfHashMap::try_from(map).map_err(|e| EbpfError::Map(e.to_string()))?;
+            BpfHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = tracked.remove(&tgid);
-        let map = self.bpf.map_mut("COUNTERS").ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
-        let mut counters: PerCpuHashMap<&mut MapData, u32, ProcCounters> =
-            PerCpuHashMap::try_from(map).map_err(|e| EbpfError::Map(e.to_string()))?;
+        let map = self
+            .bpf
+            .map_mut("COUNTERS")
+            .ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
+        let mut counters: PerCpuHashMap<&mut MapData, u32, EpochCounters> =
+            PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = counters.remove(&tgid);
-        self.cumulative.remove(&tgid);
+        self.deltas.forget(tgid);
         self.exited.remove(&tgid);
         Ok(())
+    }
+
+    fn measures(&mut self, sum: &Counters, spread_ns: u64) -> Vec<Measure> {
+        let f = |x: u64| x as f64;
+        let mut m = vec![
+            Measure::PercentOfWindow(f(sum.runq_wait_ns)),
+            Measure::Mean {
+                sum: f(sum.runq_wait_ns),
+                count: f(sum.runq_waits),
+                scale: 1e-6,
+            },
+            Measure::PerSecond(f(sum.switches_voluntary + sum.switches_involuntary)),
+            Measure::PerSecond(f(sum.switches_voluntary)),
+            Measure::PerSecond(f(sum.switches_involuntary)),
+        ];
+        if self.io {
+            for family in [io::READ, io::WRITE, io::RECV, io::SEND] {
+                m.push(Measure::PerSecond(f(sum.io_calls[family])));
+                m.push(Measure::MibPerSecond(f(sum.io_bytes[family])));
+            }
+        }
+        m.push(Measure::Value(spread_ns as f64 / 1e3));
+        match stats::failures(&self.bpf) {
+            Some(counts) => m.extend(counts.iter().map(|&n| Measure::Total(n))),
+            None => m.extend((0..stat::COUNT).map(|_| Measure::Missing)),
+        }
+        for p in self.programs.read(&self.bpf) {
+            match p {
+                Some((runs, ns)) => m.extend([Measure::Value(f(runs)), Measure::Value(f(ns))]),
+                None => m.extend([Measure::Missing, Measure::Missing]),
+            }
+        }
+        m
     }
 }
 
 impl Probe for EbpfProbe {
+    fn columns(&self) -> Vec<Column> {
+        columns(self.io, self.programs.names())
+    }
+
     fn read(&mut self) -> Result<Reading, ProbeError> {
-        // If this thread is preempted between CPUs, the CPUs' boundaries
-        // drift apart; flushing again brings all of them to a new instant
-        // (re-crediting is harmless), so repeat until a pass is quick.
-        let mut mono_ns = 0;
-        for _ in 0..FLUSH_TRIES {
-            let start = crate::sample::clock::monotonic_ns();
-            for &cpu in &self.cpus {
-                flush::run_on_cpu(self.flush_fd, cpu).map_err(|source| EbpfError::Flush { cpu, source })?;
-            }
-            let end = crate::sample::clock::monotonic_ns();
-            mono_ns = start + (end - start) / 2;
-            if end - start <= QUICK_FLUSH_NS {
-                break;
-            }
-        }
+        let (first, last) = self.flush()?;
         let tracked = self.tracked()?;
-        let values = self.on_cpu_ns(&tracked)?;
-        let mut on_cpu_ns = 0;
+        let frozen = self.frozen(&tracked)?;
+        let mut sum = Counters::default();
         let mut num_processes = 0;
         let mut retire = Vec::new();
-        for (&(tgid, info), &now) in tracked.iter().zip(&values) {
-            let before = self.cumulative.insert(tgid, now).unwrap_or(0);
-            // A counter that went backwards was recreated for a new process
-            // that reused the tgid: all of it is new.
-            on_cpu_ns += now.checked_sub(before).unwrap_or(now);
+        for (&(tgid, info), now) in tracked.iter().zip(&frozen) {
+            let d = self.deltas.observe(tgid, *now);
+            log::trace!(
+                "epoch {} tgid {tgid}: frozen on_cpu {} delta {}",
+                self.epoch,
+                now.on_cpu_ns,
+                d.on_cpu_ns
+            );
+            sum = counters::add(&sum, &d);
             if info.flags & TRACKED_EXITED != 0 {
                 if !self.exited.insert(tgid) {
                     retire.push(tgid);
@@ -272,6 +314,16 @@ impl Probe for EbpfProbe {
             self.retire(tgid)?;
         }
         let (user_ticks, system_ticks) = self.split.commit();
-        Ok(Reading { mono_ns, cpu: CpuWindow { on_cpu_ns, user_ticks, system_ticks }, num_processes })
+        let extra = self.measures(&sum, last - first);
+        Ok(Reading {
+            mono_ns: first + (last - first) / 2,
+            cpu: CpuWindow {
+                on_cpu_ns: sum.on_cpu_ns as i64,
+                user_ticks,
+                system_ticks,
+            },
+            num_processes,
+            extra,
+        })
     }
 }

@@ -27,7 +27,13 @@ pub struct ProcfsProbe {
 
 impl ProcfsProbe {
     pub fn new(proc: ProcRoot, target: i32, follow_children: bool) -> Self {
-        Self { proc, target, follow_children, run_ns: DeltaTracker::default(), split: SplitTicks::default() }
+        Self {
+            proc,
+            target,
+            follow_children,
+            run_ns: DeltaTracker::default(),
+            split: SplitTicks::default(),
+        }
     }
 
     fn read_process(&mut self, pid: i32, on_cpu_ns: &mut u64) -> Result<(), ReadError> {
@@ -47,8 +53,11 @@ impl ProcfsProbe {
 impl Probe for ProcfsProbe {
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let span = Span::start();
-        let pids =
-            if self.follow_children { tree::descendants(&self.proc, self.target) } else { vec![self.target] };
+        let pids = if self.follow_children {
+            tree::descendants(&self.proc, self.target)
+        } else {
+            vec![self.target]
+        };
         let mut on_cpu_ns = 0;
         let mut num_processes = 0;
         for pid in pids {
@@ -61,6 +70,15 @@ impl Probe for ProcfsProbe {
         let mono_ns = span.end();
         self.run_ns.commit();
         let (user_ticks, system_ticks) = self.split.commit();
-        Ok(Reading { mono_ns, cpu: CpuWindow { on_cpu_ns, user_ticks, system_ticks }, num_processes })
+        Ok(Reading {
+            mono_ns,
+            cpu: CpuWindow {
+                on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX),
+                user_ticks,
+                system_ticks,
+            },
+            num_processes,
+            extra: Vec::new(),
+        })
     }
 }

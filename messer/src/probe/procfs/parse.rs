@@ -12,7 +12,10 @@ pub struct ParseError {
 }
 
 fn err(file: &'static str, what: impl Into<String>) -> ParseError {
-    ParseError { file, what: what.into() }
+    ParseError {
+        file,
+        what: what.into(),
+    }
 }
 
 /// The fields of `/proc/<pid>/stat` that messer uses.
@@ -52,12 +55,19 @@ pub fn stat(text: &str) -> Result<Stat, ParseError> {
     // Fields after comm, numbered from 3 (state) as in proc(5).
     let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
     let field = |n: usize| -> Result<&str, ParseError> {
-        rest.get(n - 3).copied().ok_or_else(|| err(F, format!("truncated before field {n}")))
+        rest.get(n - 3)
+            .copied()
+            .ok_or_else(|| err(F, format!("truncated before field {n}")))
     };
     let num = |n: usize| -> Result<u64, ParseError> {
-        field(n)?.parse::<u64>().map_err(|_| err(F, format!("field {n} is not a number")))
+        field(n)?
+            .parse::<u64>()
+            .map_err(|_| err(F, format!("field {n} is not a number")))
     };
-    let state = field(3)?.chars().next().ok_or_else(|| err(F, "empty state"))?;
+    let state = field(3)?
+        .chars()
+        .next()
+        .ok_or_else(|| err(F, "empty state"))?;
     let ppid = field(4)?.parse::<i32>().map_err(|_| err(F, "bad ppid"))?;
     Ok(Stat {
         pid,
@@ -76,14 +86,22 @@ pub fn stat(text: &str) -> Result<Stat, ParseError> {
 /// the task has run on a CPU (`se.sum_exec_runtime`).
 pub fn schedstat_run_ns(text: &str) -> Result<u64, ParseError> {
     const F: &str = "schedstat";
-    let first = text.split_whitespace().next().ok_or_else(|| err(F, "empty"))?;
-    first.parse().map_err(|_| err(F, "run time is not a number"))
+    let first = text
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| err(F, "empty"))?;
+    first
+        .parse()
+        .map_err(|_| err(F, "run time is not a number"))
 }
 
 /// Parses a space-separated list of ids (`/proc/<pid>/task/<tid>/children`).
 pub fn id_list(text: &str) -> Result<Vec<i32>, ParseError> {
     text.split_whitespace()
-        .map(|t| t.parse().map_err(|_| err("children", format!("{t:?} is not a pid"))))
+        .map(|t| {
+            t.parse()
+                .map_err(|_| err("children", format!("{t:?} is not a pid")))
+        })
         .collect()
 }
 

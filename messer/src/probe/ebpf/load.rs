@@ -1,0 +1,273 @@
+//! Loading: tracepoint offsets into the configuration, map sizes, attaching
+//! every program, and seeding the maps with the processes that already exist.
+
+use std::path::Path;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
+use aya::programs::{RawTracePoint, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use messer_common::{CONFIG_SYMBOL, Config, ThreadState, Tracked};
+
+use super::btf::Btf;
+use super::{EbpfError, EbpfOptions, tracefs};
+use crate::probe::procfs::ProcRoot;
+
+/// The BPF object built from `messer-ebpf` by build.rs.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/messer"));
+
+/// The syscalls whose exits each IO program counts.
+pub const IO_FAMILIES: [(&str, &[&str]); 4] = [
+    (
+        "sys_exit_read_family",
+        &["read", "pread64", "readv", "preadv", "preadv2"],
+    ),
+    (
+        "sys_exit_write_family",
+        &["write", "pwrite64", "writev", "pwritev", "pwritev2"],
+    ),
+    ("sys_exit_recv_family", &["recvfrom", "recvmsg"]),
+    ("sys_exit_send_family", &["sendto", "sendmsg"]),
+];
+
+/// Scheduler and task programs, the raw tracepoints each is attached to,
+/// and how many arguments those must pass. Raw tracepoints hand the
+/// program the kernel's own arguments directly; classic (perf) tracepoints
+/// were seen to drop sched_switch events when the perf buffer's recursion
+/// guard was taken, which loses a whole stint.
+pub const SCHED_PROGRAMS: [(&str, &[&str], usize); 4] = [
+    ("sched_switch", &["sched_switch"], 4),
+    ("sched_wakeup", &["sched_wakeup", "sched_wakeup_new"], 1),
+    ("task_newtask", &["task_newtask"], 2),
+    ("sched_process_exit", &["sched_process_exit"], 1),
+];
+
+/// BPF_NOEXIST: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// Offset of `field` in every one of `events` (which must agree).
+fn common_offset(
+    root: &Path,
+    category: &str,
+    events: &[&str],
+    field: &str,
+    size: u32,
+) -> Result<u32, EbpfError> {
+    let mut found = None;
+    for ev in events {
+        let f = tracefs::fields(root, category, ev)?;
+        let off = tracefs::offset(&f, category, ev, field, size)?;
+        match found {
+            Some(o) if o != off => {
+                return Err(EbpfError::Tracefs(format!(
+                    "field {field} of {category}/{ev} is at offset {off}, not {o} as in {category}/{}",
+                    events[0]
+                )));
+            }
+            _ => found = Some(off),
+        }
+    }
+    found.ok_or_else(|| EbpfError::Tracefs(format!("no {category} tracepoints given")))
+}
+
+/// The syscall exit tracepoints this kernel has, of those we count.
+fn present_syscalls(root: &Path, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| format!("sys_exit_{n}"))
+        .filter(|ev| {
+            root.join("events/syscalls")
+                .join(ev)
+                .join("format")
+                .is_file()
+        })
+        .collect()
+}
+
+/// Builds the load-time configuration; the second value says whether
+/// syscall tracepoints are there (IO counting).
+fn config(root: &Path, btf: &Btf, follow_children: bool) -> Result<(Config, bool), EbpfError> {
+    for (_, events, min_args) in SCHED_PROGRAMS {
+        for ev in events {
+            let n = btf.tracepoint_args(ev)?;
+            if n < min_args {
+                return Err(EbpfError::Tracefs(format!(
+                    "raw tracepoint {ev} passes {n} arguments, messer needs {min_args}; this kernel is too old"
+                )));
+            }
+        }
+    }
+    let syscalls: Vec<String> = IO_FAMILIES
+        .iter()
+        .flat_map(|(_, names)| present_syscalls(root, names))
+        .collect();
+    let events: Vec<&str> = syscalls.iter().map(String::as_str).collect();
+    let sys_exit_ret = if events.is_empty() {
+        0
+    } else {
+        common_offset(root, "syscalls", &events, "ret", 8)?
+    };
+    let task_sum_exec_runtime = btf.offset("task_struct", &["se", "sum_exec_runtime"])?;
+    log::debug!("task_struct.se.sum_exec_runtime at byte {task_sum_exec_runtime}");
+    Ok((
+        Config {
+            task_pid: btf.offset("task_struct", &["pid"])?,
+            task_sum_exec_runtime,
+            sys_exit_ret,
+            exit_has_group_dead: u32::from(btf.tracepoint_args("sched_process_exit")? >= 2),
+            follow_children: u32::from(follow_children),
+        },
+        !events.is_empty(),
+    ))
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
+fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn attach_raw(bpf: &mut Ebpf, prog: &str, events: &[&str]) -> Result<(), EbpfError> {
+    let p: &mut RawTracePoint = bpf
+        .program_mut(prog)
+        .ok_or_else(|| EbpfError::Load(format!("no program {prog}")))?
+        .try_into()
+        .map_err(EbpfError::load)?;
+    p.load().map_err(EbpfError::load)?;
+    for ev in events {
+        p.attach(ev).map_err(EbpfError::load)?;
+    }
+    Ok(())
+}
+
+fn attach(bpf: &mut Ebpf, prog: &str, category: &str, events: &[&str]) -> Result<(), EbpfError> {
+    let p: &mut TracePoint = bpf
+        .program_mut(prog)
+        .ok_or_else(|| EbpfError::Load(format!("no program {prog}")))?
+        .try_into()
+        .map_err(EbpfError::load)?;
+    p.load().map_err(EbpfError::load)?;
+    for ev in events {
+        p.attach(category, ev).map_err(EbpfError::load)?;
+    }
+    Ok(())
+}
+
+/// The loaded, attached programs; `io` says whether IO is counted.
+pub struct Loaded {
+    pub bpf: Ebpf,
+    pub io: bool,
+}
+
+/// Loads the object, tracks `target` and attaches everything.
+pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, EbpfError> {
+    raise_memlock();
+    let root = tracefs::root()?;
+    let btf = Btf::from_kernel()?;
+    let (cfg, io) = config(&root, &btf, opts.follow_children)?;
+    let mut bpf = EbpfLoader::new()
+        .override_global(CONFIG_SYMBOL, &cfg, true)
+        .map_max_entries("TRACKED", opts.max_processes)
+        .map_max_entries("COUNTERS", opts.max_processes)
+        .map_max_entries("THREADS", opts.max_threads)
+        .load(BPF_OBJECT)
+        .map_err(EbpfError::load)?;
+    {
+        let mut tracked = tracked_map(&mut bpf)?;
+        tracked
+            .insert(target as u32, Tracked::default(), 0)
+            .map_err(EbpfError::load)?;
+    }
+    for (prog, events, _) in SCHED_PROGRAMS {
+        attach_raw(&mut bpf, prog, events)?;
+    }
+    if io {
+        for (prog, names) in IO_FAMILIES {
+            let events = present_syscalls(&root, names);
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            attach(&mut bpf, prog, "syscalls", &events)?;
+        }
+    } else {
+        log::warn!("this kernel has no syscall tracepoints: IO columns will be missing (NaN)");
+    }
+    seed(&mut bpf, proc, target, opts.follow_children)?;
+    Ok(Loaded { bpf, io })
+}
+
+fn tracked_map(bpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u32, Tracked>, EbpfError> {
+    let map = bpf
+        .map_mut("TRACKED")
+        .ok_or_else(|| EbpfError::Load("no map TRACKED".into()))?;
+    BpfHashMap::try_from(map).map_err(EbpfError::load)
+}
+
+/// Inserts `key` unless present; a full map is logged (the kernel side
+/// counts its own failed inserts).
+fn insert_new<V: aya::Pod>(
+    map: &mut BpfHashMap<&mut MapData, u32, V>,
+    key: u32,
+    value: V,
+    what: &str,
+) {
+    match map.insert(key, value, BPF_NOEXIST) {
+        Ok(()) => {}
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => log::warn!("could not track existing {what} {key}: {e}"),
+    }
+}
+
+/// Adds the target's existing descendants and all their threads. Runs after
+/// the programs are attached, so anything forked from then on is added by
+/// the kernel; walked twice to catch forks by a parent not yet inserted.
+fn seed(
+    bpf: &mut Ebpf,
+    proc: &ProcRoot,
+    target: i32,
+    follow_children: bool,
+) -> Result<(), EbpfError> {
+    for _ in 0..2 {
+        let pids = if follow_children {
+            crate::probe::procfs::tree::descendants(proc, target)
+        } else {
+            vec![target]
+        };
+        {
+            let mut tracked = tracked_map(bpf)?;
+            for &pid in pids.iter().skip(1) {
+                let parent = proc.stat(pid).map(|s| s.ppid as u32).unwrap_or(0);
+                insert_new(
+                    &mut tracked,
+                    pid as u32,
+                    Tracked {
+                        parent_tgid: parent,
+                        flags: 0,
+                    },
+                    "child",
+                );
+            }
+        }
+        let map = bpf
+            .map_mut("THREADS")
+            .ok_or_else(|| EbpfError::Load("no map THREADS".into()))?;
+        let mut threads: BpfHashMap<&mut MapData, u32, ThreadState> =
+            BpfHashMap::try_from(map).map_err(EbpfError::load)?;
+        for &pid in &pids {
+            for tid in proc.tasks(pid).unwrap_or_default() {
+                let t = ThreadState {
+                    tgid: pid as u32,
+                    ..ThreadState::default()
+                };
+                insert_new(&mut threads, tid as u32, t, "thread");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! The cost of our own programs (kernel BPF run-time statistics, switched on
+//! for the recording through BPF_ENABLE_STATS and off again when messer
+//! exits) and the kernel side's failure counters.
+
+use std::os::fd::OwnedFd;
+
+use aya::Ebpf;
+use aya::maps::PerCpuArray;
+use messer_common::stat;
+
+use super::load::{IO_FAMILIES, SCHED_PROGRAMS};
+
+/// Window deltas of each program's run count and run time.
+pub struct ProgramStats {
+    /// Keeps kernel.bpf_stats_enabled on while open; None if the kernel
+    /// refused (then the figures are missing).
+    enabled: Option<OwnedFd>,
+    names: Vec<&'static str>,
+    prev: Vec<Option<(u64, u64)>>,
+}
+
+/// The programs whose cost is reported, in column order.
+pub fn program_names(io: bool) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = SCHED_PROGRAMS.iter().map(|(p, _, _)| *p).collect();
+    if io {
+        names.extend(IO_FAMILIES.iter().map(|(p, _)| *p));
+    }
+    names.push("messer_flush");
+    names
+}
+
+impl ProgramStats {
+    pub fn enable(io: bool) -> Self {
+        let enabled = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::warn!(
+                    "cannot enable BPF run-time statistics ({e}): program cost will be missing"
+                );
+                None
+            }
+        };
+        let names = program_names(io);
+        let prev = vec![None; names.len()];
+        Self {
+            enabled,
+            names,
+            prev,
+        }
+    }
+
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// (runs, ns) per program since the previous call; None where unknown.
+    pub fn read(&mut self, bpf: &Ebpf) -> Vec<Option<(u64, u64)>> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for (i, name) in self.names.iter().enumerate() {
+            let now = self
+                .enabled
+                .as_ref()
+                .and_then(|_| bpf.program(name))
+                .and_then(|p| p.info().ok())
+                .map(|info| (info.run_count(), info.run_time().as_nanos() as u64));
+            let delta = match (now, self.prev[i]) {
+                (Some((c, t)), Some((pc, pt))) => Some((c.wrapping_sub(pc), t.wrapping_sub(pt))),
+                _ => None,
+            };
+            self.prev[i] = now;
+            out.push(delta);
+        }
+        out
+    }
+}
+
+/// Cumulative failure counts of the kernel side, indexed by `stat::*`;
+/// None if the map cannot be read.
+pub fn failures(bpf: &Ebpf) -> Option<[u64; stat::COUNT as usize]> {
+    let map = bpf.map("STATS")?;
+    let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).ok()?;
+    let mut out = [0; stat::COUNT as usize];
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = stats.get(&(i as u32), 0).ok()?.iter().sum();
+    }
+    Some(out)
+}

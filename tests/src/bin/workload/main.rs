@@ -1,0 +1,196 @@
+//! Workloads with known behaviour for messer's tests and benchmarks. Each
+//! prints its own ground truth (getrusage) as one JSON line on stdout at exit.
+//!
+//! `messer-workload busy --threads N --duty D --seconds S [--period-ms P]
+//! [--truth FILE]`: N threads, each busy for D*P ms and asleep for (1-D)*P ms,
+//! for S seconds. With --truth, the process's exact cumulative CPU time is
+//! sampled every 1 ms ($MESSER_TRUTH_US) and written to FILE (see truth.rs).
+//!
+//! `messer-workload pingpong --pairs N --seconds S [--truth FILE]`: N pairs of
+//! threads bouncing a byte through pipes (context-switch heavy).
+
+mod truth;
+
+use std::time::{Duration, Instant};
+
+use truth::{Clocks, Truth};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: messer-workload busy --threads N --duty D --seconds S [--period-ms P] [--truth FILE]\n       messer-workload pingpong --pairs N --seconds S [--truth FILE]"
+    );
+    std::process::exit(2)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> T {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| usage()),
+        None => default.unwrap_or_else(|| usage()),
+    }
+}
+
+fn truth_arg(args: &[String]) -> Option<&str> {
+    args.iter().position(|a| a == "--truth").map(|i| {
+        args.get(i + 1)
+            .map(String::as_str)
+            .unwrap_or_else(|| usage())
+    })
+}
+
+fn spin_until(t: Instant) {
+    let mut x = 0u64;
+    while Instant::now() < t {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// Runs `threads` copies of `work` (given its index and the end instant),
+/// with the exact truth sampler when `truth` names a file.
+fn run_threads(
+    threads: usize,
+    seconds: f64,
+    truth: Option<&str>,
+    work: impl Fn(usize, Instant) + Send + Sync + 'static,
+) {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let work = std::sync::Arc::new(work);
+    let clocks = Clocks::default();
+    clocks.register_self();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (clocks, tx, work) = (clocks.clone(), tx.clone(), work.clone());
+            std::thread::spawn(move || {
+                clocks.register_self();
+                drop(tx);
+                work(i, end);
+            })
+        })
+        .collect();
+    drop(tx);
+    // Every worker has registered its clock once the channel closes.
+    let _ = rx.recv();
+    let sampler = truth.map(|_| Truth::start(clocks, truth_period_us(), end));
+    for h in handles {
+        let _ = h.join();
+    }
+    if let (Some(s), Some(path)) = (sampler, truth) {
+        s.finish(path);
+    }
+}
+
+fn busy(threads: usize, duty: f64, seconds: f64, period: Duration, truth: Option<&str>) {
+    let on = period.mul_f64(duty.clamp(0.0, 1.0));
+    run_threads(threads, seconds, truth, move |_, end| {
+        while Instant::now() < end {
+            let start = Instant::now();
+            spin_until((start + on).min(end));
+            let next = start + period;
+            let now = Instant::now();
+            if next > now && next < end {
+                std::thread::sleep(next - now);
+            } else if now < end && next >= end {
+                std::thread::sleep(end - now);
+            }
+        }
+    });
+}
+
+/// `pairs` pairs of threads bouncing one byte through two pipes: every
+/// round trip is two blocking reads, so two voluntary switches.
+fn pingpong(pairs: usize, seconds: f64, truth: Option<&str>) {
+    let pipes: Vec<[i32; 4]> = (0..pairs)
+        .map(|_| {
+            let mut a = [0i32; 2];
+            let mut b = [0i32; 2];
+            // SAFETY: pipe(2) into local arrays.
+            if unsafe { libc::pipe(a.as_mut_ptr()) } != 0
+                || unsafe { libc::pipe(b.as_mut_ptr()) } != 0
+            {
+                eprintln!("messer-workload: pipe: {}", std::io::Error::last_os_error());
+                std::process::exit(1);
+            }
+            [a[0], a[1], b[0], b[1]]
+        })
+        .collect();
+    run_threads(pairs * 2, seconds, truth, move |i, end| {
+        let [ar, aw, br, bw] = pipes[i / 2];
+        // Thread 2k serves; thread 2k+1 starts each round trip.
+        let (rd, wr, first) = if i % 2 == 0 {
+            (ar, bw, false)
+        } else {
+            (br, aw, true)
+        };
+        if first && !write1(wr) {
+            return;
+        }
+        while read1(rd) {
+            if Instant::now() >= end {
+                // Close our write end: the partner's read returns 0 and it ends.
+                // SAFETY: our own pipe end, not used after this.
+                unsafe { libc::close(wr) };
+                return;
+            }
+            if !write1(wr) {
+                return;
+            }
+        }
+    });
+}
+
+fn read1(fd: i32) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a one-byte read into a local buffer.
+    unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) == 1 }
+}
+
+fn write1(fd: i32) -> bool {
+    // SAFETY: a one-byte write from a static buffer.
+    unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) == 1 }
+}
+
+fn rusage(who: i32) -> (f64, f64) {
+    // SAFETY: getrusage into a zeroed struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_utime), t(ru.ru_stime))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("busy") => {
+            let threads = arg(&args, "--threads", Some(1usize));
+            let duty = arg(&args, "--duty", Some(1.0f64));
+            let seconds = arg(&args, "--seconds", None::<f64>);
+            let period = Duration::from_millis(arg(&args, "--period-ms", Some(100u64)));
+            busy(threads, duty, seconds, period, truth_arg(&args));
+        }
+        Some("pingpong") => {
+            let pairs = arg(&args, "--pairs", Some(1usize));
+            let seconds = arg(&args, "--seconds", None::<f64>);
+            pingpong(pairs, seconds, truth_arg(&args));
+        }
+        _ => usage(),
+    }
+    let (user, system) = rusage(libc::RUSAGE_SELF);
+    let (cuser, csystem) = rusage(libc::RUSAGE_CHILDREN);
+    println!(
+        "{{\"user_s\": {user}, \"system_s\": {system}, \"children_user_s\": {cuser}, \"children_system_s\": {csystem}}}"
+    );
+}
+
+/// Truth sampling period: $MESSER_TRUTH_US, else 1 ms. Window boundaries
+/// fall between samples and are interpolated, so the period must be short
+/// against the workload's own rhythm (a 20 ms busy/sleep cycle sampled every
+/// 10 ms interpolates up to ~5 ms wrong).
+fn truth_period_us() -> u64 {
+    std::env::var("MESSER_TRUTH_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+}

@@ -8,7 +8,17 @@
 //!
 //! `messer-workload pingpong --pairs N --seconds S [--truth FILE]`: N pairs of
 //! threads bouncing a byte through pipes (context-switch heavy).
+//!
+//! `messer-workload forkstorm --children N --child-ms M [--parallel P]`: short
+//! child processes (see storm.rs). `messer-workload io --mib N [--chunk-kib
+//! K] [--dir D]`: known read/write/send/recv traffic (see io.rs).
+//!
+//! Every mode takes `--delay S` (sleep before starting, so that a recorder
+//! attached meanwhile sees all of the work) and prints start_cpu_ns and
+//! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
 
+mod io;
+mod storm;
 mod truth;
 
 use std::time::{Duration, Instant};
@@ -17,7 +27,7 @@ use truth::{Clocks, Truth};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: messer-workload busy --threads N --duty D --seconds S [--period-ms P] [--truth FILE]\n       messer-workload pingpong --pairs N --seconds S [--truth FILE]"
+        "usage: messer-workload busy --threads N --duty D --seconds S [--period-ms P] [--truth FILE]\n       messer-workload pingpong --pairs N --seconds S [--truth FILE]\n       messer-workload forkstorm --children N [--child-ms M] [--parallel P]\n       messer-workload io --mib N [--chunk-kib K] [--dir D]\n       (all: [--delay S])"
     );
     std::process::exit(2)
 }
@@ -160,8 +170,23 @@ fn rusage(who: i32) -> (f64, f64) {
     (t(ru.ru_utime), t(ru.ru_stime))
 }
 
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock and pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // --delay S: sleep first (so that a recorder can attach), then note the
+    // CPU time used so far: the JSON's start_cpu_ns.
+    std::thread::sleep(Duration::from_secs_f64(arg(&args, "--delay", Some(0.0f64))));
+    let start_cpu_ns = process_cpu_ns();
+    let mut extra = String::new();
     match args.first().map(String::as_str) {
         Some("busy") => {
             let threads = arg(&args, "--threads", Some(1usize));
@@ -175,12 +200,26 @@ fn main() {
             let seconds = arg(&args, "--seconds", None::<f64>);
             pingpong(pairs, seconds, truth_arg(&args));
         }
+        Some("forkstorm") => {
+            let children = arg(&args, "--children", None::<usize>);
+            let child_ms = arg(&args, "--child-ms", Some(1.0f64));
+            let parallel = arg(&args, "--parallel", Some(1usize));
+            storm::forkstorm(children, child_ms, parallel);
+        }
+        Some("io") => {
+            let mib = arg(&args, "--mib", None::<usize>);
+            let chunk = arg(&args, "--chunk-kib", Some(64usize));
+            let dir = arg(&args, "--dir", Some(String::from("/tmp")));
+            let c = io::io(mib, chunk, &dir);
+            extra = format!(", \"io_calls\": {:?}, \"io_bytes\": {:?}", c.calls, c.bytes);
+        }
         _ => usage(),
     }
+    let end_cpu_ns = process_cpu_ns();
     let (user, system) = rusage(libc::RUSAGE_SELF);
     let (cuser, csystem) = rusage(libc::RUSAGE_CHILDREN);
     println!(
-        "{{\"user_s\": {user}, \"system_s\": {system}, \"children_user_s\": {cuser}, \"children_system_s\": {csystem}}}"
+        "{{\"user_s\": {user}, \"system_s\": {system}, \"children_user_s\": {cuser}, \"children_system_s\": {csystem}, \"start_cpu_ns\": {start_cpu_ns}, \"end_cpu_ns\": {end_cpu_ns}{extra}}}"
     );
 }
 

@@ -52,6 +52,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub max_threads: u32,
 
+    /// Do not read /proc/<pid>/smaps_rollup (PSS, USS, dirty memory): it walks
+    /// each process's page tables, which costs time on huge processes.
+    #[arg(long)]
+    pub no_pss: bool,
+
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -42,12 +42,14 @@ fn start_probe(
     proc: &ProcRoot,
 ) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
     let follow = !cli.no_children;
-    let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow)) as Box<dyn Probe>;
+    let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss };
+    let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
     let ebpf = || {
         let opts = EbpfOptions {
             max_processes: cli.max_processes,
             max_threads: cli.max_threads,
             follow_children: follow,
+            reads,
         };
         EbpfProbe::start(target.pid, opts, proc.clone()).map(|p| Box::new(p) as Box<dyn Probe>)
     };

@@ -18,6 +18,8 @@ use messer_common::{Counters, EpochCounters, RunSlot, TRACKED_EXITED, Tracked, i
 
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
+use crate::probe::procfs::figures::TreeFigures;
+use crate::probe::procfs::system::SystemProbe;
 use crate::probe::procfs::ticks::SplitTicks;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, Reading};
 use crate::sink::table::Column;
@@ -84,6 +86,8 @@ pub struct EbpfOptions {
     pub max_threads: u32,
     /// Track new child processes of tracked processes.
     pub follow_children: bool,
+    /// Optional /proc reads (smaps_rollup).
+    pub reads: crate::probe::procfs::process::Reads,
 }
 
 /// The loaded programs and what the probe remembers between reads.
@@ -100,6 +104,8 @@ pub struct EbpfProbe {
     exited: HashSet<u32>,
     split: SplitTicks,
     programs: ProgramStats,
+    figures: TreeFigures,
+    system: SystemProbe,
 }
 
 /// Columns the eBPF probe adds, in the order `measures` fills them.
@@ -149,11 +155,13 @@ impl EbpfProbe {
             flush_fd,
             cpus,
             epoch: 0,
-            proc,
+            proc: proc.clone(),
             deltas: EpochDeltas::default(),
             exited: HashSet::new(),
             split: SplitTicks::default(),
             programs,
+            figures: TreeFigures::new(proc.clone(), opts.reads, false),
+            system: SystemProbe::new(proc.clone(), "/sys"),
         })
     }
 
@@ -278,7 +286,10 @@ impl EbpfProbe {
 
 impl Probe for EbpfProbe {
     fn columns(&self) -> Vec<Column> {
-        columns(self.io, self.programs.names())
+        let mut c = columns(self.io, self.programs.names());
+        c.extend(self.figures.columns());
+        c.extend(self.system.columns());
+        c
     }
 
     fn read(&mut self) -> Result<Reading, ProbeError> {
@@ -286,7 +297,7 @@ impl Probe for EbpfProbe {
         let tracked = self.tracked()?;
         let frozen = self.frozen(&tracked)?;
         let mut sum = Counters::default();
-        let mut num_processes = 0;
+        let mut stats = Vec::new();
         let mut retire = Vec::new();
         for (&(tgid, info), now) in tracked.iter().zip(&frozen) {
             let d = self.deltas.observe(tgid, *now);
@@ -303,9 +314,11 @@ impl Probe for EbpfProbe {
                 }
                 continue;
             }
-            num_processes += 1;
             match self.proc.stat(tgid as i32) {
-                Ok(stat) => self.split.observe(&stat),
+                Ok(stat) => {
+                    self.split.observe(&stat);
+                    stats.push(stat);
+                }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(ProbeError::Procfs(e)),
             }
@@ -314,15 +327,13 @@ impl Probe for EbpfProbe {
             self.retire(tgid)?;
         }
         let (user_ticks, system_ticks) = self.split.commit();
-        let extra = self.measures(&sum, last - first);
+        let mut extra = self.measures(&sum, last - first);
+        extra.extend(self.figures.read(&stats)?);
+        extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns: first + (last - first) / 2,
-            cpu: CpuWindow {
-                on_cpu_ns: sum.on_cpu_ns as i64,
-                user_ticks,
-                system_ticks,
-            },
-            num_processes,
+            cpu: CpuWindow { on_cpu_ns: sum.on_cpu_ns as i64, user_ticks, system_ticks },
+            num_processes: stats.len() as u32,
             extra,
         })
     }

@@ -6,8 +6,14 @@
 //! the previous read with it: /proc no longer shows it (the eBPF probe does
 //! not have this gap).
 
+pub mod figures;
+pub mod kv;
 pub mod parse;
+pub mod process;
 pub mod root;
+pub mod system;
+#[cfg(test)]
+mod testutil;
 pub mod ticks;
 pub mod tree;
 
@@ -22,63 +28,79 @@ pub struct ProcfsProbe {
     target: i32,
     follow_children: bool,
     run_ns: DeltaTracker<(i32, u64, i32)>,
+    switches: DeltaTracker<(i32, u64, i32)>,
     split: SplitTicks,
+    figures: figures::TreeFigures,
+    system: system::SystemProbe,
 }
 
 impl ProcfsProbe {
-    pub fn new(proc: ProcRoot, target: i32, follow_children: bool) -> Self {
+    pub fn new(proc: ProcRoot, target: i32, follow_children: bool, reads: process::Reads) -> Self {
         Self {
+            figures: figures::TreeFigures::new(proc.clone(), reads, true),
+            system: system::SystemProbe::new(proc.clone(), "/sys"),
             proc,
             target,
             follow_children,
             run_ns: DeltaTracker::default(),
+            switches: DeltaTracker::default(),
             split: SplitTicks::default(),
         }
     }
 
-    fn read_process(&mut self, pid: i32, on_cpu_ns: &mut u64) -> Result<(), ReadError> {
+    /// Adds process `pid`'s threads' CPU time and switch-ins; returns its stat.
+    fn read_process(&mut self, pid: i32, on_cpu_ns: &mut u64, switches: &mut u64) -> Result<parse::Stat, ReadError> {
         let stat = self.proc.stat(pid)?;
         for tid in self.proc.tasks(pid)? {
-            match self.proc.task_run_ns(pid, tid) {
-                Ok(ns) => *on_cpu_ns += self.run_ns.observe((pid, stat.starttime, tid), ns),
+            match self.proc.task_schedstat(pid, tid) {
+                Ok((ns, pcount)) => {
+                    let key = (pid, stat.starttime, tid);
+                    *on_cpu_ns += self.run_ns.observe(key, ns);
+                    *switches += self.switches.observe(key, pcount);
+                }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
         }
         self.split.observe(&stat);
-        Ok(())
+        Ok(stat)
     }
 }
 
 impl Probe for ProcfsProbe {
+    fn columns(&self) -> Vec<crate::sink::table::Column> {
+        let mut c = vec![crate::probe::measure::float("proc_ctx_switch_rate_hz")];
+        c.extend(self.figures.columns());
+        c.extend(self.system.columns());
+        c
+    }
+
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let span = Span::start();
-        let pids = if self.follow_children {
-            tree::descendants(&self.proc, self.target)
-        } else {
-            vec![self.target]
-        };
+        let pids = if self.follow_children { tree::descendants(&self.proc, self.target) } else { vec![self.target] };
         let mut on_cpu_ns = 0;
-        let mut num_processes = 0;
+        let mut switches = 0;
+        let mut stats = Vec::with_capacity(pids.len());
         for pid in pids {
-            match self.read_process(pid, &mut on_cpu_ns) {
-                Ok(()) => num_processes += 1,
+            match self.read_process(pid, &mut on_cpu_ns, &mut switches) {
+                Ok(stat) => stats.push(stat),
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(ProbeError::Procfs(e)),
             }
         }
+        // The CPU figures' instant; the momentary ones below follow it.
         let mono_ns = span.end();
         self.run_ns.commit();
+        self.switches.commit();
         let (user_ticks, system_ticks) = self.split.commit();
+        let mut extra = vec![crate::probe::Measure::PerSecond(switches as f64)];
+        extra.extend(self.figures.read(&stats)?);
+        extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns,
-            cpu: CpuWindow {
-                on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX),
-                user_ticks,
-                system_ticks,
-            },
-            num_processes,
-            extra: Vec::new(),
+            cpu: CpuWindow { on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
+            num_processes: stats.len() as u32,
+            extra,
         })
     }
 }

@@ -11,11 +11,14 @@ pub struct ParseError {
     pub what: String,
 }
 
-fn err(file: &'static str, what: impl Into<String>) -> ParseError {
-    ParseError {
-        file,
-        what: what.into(),
+impl ParseError {
+    pub fn new(file: &'static str, what: impl Into<String>) -> Self {
+        ParseError { file, what: what.into() }
     }
+}
+
+fn err(file: &'static str, what: impl Into<String>) -> ParseError {
+    ParseError::new(file, what)
 }
 
 /// The fields of `/proc/<pid>/stat` that messer uses.
@@ -35,6 +38,18 @@ pub struct Stat {
     pub starttime: u64,
     pub num_threads: u64,
     pub flags: u64,
+    /// User and system ticks of reaped children (waited for).
+    pub cutime: u64,
+    pub cstime: u64,
+    /// Virtual memory size in bytes.
+    pub vsize: u64,
+    /// Resident set size in pages.
+    pub rss_pages: u64,
+    /// CPU the task last ran on (absent in very old kernels).
+    pub processor: Option<u32>,
+    /// Ticks spent waiting for block IO (delay accounting; absent in old
+    /// kernels, 0 when delay accounting is off).
+    pub blkio_ticks: Option<u64>,
 }
 
 /// `PF_KTHREAD` in `Stat::flags`: a kernel thread.
@@ -79,7 +94,25 @@ pub fn stat(text: &str) -> Result<Stat, ParseError> {
         stime: num(15)?,
         num_threads: num(20)?,
         starttime: num(22)?,
+        cutime: num(16)?,
+        cstime: num(17)?,
+        vsize: num(23)?,
+        rss_pages: num(24)?,
+        processor: num(39).ok().and_then(|v| u32::try_from(v).ok()),
+        blkio_ticks: num(42).ok(),
     })
+}
+
+/// Parses `/proc/<pid>/task/<tid>/schedstat`: (run ns, times run on a CPU).
+/// The first field is `se.sum_exec_runtime`, the third the number of
+/// switch-ins (`sched_info.pcount`).
+pub fn schedstat(text: &str) -> Result<(u64, u64), ParseError> {
+    const F: &str = "schedstat";
+    let mut it = text.split_whitespace().map(str::parse::<u64>);
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(run)), Some(Ok(_)), Some(Ok(pcount))) => Ok((run, pcount)),
+        _ => Err(err(F, "expected three numbers")),
+    }
 }
 
 /// Parses `/proc/<pid>/task/<tid>/schedstat`: the first field, nanoseconds
@@ -123,6 +156,14 @@ mod tests {
         assert_eq!(s.num_threads, 3);
         assert_eq!(s.starttime, 987654);
         assert_eq!(s.flags & PF_KTHREAD, 0);
+        assert_eq!((s.vsize, s.rss_pages, s.processor, s.blkio_ticks), (12345678, 321, Some(1), Some(0)));
+    }
+
+    #[test]
+    fn schedstat_has_run_time_and_switch_ins() {
+        assert_eq!(schedstat("123456 789 42\n").unwrap(), (123456, 42));
+        assert!(schedstat("123456 789\n").is_err());
+        assert!(schedstat("a b c").is_err());
     }
 
     #[test]

@@ -102,6 +102,11 @@ impl ProcRoot {
         Ok(tids)
     }
 
+    /// (On-CPU nanoseconds, switch-ins) of thread `tid` of process `pid`.
+    pub fn task_schedstat(&self, pid: i32, tid: i32) -> Result<(u64, u64), ReadError> {
+        self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat)
+    }
+
     /// On-CPU nanoseconds of thread `tid` of process `pid`.
     pub fn task_run_ns(&self, pid: i32, tid: i32) -> Result<u64, ReadError> {
         self.parsed(

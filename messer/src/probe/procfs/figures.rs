@@ -1,0 +1,260 @@
+//! Tree-wide /proc figures that both modes record: memory, threads, file
+//! descriptors, sockets, storage IO, block-IO delay, reaped children; and, in
+//! procfs mode, what eBPF otherwise counts (switches, read/write syscalls).
+
+use std::collections::{HashMap, HashSet};
+
+use super::parse::Stat;
+use super::process::{self, ProcessFigures, Reads};
+use super::root::{ProcRoot, ReadError};
+use crate::probe::Measure;
+use crate::probe::delta::DeltaTracker;
+use crate::probe::measure::float;
+use crate::sink::table::Column;
+
+/// Sums of per-process gauges; None once any process's value is unknown.
+#[derive(Default)]
+struct Sum(Option<f64>, bool);
+
+impl Sum {
+    fn add(&mut self, v: Option<u64>) {
+        match (v, self.1) {
+            (Some(v), false) => self.0 = Some(self.0.unwrap_or(0.0) + v as f64),
+            _ => {
+                self.1 = true;
+                self.0 = None;
+            }
+        }
+    }
+
+    fn measure(&self) -> Measure {
+        match (self.0, self.1) {
+            (Some(v), false) => Measure::Value(v),
+            (None, false) => Measure::Value(0.0),
+            _ => Measure::Missing,
+        }
+    }
+}
+
+/// Reads the tree's /proc figures each sample.
+pub struct TreeFigures {
+    proc: ProcRoot,
+    reads: Reads,
+    /// Also the figures eBPF provides in ebpf mode.
+    procfs_mode: bool,
+    page_size: u64,
+    ticks_per_second: f64,
+    mem_total: Option<u64>,
+    io: [DeltaTracker<(i32, u64)>; 6],
+    blkio: DeltaTracker<(i32, u64)>,
+}
+
+/// Column order of `TreeFigures::read`.
+fn names(procfs_mode: bool) -> Vec<&'static str> {
+    let mut n = vec![
+        "proc_num_threads",
+        "proc_num_fds",
+        "proc_num_ip_sockets_open",
+        "proc_num_tcp_connections",
+        "proc_io_storage_read_throughput_mibps",
+        "proc_io_storage_write_throughput_mibps",
+        "proc_io_blkio_delay_percent",
+        "proc_mem_rss",
+        "proc_mem_vms",
+        "proc_mem_pss",
+        "proc_mem_uss",
+        "proc_mem_swap",
+        "proc_mem_dirty",
+        "proc_mem_rss_percent",
+        "proc_mem_rss_peak",
+        "proc_cpu_children_user_s",
+        "proc_cpu_children_system_s",
+    ];
+    if procfs_mode {
+        n.extend([
+            "proc_disk_read_throughput_mibps",
+            "proc_disk_write_throughput_mibps",
+            "proc_disk_read_rate_hz",
+            "proc_disk_write_rate_hz",
+        ]);
+    }
+    n
+}
+
+/// Socket tables of a network namespace: inode -> (is TCP, TCP state).
+fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
+    let mut out = HashMap::new();
+    for (file, tcp) in [("tcp", true), ("tcp6", true), ("udp", false), ("udp6", false)] {
+        let Ok(text) = proc.read(format!("{pid}/net/{file}")) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(st), Some(inode)) = (f.get(3), f.get(9))
+                && let (Ok(st), Ok(inode)) = (u8::from_str_radix(st, 16), inode.parse::<u64>())
+            {
+                out.insert(inode, (tcp, st));
+            }
+        }
+    }
+    out
+}
+
+/// TCP_ESTABLISHED in /proc/net/tcp's `st` column.
+const TCP_ESTABLISHED: u8 = 1;
+
+impl TreeFigures {
+    pub fn new(proc: ProcRoot, reads: Reads, procfs_mode: bool) -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let (page, hz) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
+        let mem_total = proc.read("meminfo").ok().and_then(|t| super::kv::parse("meminfo", &t).ok()).and_then(|m| m.get("MemTotal").copied());
+        Self {
+            proc,
+            reads,
+            procfs_mode,
+            page_size: u64::try_from(page).unwrap_or(4096),
+            ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
+            mem_total,
+            io: Default::default(),
+            blkio: DeltaTracker::default(),
+        }
+    }
+
+    pub fn columns(&self) -> Vec<Column> {
+        names(self.procfs_mode).into_iter().map(float).collect()
+    }
+
+    /// Reads the processes whose stats are `stats` (the tree now; the ones
+    /// that vanished meanwhile are skipped).
+    pub fn read(&mut self, stats: &[Stat]) -> Result<Vec<Measure>, ReadError> {
+        let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
+        for s in stats {
+            match process::read(&self.proc, s, self.page_size, self.reads) {
+                Ok(f) => figures.push((s, f)),
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut threads = 0.0;
+        let (mut fds, mut rss, mut vms, mut pss, mut uss, mut swap, mut dirty, mut peak) =
+            (Sum::default(), Sum::default(), Sum::default(), Sum::default(), Sum::default(), Sum::default(), Sum::default(), Sum::default());
+        let (mut cu, mut cs) = (0.0, 0.0);
+        let mut io = [0.0; 6];
+        let mut io_known = true;
+        let mut blkio = 0.0;
+        let mut blkio_known = true;
+        let mut sockets: Option<HashSet<u64>> = Some(HashSet::new());
+        for (s, f) in &figures {
+            let key = (s.pid, s.starttime);
+            threads += f.num_threads as f64;
+            fds.add(f.num_fds);
+            rss.add(Some(f.rss_bytes));
+            vms.add(Some(f.vms_bytes));
+            pss.add(f.pss_bytes);
+            uss.add(f.uss_bytes);
+            swap.add(f.swap_bytes);
+            dirty.add(f.dirty_bytes);
+            peak.add(f.rss_peak_bytes);
+            cu += f.children_user_ticks as f64;
+            cs += f.children_system_ticks as f64;
+            match f.io {
+                Some(v) => {
+                    for i in 0..6 {
+                        io[i] += self.io[i].observe(key, v[i]) as f64;
+                    }
+                }
+                None => io_known = false,
+            }
+            match f.blkio_ticks {
+                Some(t) => blkio += self.blkio.observe(key, t) as f64,
+                None => blkio_known = false,
+            }
+            match (&mut sockets, &f.socket_inodes) {
+                (Some(set), Some(inodes)) => set.extend(inodes),
+                _ => sockets = None,
+            }
+        }
+        for t in &mut self.io {
+            t.commit();
+        }
+        self.blkio.commit();
+        let (ip_sockets, tcp_conns) = match (&sockets, stats.first()) {
+            (Some(set), Some(first)) => {
+                let table = socket_table(&self.proc, first.pid);
+                let found: Vec<&(bool, u8)> = set.iter().filter_map(|i| table.get(i)).collect();
+                let tcp = found.iter().filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED).count();
+                (Measure::Value(found.len() as f64), Measure::Value(tcp as f64))
+            }
+            (Some(_), None) => (Measure::Value(0.0), Measure::Value(0.0)),
+            (None, _) => (Measure::Missing, Measure::Missing),
+        };
+        let known = |ok: bool, m: Measure| if ok { m } else { Measure::Missing };
+        let rss_percent = match (rss.measure(), self.mem_total) {
+            (Measure::Value(r), Some(total)) if total > 0 => Measure::Value(r / total as f64 * 100.0),
+            _ => Measure::Missing,
+        };
+        let mut m = vec![
+            Measure::Value(threads),
+            fds.measure(),
+            ip_sockets,
+            tcp_conns,
+            known(io_known, Measure::MibPerSecond(io[4])),
+            known(io_known, Measure::MibPerSecond(io[5])),
+            // Ticks of waiting, as nanoseconds, per window.
+            known(blkio_known, Measure::PercentOfWindow(blkio / self.ticks_per_second * 1e9)),
+            rss.measure(),
+            vms.measure(),
+            pss.measure(),
+            uss.measure(),
+            swap.measure(),
+            dirty.measure(),
+            rss_percent,
+            peak.measure(),
+            Measure::Value(cu / self.ticks_per_second),
+            Measure::Value(cs / self.ticks_per_second),
+        ];
+        if self.procfs_mode {
+            m.extend([
+                known(io_known, Measure::MibPerSecond(io[0])),
+                known(io_known, Measure::MibPerSecond(io[1])),
+                known(io_known, Measure::PerSecond(io[2])),
+                known(io_known, Measure::PerSecond(io[3])),
+            ]);
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::procfs::testutil::FakeProc;
+
+    #[test]
+    fn sums_over_the_tree_and_marks_unknowns_missing() {
+        let p = FakeProc::new();
+        p.file("meminfo", "MemTotal: 4096 kB\n");
+        p.process(10, 1, "a", &[10, 11]);
+        p.process(12, 10, "b", &[12]);
+        p.file("10/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
+        p.file("12/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 0\nwrite_bytes: 0\n");
+        p.file("10/smaps_rollup", "Pss: 8 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 4 kB\nShared_Dirty: 0 kB\n");
+        let root = p.root();
+        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true }, true);
+        let cols = t.columns();
+        let stats = vec![root.stat(10).unwrap(), root.stat(12).unwrap()];
+        let m = t.read(&stats).unwrap();
+        assert_eq!(m.len(), cols.len());
+        let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
+        assert_eq!(at("proc_num_threads"), Measure::Value(3.0));
+        let rss = 2.0 * 300.0 * t.page_size as f64;
+        assert_eq!(at("proc_mem_rss"), Measure::Value(rss));
+        assert_eq!(at("proc_mem_rss_percent"), Measure::Value(rss / (4096.0 * 1024.0) * 100.0));
+        assert_eq!(at("proc_mem_pss"), Measure::Missing, "process 12 has no smaps_rollup");
+        assert_eq!(at("proc_cpu_children_user_s"), Measure::Value(6.0 / t.ticks_per_second));
+        p.file("10/io", "rchar: 1124\nwchar: 0\nsyscr: 3\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
+        let m = t.read(&stats).unwrap();
+        let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
+        assert_eq!(at("proc_disk_read_rate_hz").value(1_000_000_000), 2.0);
+        assert_eq!(at("proc_disk_read_throughput_mibps").value(1_000_000_000), 1024.0 / 1048576.0);
+        assert_eq!(at("proc_io_storage_read_throughput_mibps").value(1), 0.0);
+    }
+}

@@ -1,0 +1,52 @@
+//! `Key: value [kB]` files: /proc/<pid>/status, /proc/<pid>/io,
+//! /proc/<pid>/smaps_rollup, /proc/meminfo.
+
+use std::collections::HashMap;
+
+use super::parse::ParseError;
+
+/// The numeric fields of a `Key: value [kB]` file, in bytes where the file
+/// says kB. Lines that are not numbers (e.g. `Name:`) are skipped.
+pub fn parse(file: &'static str, text: &str) -> Result<HashMap<String, u64>, ParseError> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else { continue };
+        let mut parts = rest.split_whitespace();
+        let Some(Ok(v)) = parts.next().map(str::parse::<u64>) else { continue };
+        let v = match parts.next() {
+            Some("kB") => v.checked_mul(1024).ok_or_else(|| ParseError::new(file, format!("{key} overflows")))?,
+            _ => v,
+        };
+        out.insert(key.trim().to_string(), v);
+    }
+    if out.is_empty() && !text.trim().is_empty() {
+        return Err(ParseError::new(file, "no numeric fields"));
+    }
+    Ok(out)
+}
+
+/// Field `key` of a parsed file, or an error naming what is missing.
+pub fn get(map: &HashMap<String, u64>, file: &'static str, key: &str) -> Result<u64, ParseError> {
+    map.get(key).copied().ok_or_else(|| ParseError::new(file, format!("no field {key}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kilobytes_become_bytes_and_text_fields_are_skipped() {
+        let m = parse("status", "Name:\tsh\nVmRSS:\t  1200 kB\nThreads:\t3\nvoluntary_ctxt_switches:\t17\n").unwrap();
+        assert_eq!(m["VmRSS"], 1200 * 1024);
+        assert_eq!(m["Threads"], 3);
+        assert!(!m.contains_key("Name"));
+        assert!(get(&m, "status", "VmSwap").is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(parse("io", "rchar: lots\nwchar: more\n").is_err());
+        assert!(parse("io", "").unwrap().is_empty());
+        assert!(parse("io", "rchar: 99999999999999999999999 kB\n").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! What /proc says about one process beyond CPU time: memory, threads, file
+//! descriptors, IO counters, reaped children, block-IO delay.
+
+use std::collections::HashMap;
+
+use super::kv;
+use super::parse::Stat;
+use super::root::{ProcRoot, ReadError};
+
+/// One process's /proc figures; None where the file could not be read
+/// (typically permission) or lacks the field on this kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessFigures {
+    pub rss_bytes: u64,
+    pub vms_bytes: u64,
+    pub num_threads: u64,
+    pub rss_peak_bytes: Option<u64>,
+    pub swap_bytes: Option<u64>,
+    /// From smaps_rollup: proportional set size, unique set size
+    /// (private clean + private dirty), dirty (private + shared dirty).
+    pub pss_bytes: Option<u64>,
+    pub uss_bytes: Option<u64>,
+    pub dirty_bytes: Option<u64>,
+    pub num_fds: Option<u64>,
+    /// Socket inodes among the open file descriptors.
+    pub socket_inodes: Option<Vec<u64>>,
+    /// /proc/<pid>/io: rchar, wchar, syscr, syscw, read_bytes, write_bytes.
+    pub io: Option<[u64; 6]>,
+    pub children_user_ticks: u64,
+    pub children_system_ticks: u64,
+    pub blkio_ticks: Option<u64>,
+}
+
+/// The /proc/<pid>/io fields, in `ProcessFigures::io` order.
+pub const IO_FIELDS: [&str; 6] = ["rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes"];
+
+/// Which optional (costly) files to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// smaps_rollup (PSS, USS, dirty): walks the page tables of the process.
+    pub smaps: bool,
+}
+
+/// A file that could not be read is an unknown value (permission, or not
+/// on this kernel), unless the process itself is gone.
+fn optional<T>(proc: &ProcRoot, pid: i32, r: Result<T, ReadError>) -> Result<Option<T>, ReadError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ ReadError::Gone(_)) if !proc.path().join(pid.to_string()).exists() => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str) -> Result<HashMap<String, u64>, ReadError> {
+    let rel = format!("{pid}/{name}");
+    let text = proc.read(&rel)?;
+    kv::parse(name, &text).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
+}
+
+/// Counts the entries of /proc/<pid>/fd and collects socket inodes.
+fn fds(proc: &ProcRoot, pid: i32) -> Result<(u64, Vec<u64>), ReadError> {
+    let dir = proc.path().join(format!("{pid}/fd"));
+    let entries = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Gone(dir.clone()),
+        _ => ReadError::Io { path: dir.clone(), source: e },
+    })?;
+    let mut n = 0;
+    let mut sockets = Vec::new();
+    for e in entries.flatten() {
+        n += 1;
+        if let Ok(target) = std::fs::read_link(e.path())
+            && let Some(inode) = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+        {
+            sockets.push(inode);
+        }
+    }
+    Ok((n, sockets))
+}
+
+/// Reads process `pid` whose stat is `stat`.
+pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Result<ProcessFigures, ReadError> {
+    let pid = stat.pid;
+    let status = optional(proc, pid, kv_file(proc, pid, "status"))?;
+    let smaps = if reads.smaps { optional(proc, pid, kv_file(proc, pid, "smaps_rollup"))? } else { None };
+    let io = optional(proc, pid, kv_file(proc, pid, "io"))?;
+    let fds = optional(proc, pid, fds(proc, pid))?;
+    let field = |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
+    let sum = |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
+    Ok(ProcessFigures {
+        rss_bytes: stat.rss_pages * page_size,
+        vms_bytes: stat.vsize,
+        num_threads: stat.num_threads,
+        rss_peak_bytes: field(&status, "VmHWM"),
+        swap_bytes: field(&status, "VmSwap"),
+        pss_bytes: field(&smaps, "Pss"),
+        uss_bytes: sum(&smaps, "Private_Clean", "Private_Dirty"),
+        dirty_bytes: sum(&smaps, "Private_Dirty", "Shared_Dirty"),
+        num_fds: fds.as_ref().map(|f| f.0),
+        socket_inodes: fds.map(|f| f.1),
+        io: io.as_ref().and_then(|m| {
+            let mut v = [0; 6];
+            for (slot, k) in v.iter_mut().zip(IO_FIELDS) {
+                *slot = *m.get(k)?;
+            }
+            Some(v)
+        }),
+        children_user_ticks: stat.cutime,
+        children_system_ticks: stat.cstime,
+        blkio_ticks: stat.blkio_ticks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::procfs::testutil::FakeProc;
+
+    #[test]
+    fn reads_every_file_of_a_fake_process() {
+        let p = FakeProc::new();
+        p.process(10, 1, "app", &[10, 11]);
+        p.file("10/status", "Name:\tapp\nVmHWM:\t  2048 kB\nVmSwap:\t 4 kB\nThreads:\t2\n");
+        p.file("10/smaps_rollup", "Rss: 100 kB\nPss: 60 kB\nPrivate_Clean: 8 kB\nPrivate_Dirty: 16 kB\nShared_Dirty: 4 kB\n");
+        p.file("10/io", "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 5\nwrite_bytes: 6\ncancelled_write_bytes: 0\n");
+        let root = p.root();
+        let stat = root.stat(10).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: true }).unwrap();
+        assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
+        assert_eq!(f.swap_bytes, Some(4096));
+        assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
+        assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
+        assert_eq!(f.num_fds, None, "no fd directory in the fake");
+        let f = read(&root, &stat, 4096, Reads { smaps: false }).unwrap();
+        assert_eq!(f.pss_bytes, None);
+    }
+
+    #[test]
+    fn malformed_files_are_missing_values_not_errors() {
+        let p = FakeProc::new();
+        p.process(10, 1, "app", &[10]);
+        p.file("10/io", "rchar: x\n");
+        p.file("10/status", "garbage without colons");
+        let root = p.root();
+        let f = read(&root, &root.stat(10).unwrap(), 4096, Reads { smaps: true }).unwrap();
+        assert_eq!((f.io, f.rss_peak_bytes), (None, None));
+    }
+}

@@ -21,11 +21,17 @@ def main():
     assert len(df) == len(data), (len(df), len(data))
     out = {"_attrs": attrs, "_rows": len(df)}
     for c in columns:
+        if data.dtype[c].kind == "S":
+            a = [x.decode() for x in data[c]]
+            b = [x.decode() if isinstance(x, bytes) else x for x in df[c]]
+            assert a == b, c
+            out[c] = a
+            continue
         a = [float(x) for x in data[c]]
         b = [float(x) for x in df[c]]
         assert all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b)), c
         out[c] = [None if math.isnan(x) else x for x in a]
-    iso = df["isotime_local"].iloc[0] if len(df) else b""
+    iso = df["isotime_local"].iloc[0] if len(df) and "isotime_local" in df else b""
     out["_isotime_len"] = len(iso)
     print(json.dumps(out))
 

@@ -36,6 +36,25 @@ pub struct Reading {
     pub num_processes: u32,
     /// Values of the probe's `columns()`, in order.
     pub extra: Vec<Measure>,
+    /// The tree's processes alive at this read, each with its own window.
+    pub processes: Vec<ProcessWindow>,
+}
+
+/// One process's part of a reading.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessWindow {
+    pub pid: i32,
+    pub ppid: i32,
+    /// Start time in seconds since the epoch (boot time + start ticks).
+    pub start_unixtime: f64,
+    pub comm: String,
+    pub cpu: CpuWindow,
+    pub rss_bytes: f64,
+    pub num_threads: f64,
+    /// Bytes read and written by read/write-family syscalls in the window
+    /// (ebpf: syscall returns; procfs: rchar/wchar); NaN if unknown.
+    pub read_bytes: f64,
+    pub write_bytes: f64,
 }
 
 /// A source of readings.

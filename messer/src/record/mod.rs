@@ -7,8 +7,8 @@ use crate::cli::{Cli, Mode};
 use crate::probe::Probe;
 use crate::probe::ebpf::{EbpfError, EbpfOptions, EbpfProbe};
 use crate::probe::procfs::{ProcRoot, ProcfsProbe};
-use crate::sample::Sample;
 use crate::sample::sampler::{self, Stop};
+use crate::sample::{Sample, processes};
 use crate::signals::Signals;
 use crate::sink::hdf5::{self as h5, Table};
 use crate::sink::writer::{QUEUE_ROWS, Writer};
@@ -22,6 +22,11 @@ pub enum RecordError {
     #[error("{0}")]
     Runtime(String),
 }
+
+/// Tables, in the writer's order.
+const TIMESERIES: usize = 0;
+const PROCESSES: usize = 1;
+const PROCESS_INFO: usize = 2;
 
 /// Shortest interval accepted.
 const MIN_INTERVAL_S: f64 = 0.001;
@@ -43,7 +48,8 @@ fn start_probe(
 ) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
     let follow = !cli.no_children;
     let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss };
-    let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
+    let procfs =
+        || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
     let ebpf = || {
         let opts = EbpfOptions {
             max_processes: cli.max_processes,
@@ -119,12 +125,37 @@ pub fn record(cli: &Cli) -> Result<usize, RecordError> {
     for (name, value) in meta::attributes(target.pid, cli.interval, &cli.label, mode) {
         table.set_attr(name, &value).map_err(runtime)?;
     }
-    let writer = Writer::spawn(file, table, QUEUE_ROWS)
+    let procs = Table::create(
+        &file,
+        "messer_processes",
+        "messer per-process time series",
+        processes::schema(),
+    )
+    .map_err(runtime)?;
+    let info = Table::create(
+        &file,
+        "messer_process_info",
+        "messer processes seen",
+        processes::info_schema(),
+    )
+    .map_err(runtime)?;
+    let writer = Writer::spawn(file, vec![table, procs, info], QUEUE_ROWS)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
 
+    let mut registry = processes::Registry::new(proc.clone());
     let result = sampler::run(probe.as_mut(), &target, &signals, interval_ns, |s| {
-        writer.send(s.row())
+        writer.send(TIMESERIES, s.row())?;
+        for row in s.process_rows() {
+            writer.send(PROCESSES, row)?;
+        }
+        for row in registry.observe(&s.processes, s.unixtime) {
+            writer.send(PROCESS_INFO, row)?;
+        }
+        Ok(())
     });
+    for row in registry.finish() {
+        let _ = writer.send(PROCESS_INFO, row);
+    }
     // Whatever happened, write what was sampled.
     let written = writer.finish().map_err(runtime);
     drop(probe);

@@ -2,6 +2,7 @@
 //! the real time elapsed since the previous one.
 
 pub mod clock;
+pub mod processes;
 pub mod sampler;
 
 use crate::probe::{CpuWindow, Measure, Reading};
@@ -28,6 +29,9 @@ pub struct Sample {
     pub cpu_system_percent: f64,
     /// The probe's own columns (see `Probe::columns`).
     pub extra: Vec<Value>,
+    /// The processes of this window (see `processes`).
+    pub processes: Vec<crate::probe::ProcessWindow>,
+    pub window_ns: u64,
 }
 
 /// CPU percentages (of one core) over a window of `window_ns`.
@@ -68,6 +72,8 @@ impl Sample {
             cpu_total_percent: total,
             cpu_user_percent: user,
             cpu_system_percent: system,
+            processes: now.processes.clone(),
+            window_ns,
             extra: now
                 .extra
                 .iter()
@@ -98,6 +104,14 @@ impl Sample {
             Column::new("proc_cpu_util_percent_user", Kind::F64),
             Column::new("proc_cpu_util_percent_system", Kind::F64),
         ]
+    }
+
+    /// The `/messer_processes` rows of this window.
+    pub fn process_rows(&self) -> Vec<Row> {
+        self.processes
+            .iter()
+            .map(|p| processes::row(p, self.unixtime, self.monotime, self.window_ns))
+            .collect()
     }
 
     /// The row for `schema()`.
@@ -155,6 +169,7 @@ mod tests {
             cpu: CpuWindow::default(),
             num_processes: 1,
             extra: vec![Measure::PerSecond(3.0), Measure::Total(7)],
+            processes: Vec::new(),
         };
         let s = Sample::from_reading(&r, 1_500_000_000, 42);
         assert_eq!(s.window_seconds, 0.5);

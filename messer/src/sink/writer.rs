@@ -1,6 +1,7 @@
 //! The writer thread: takes rows from a bounded queue and appends them to the
-//! HDF5 table, so that a slow disk never delays sampling. A row that finds the
-//! queue full is dropped and counted (attribute `messer_rows_lost`).
+//! HDF5 tables, so that a slow disk never delays sampling. A row that finds
+//! the queue full is dropped and counted (attribute `messer_rows_lost` of the
+//! first table, the time series).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,22 +14,25 @@ use super::table::Row;
 /// Rows the queue holds: at 10 ms intervals, 40 s of a stalled disk.
 pub const QUEUE_ROWS: usize = 4096;
 
+/// A row for table number `.0` (in the order given to `spawn`).
+type Item = (usize, Row);
+
 /// Handle to the writer thread.
 pub struct Writer {
-    tx: Option<SyncSender<Row>>,
+    tx: Option<SyncSender<Item>>,
     lost: Arc<AtomicU64>,
     handle: Option<JoinHandle<Result<usize, Hdf5Error>>>,
 }
 
 impl Writer {
-    /// Starts a thread that owns `file` and appends to `table`.
-    pub fn spawn(file: hdf5::File, table: Table, capacity: usize) -> std::io::Result<Self> {
+    /// Starts a thread that owns `file` and appends to `tables`.
+    pub fn spawn(file: hdf5::File, tables: Vec<Table>, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(capacity);
         let lost = Arc::new(AtomicU64::new(0));
         let lost2 = lost.clone();
         let handle = std::thread::Builder::new()
             .name("messer-writer".into())
-            .spawn(move || write_loop(file, table, rx, lost2))?;
+            .spawn(move || write_loop(file, tables, rx, lost2))?;
         Ok(Self {
             tx: Some(tx),
             lost,
@@ -36,13 +40,13 @@ impl Writer {
         })
     }
 
-    /// Queues a row. Fails only when the writer thread has stopped (its error
-    /// comes from `finish`).
-    pub fn send(&self, row: Row) -> Result<(), String> {
+    /// Queues a row for table `table`. Fails only when the writer thread has
+    /// stopped (its error comes from `finish`).
+    pub fn send(&self, table: usize, row: Row) -> Result<(), String> {
         let Some(tx) = &self.tx else {
             return Err("writer closed".into());
         };
-        match tx.try_send(row) {
+        match tx.try_send((table, row)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -57,7 +61,7 @@ impl Writer {
     }
 
     /// Closes the queue, waits until everything queued is written and the file
-    /// closed; returns the number of rows written.
+    /// closed; returns the number of rows written to the first table.
     pub fn finish(mut self) -> Result<usize, Hdf5Error> {
         self.tx = None;
         match self.handle.take().map(JoinHandle::join) {
@@ -70,28 +74,36 @@ impl Writer {
 
 fn write_loop(
     file: hdf5::File,
-    mut table: Table,
-    rx: Receiver<Row>,
+    mut tables: Vec<Table>,
+    rx: Receiver<Item>,
     lost: Arc<AtomicU64>,
 ) -> Result<usize, Hdf5Error> {
-    let mut batch = Vec::new();
+    let mut batches: Vec<Vec<Row>> = tables.iter().map(|_| Vec::new()).collect();
     let mut lost_written = 0;
-    while let Ok(row) = rx.recv() {
-        batch.push(row);
-        batch.extend(rx.try_iter());
-        table.append(&batch)?;
-        batch.clear();
+    let main = 0;
+    while let Ok(first) = rx.recv() {
+        for (t, row) in std::iter::once(first).chain(rx.try_iter()) {
+            if let Some(b) = batches.get_mut(t) {
+                b.push(row);
+            }
+        }
+        for (table, batch) in tables.iter_mut().zip(&mut batches) {
+            if !batch.is_empty() {
+                table.append(batch)?;
+                batch.clear();
+            }
+        }
         let lost_now = lost.load(Ordering::Relaxed);
         if lost_now != lost_written {
-            table.set_attr("messer_rows_lost", &AttrValue::I64(lost_now as i64))?;
+            tables[main].set_attr("messer_rows_lost", &AttrValue::I64(lost_now as i64))?;
             lost_written = lost_now;
         }
         h5::flush(&file)?;
     }
-    table.set_attr(
+    tables[main].set_attr(
         "messer_rows_lost",
         &AttrValue::I64(lost.load(Ordering::Relaxed) as i64),
     )?;
     h5::flush(&file)?;
-    Ok(table.len())
+    Ok(tables[main].len())
 }

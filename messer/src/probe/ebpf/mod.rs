@@ -19,6 +19,7 @@ use messer_common::{Counters, EpochCounters, RunSlot, TRACKED_EXITED, Tracked, i
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
 use crate::probe::procfs::figures::TreeFigures;
+use crate::probe::procfs::host::Host;
 use crate::probe::procfs::system::SystemProbe;
 use crate::probe::procfs::ticks::SplitTicks;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, Reading};
@@ -106,6 +107,7 @@ pub struct EbpfProbe {
     programs: ProgramStats,
     figures: TreeFigures,
     system: SystemProbe,
+    host: Host,
 }
 
 /// Columns the eBPF probe adds, in the order `measures` fills them.
@@ -162,6 +164,7 @@ impl EbpfProbe {
             programs,
             figures: TreeFigures::new(proc.clone(), opts.reads, false),
             system: SystemProbe::new(proc.clone(), "/sys"),
+            host: Host::new(&proc),
         })
     }
 
@@ -298,9 +301,11 @@ impl Probe for EbpfProbe {
         let frozen = self.frozen(&tracked)?;
         let mut sum = Counters::default();
         let mut stats = Vec::new();
+        let mut processes = Vec::new();
         let mut retire = Vec::new();
         for (&(tgid, info), now) in tracked.iter().zip(&frozen) {
             let d = self.deltas.observe(tgid, *now);
+            let own = d;
             log::trace!(
                 "epoch {} tgid {tgid}: frozen on_cpu {} delta {}",
                 self.epoch,
@@ -316,7 +321,16 @@ impl Probe for EbpfProbe {
             }
             match self.proc.stat(tgid as i32) {
                 Ok(stat) => {
-                    self.split.observe(&stat);
+                    let (user_ticks, system_ticks) = self.split.observe(&stat);
+                    let cpu = CpuWindow {
+                        on_cpu_ns: own.on_cpu_ns as i64,
+                        user_ticks,
+                        system_ticks,
+                    };
+                    let rw = self
+                        .io
+                        .then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
+                    processes.push(self.host.window(&stat, cpu, rw));
                     stats.push(stat);
                 }
                 Err(e) if e.is_gone() => {}
@@ -328,13 +342,18 @@ impl Probe for EbpfProbe {
         }
         let (user_ticks, system_ticks) = self.split.commit();
         let mut extra = self.measures(&sum, last - first);
-        extra.extend(self.figures.read(&stats)?);
+        extra.extend(self.figures.read(&stats)?.0);
         extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns: first + (last - first) / 2,
-            cpu: CpuWindow { on_cpu_ns: sum.on_cpu_ns as i64, user_ticks, system_ticks },
+            cpu: CpuWindow {
+                on_cpu_ns: sum.on_cpu_ns as i64,
+                user_ticks,
+                system_ticks,
+            },
             num_processes: stats.len() as u32,
             extra,
+            processes,
         })
     }
 }

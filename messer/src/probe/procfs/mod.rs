@@ -7,6 +7,7 @@
 //! not have this gap).
 
 pub mod figures;
+pub mod host;
 pub mod kv;
 pub mod parse;
 pub mod process;
@@ -32,6 +33,7 @@ pub struct ProcfsProbe {
     split: SplitTicks,
     figures: figures::TreeFigures,
     system: system::SystemProbe,
+    host: host::Host,
 }
 
 impl ProcfsProbe {
@@ -39,6 +41,7 @@ impl ProcfsProbe {
         Self {
             figures: figures::TreeFigures::new(proc.clone(), reads, true),
             system: system::SystemProbe::new(proc.clone(), "/sys"),
+            host: host::Host::new(&proc),
             proc,
             target,
             follow_children,
@@ -48,22 +51,35 @@ impl ProcfsProbe {
         }
     }
 
-    /// Adds process `pid`'s threads' CPU time and switch-ins; returns its stat.
-    fn read_process(&mut self, pid: i32, on_cpu_ns: &mut u64, switches: &mut u64) -> Result<parse::Stat, ReadError> {
+    /// Adds process `pid`'s threads' CPU time and switch-ins; returns its
+    /// stat and its own CPU window.
+    fn read_process(
+        &mut self,
+        pid: i32,
+        on_cpu_ns: &mut u64,
+        switches: &mut u64,
+    ) -> Result<(parse::Stat, CpuWindow), ReadError> {
         let stat = self.proc.stat(pid)?;
+        let mut own_ns = 0;
         for tid in self.proc.tasks(pid)? {
             match self.proc.task_schedstat(pid, tid) {
                 Ok((ns, pcount)) => {
                     let key = (pid, stat.starttime, tid);
-                    *on_cpu_ns += self.run_ns.observe(key, ns);
+                    own_ns += self.run_ns.observe(key, ns);
                     *switches += self.switches.observe(key, pcount);
                 }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
         }
-        self.split.observe(&stat);
-        Ok(stat)
+        *on_cpu_ns += own_ns;
+        let (user_ticks, system_ticks) = self.split.observe(&stat);
+        let own = CpuWindow {
+            on_cpu_ns: i64::try_from(own_ns).unwrap_or(i64::MAX),
+            user_ticks,
+            system_ticks,
+        };
+        Ok((stat, own))
     }
 }
 
@@ -77,13 +93,21 @@ impl Probe for ProcfsProbe {
 
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let span = Span::start();
-        let pids = if self.follow_children { tree::descendants(&self.proc, self.target) } else { vec![self.target] };
+        let pids = if self.follow_children {
+            tree::descendants(&self.proc, self.target)
+        } else {
+            vec![self.target]
+        };
         let mut on_cpu_ns = 0;
         let mut switches = 0;
         let mut stats = Vec::with_capacity(pids.len());
+        let mut cpus = Vec::with_capacity(pids.len());
         for pid in pids {
             match self.read_process(pid, &mut on_cpu_ns, &mut switches) {
-                Ok(stat) => stats.push(stat),
+                Ok((stat, cpu)) => {
+                    stats.push(stat);
+                    cpus.push(cpu);
+                }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(ProbeError::Procfs(e)),
             }
@@ -94,13 +118,24 @@ impl Probe for ProcfsProbe {
         self.switches.commit();
         let (user_ticks, system_ticks) = self.split.commit();
         let mut extra = vec![crate::probe::Measure::PerSecond(switches as f64)];
-        extra.extend(self.figures.read(&stats)?);
+        let (tree, rw) = self.figures.read(&stats)?;
+        extra.extend(tree);
         extra.extend(self.system.read()?);
+        let processes = stats
+            .iter()
+            .zip(cpus)
+            .map(|(s, cpu)| self.host.window(s, cpu, rw.get(&s.pid).copied()))
+            .collect();
         Ok(Reading {
             mono_ns,
-            cpu: CpuWindow { on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
+            cpu: CpuWindow {
+                on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX),
+                user_ticks,
+                system_ticks,
+            },
             num_processes: stats.len() as u32,
             extra,
+            processes,
         })
     }
 }

@@ -13,7 +13,10 @@ pub struct ParseError {
 
 impl ParseError {
     pub fn new(file: &'static str, what: impl Into<String>) -> Self {
-        ParseError { file, what: what.into() }
+        ParseError {
+            file,
+            what: what.into(),
+        }
     }
 }
 
@@ -156,7 +159,10 @@ mod tests {
         assert_eq!(s.num_threads, 3);
         assert_eq!(s.starttime, 987654);
         assert_eq!(s.flags & PF_KTHREAD, 0);
-        assert_eq!((s.vsize, s.rss_pages, s.processor, s.blkio_ticks), (12345678, 321, Some(1), Some(0)));
+        assert_eq!(
+            (s.vsize, s.rss_pages, s.processor, s.blkio_ticks),
+            (12345678, 321, Some(1), Some(0))
+        );
     }
 
     #[test]

@@ -19,10 +19,14 @@ pub struct SplitTicks {
 
 impl SplitTicks {
     /// Adds one process's current stat to this read.
-    pub fn observe(&mut self, stat: &Stat) {
+    /// Returns the process's own (user, system) ticks in the window.
+    pub fn observe(&mut self, stat: &Stat) -> (u64, u64) {
         let key = (stat.pid, stat.starttime);
-        self.window.0 += self.user.observe(key, stat.utime);
-        self.window.1 += self.system.observe(key, stat.stime);
+        let u = self.user.observe(key, stat.utime);
+        let s = self.system.observe(key, stat.stime);
+        self.window.0 += u;
+        self.window.1 += s;
+        (u, s)
     }
 
     /// Ends a read; returns (user, system) ticks gained during the window.

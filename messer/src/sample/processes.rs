@@ -1,0 +1,241 @@
+//! Rows of `/messer_processes` (each tracked process in each window) and of
+//! `/messer_process_info` (each process ever seen, once).
+
+use std::collections::HashMap;
+
+use super::cpu_percent;
+use crate::probe::ProcessWindow;
+use crate::probe::procfs::ProcRoot;
+use crate::sink::table::{Column, Kind, Row, Schema, Value};
+
+/// Longest command line and executable path kept (longer ones are cut).
+pub const CMDLINE_LEN: usize = 1024;
+pub const EXE_LEN: usize = 256;
+
+pub fn schema() -> Schema {
+    let f = |n: &str| Column::new(n, Kind::F64);
+    Schema::new(vec![
+        f("unixtime"),
+        f("monotime"),
+        Column::new("pid", Kind::I64),
+        Column::new("ppid", Kind::I64),
+        f("start_unixtime"),
+        Column::new("comm", Kind::Ascii(16)),
+        f("cpu_util_percent_total"),
+        f("cpu_util_percent_user"),
+        f("cpu_util_percent_system"),
+        f("mem_rss"),
+        f("num_threads"),
+        f("read_throughput_mibps"),
+        f("write_throughput_mibps"),
+    ])
+}
+
+/// Makes text fit a fixed-length ASCII column: non-ASCII bytes become '?',
+/// and it is cut at `len` bytes.
+pub fn ascii(text: &str, len: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii() && c != '\0' { c } else { '?' })
+        .take(len)
+        .collect()
+}
+
+/// The `/messer_processes` row of one process in a window.
+pub fn row(p: &ProcessWindow, unixtime: f64, monotime: f64, window_ns: u64) -> Row {
+    let (total, user, system) = cpu_percent(&p.cpu, window_ns);
+    let mibps = |b: f64| {
+        if window_ns == 0 {
+            f64::NAN
+        } else {
+            b / 1048576.0 / (window_ns as f64 / 1e9)
+        }
+    };
+    vec![
+        Value::F64(unixtime),
+        Value::F64(monotime),
+        Value::I64(i64::from(p.pid)),
+        Value::I64(i64::from(p.ppid)),
+        Value::F64(p.start_unixtime),
+        Value::Ascii(ascii(&p.comm, 16)),
+        Value::F64(total),
+        Value::F64(user),
+        Value::F64(system),
+        Value::F64(p.rss_bytes),
+        Value::F64(p.num_threads),
+        Value::F64(mibps(p.read_bytes)),
+        Value::F64(mibps(p.write_bytes)),
+    ]
+}
+
+pub fn info_schema() -> Schema {
+    let f = |n: &str| Column::new(n, Kind::F64);
+    Schema::new(vec![
+        Column::new("pid", Kind::I64),
+        Column::new("ppid", Kind::I64),
+        f("start_unixtime"),
+        Column::new("comm", Kind::Ascii(16)),
+        Column::new("exe", Kind::Ascii(EXE_LEN)),
+        Column::new("cmdline", Kind::Ascii(CMDLINE_LEN)),
+        f("euid"),
+        Column::new("user", Kind::Ascii(32)),
+        f("first_seen_unixtime"),
+        f("last_seen_unixtime"),
+        f("exit_status"),
+    ])
+}
+
+/// What is known about one process.
+#[derive(Debug, Clone)]
+struct Info {
+    pid: i32,
+    ppid: i32,
+    start_unixtime: f64,
+    comm: String,
+    exe: String,
+    cmdline: String,
+    euid: Option<u32>,
+    first_seen: f64,
+    last_seen: f64,
+}
+
+/// The user name of `uid` from /etc/passwd (empty if none).
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2)? == &uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Effective uid: the second field of `Uid:` in /proc/<pid>/status.
+pub fn parse_euid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Every process seen, by (pid, start time); emits a row when one is gone.
+pub struct Registry {
+    proc: ProcRoot,
+    seen: HashMap<(i32, u64), Info>,
+}
+
+impl Registry {
+    pub fn new(proc: ProcRoot) -> Self {
+        Self {
+            proc,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Records the processes of one reading at `unixtime`; returns the rows
+    /// of processes seen before but not any more.
+    pub fn observe(&mut self, processes: &[ProcessWindow], unixtime: f64) -> Vec<Row> {
+        let mut now = HashMap::with_capacity(processes.len());
+        for p in processes {
+            let key = (p.pid, p.start_unixtime.to_bits());
+            let info = self.seen.remove(&key).unwrap_or_else(|| {
+                let exe = std::fs::read_link(self.proc.path().join(format!("{}/exe", p.pid)))
+                    .map(|x| x.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let cmdline = self
+                    .proc
+                    .read(format!("{}/cmdline", p.pid))
+                    .unwrap_or_default()
+                    .trim_end_matches('\0')
+                    .replace('\0', " ");
+                let euid = self
+                    .proc
+                    .read(format!("{}/status", p.pid))
+                    .ok()
+                    .and_then(|s| parse_euid(&s));
+                Info {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    start_unixtime: p.start_unixtime,
+                    comm: p.comm.clone(),
+                    exe,
+                    cmdline,
+                    euid,
+                    first_seen: unixtime,
+                    last_seen: unixtime,
+                }
+            });
+            now.insert(
+                key,
+                Info {
+                    last_seen: unixtime,
+                    comm: p.comm.clone(),
+                    ..info
+                },
+            );
+        }
+        let gone = std::mem::replace(&mut self.seen, now);
+        gone.into_values().map(|i| info_row(&i)).collect()
+    }
+
+    /// Rows of every process still known (at the end of a recording).
+    pub fn finish(self) -> Vec<Row> {
+        self.seen.into_values().map(|i| info_row(&i)).collect()
+    }
+}
+
+fn info_row(i: &Info) -> Row {
+    vec![
+        Value::I64(i64::from(i.pid)),
+        Value::I64(i64::from(i.ppid)),
+        Value::F64(i.start_unixtime),
+        Value::Ascii(ascii(&i.comm, 16)),
+        Value::Ascii(ascii(&i.exe, EXE_LEN)),
+        Value::Ascii(ascii(&i.cmdline, CMDLINE_LEN)),
+        Value::F64(i.euid.map_or(f64::NAN, f64::from)),
+        Value::Ascii(ascii(&i.euid.map(user_name).unwrap_or_default(), 32)),
+        Value::F64(i.first_seen),
+        Value::F64(i.last_seen),
+        // Not known for processes messer did not start.
+        Value::F64(f64::NAN),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_fit_their_columns() {
+        assert_eq!(ascii("héllo", 3), "h?l");
+        assert_eq!(ascii("a\0b", 8), "a?b");
+    }
+
+    #[test]
+    fn effective_uid_is_the_second_field() {
+        assert_eq!(parse_euid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
+        assert_eq!(parse_euid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn rows_match_schemas_and_gone_processes_are_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::new(ProcRoot::new(dir.path()));
+        let p = ProcessWindow {
+            pid: 5,
+            comm: "x".into(),
+            start_unixtime: 100.0,
+            ..Default::default()
+        };
+        assert!(r.observe(std::slice::from_ref(&p), 1.0).is_empty());
+        assert!(r.observe(std::slice::from_ref(&p), 2.0).is_empty());
+        let gone = r.observe(&[], 3.0);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].len(), info_schema().columns.len());
+        assert_eq!(gone[0][9], Value::F64(2.0), "last seen");
+        assert_eq!(row(&p, 1.0, 1.0, 1).len(), schema().columns.len());
+        assert!(r.finish().is_empty());
+    }
+}

@@ -73,6 +73,8 @@ pub struct RunSlot {
     /// `bpf_ktime_get_ns()` of the last flush on this CPU: the boundary of
     /// the loader's window on this CPU.
     pub flushed_ns: u64,
+    /// The last epoch in which a tracked thread ran on this CPU.
+    pub used_epoch: u64,
     /// Nanoseconds flushes credited to `tid` during its current stint.
     pub credited_ns: u64,
 }

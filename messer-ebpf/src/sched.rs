@@ -110,6 +110,7 @@ fn switch_out(slot: &mut messer_common::RunSlot, tid: u32, tgid: u32, runnable: 
             Some(ns) => c.on_cpu_ns = c.on_cpu_ns.wrapping_add(ns),
             None => bump(stat::STINT_UNKNOWN),
         }
+        slot.used_epoch = slot.epoch;
         if runnable {
             c.switches_involuntary += 1;
         } else {
@@ -185,6 +186,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
             // SAFETY: map value pointer; interrupts are off.
             unsafe { (*c).on_cpu_ns = (*c).on_cpu_ns.wrapping_add(piece) };
             slot.credited_ns = slot.credited_ns.wrapping_add(piece);
+            slot.used_epoch = slot.epoch;
         }
     } else {
         if slot.flags & SLOT_VALID != 0 {

@@ -113,6 +113,7 @@ pub struct EbpfProbe {
 /// Columns the eBPF probe adds, in the order `measures` fills them.
 fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
     let mut c = vec![
+        float("proc_cpu_num_used"),
         float("proc_runq_wait_percent"),
         float("proc_runq_wait_mean_ms"),
         float("proc_ctx_switch_rate_hz"),
@@ -170,7 +171,9 @@ impl EbpfProbe {
 
     /// Moves every CPU into the next epoch; returns the first and last
     /// flush instants (CLOCK_MONOTONIC ns).
-    fn flush(&mut self) -> Result<(u64, u64), EbpfError> {
+    /// Also returns how many CPUs a tracked thread ran on in the window
+    /// that just ended.
+    fn flush(&mut self) -> Result<(u64, u64, u32), EbpfError> {
         self.epoch += 1;
         for &cpu in &self.cpus {
             flush::run_on_cpu(self.flush_fd, cpu, self.epoch)
@@ -185,16 +188,18 @@ impl EbpfProbe {
         let slots = running.get(&0, 0).map_err(EbpfError::map)?;
         let mut first = u64::MAX;
         let mut last = 0;
+        let mut used = 0;
         for &cpu in &self.cpus {
             if let Some(s) = slots.get(cpu as usize).filter(|s| s.epoch == self.epoch) {
                 first = first.min(s.flushed_ns);
                 last = last.max(s.flushed_ns);
+                used += u32::from(s.used_epoch == self.epoch - 1);
             }
         }
         if first > last {
             return Err(EbpfError::Map("no CPU reached the new epoch".into()));
         }
-        Ok((first, last))
+        Ok((first, last, used))
     }
 
     fn tracked(&self) -> Result<Vec<(u32, Tracked)>, EbpfError> {
@@ -253,9 +258,10 @@ impl EbpfProbe {
         Ok(())
     }
 
-    fn measures(&mut self, sum: &Counters, spread_ns: u64) -> Vec<Measure> {
+    fn measures(&mut self, sum: &Counters, spread_ns: u64, cpus_used: u32) -> Vec<Measure> {
         let f = |x: u64| x as f64;
         let mut m = vec![
+            Measure::Value(f64::from(cpus_used)),
             Measure::PercentOfWindow(f(sum.runq_wait_ns)),
             Measure::Mean {
                 sum: f(sum.runq_wait_ns),
@@ -296,7 +302,7 @@ impl Probe for EbpfProbe {
     }
 
     fn read(&mut self) -> Result<Reading, ProbeError> {
-        let (first, last) = self.flush()?;
+        let (first, last, cpus_used) = self.flush()?;
         let tracked = self.tracked()?;
         let frozen = self.frozen(&tracked)?;
         let mut sum = Counters::default();
@@ -341,7 +347,7 @@ impl Probe for EbpfProbe {
             self.retire(tgid)?;
         }
         let (user_ticks, system_ticks) = self.split.commit();
-        let mut extra = self.measures(&sum, last - first);
+        let mut extra = self.measures(&sum, last - first, cpus_used);
         extra.extend(self.figures.read(&stats)?.0);
         extra.extend(self.system.read()?);
         Ok(Reading {

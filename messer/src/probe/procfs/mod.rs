@@ -85,7 +85,10 @@ impl ProcfsProbe {
 
 impl Probe for ProcfsProbe {
     fn columns(&self) -> Vec<crate::sink::table::Column> {
-        let mut c = vec![crate::probe::measure::float("proc_ctx_switch_rate_hz")];
+        let mut c = vec![
+            crate::probe::measure::float("proc_cpu_num_used"),
+            crate::probe::measure::float("proc_ctx_switch_rate_hz"),
+        ];
         c.extend(self.figures.columns());
         c.extend(self.system.columns());
         c
@@ -117,7 +120,13 @@ impl Probe for ProcfsProbe {
         self.run_ns.commit();
         self.switches.commit();
         let (user_ticks, system_ticks) = self.split.commit();
-        let mut extra = vec![crate::probe::Measure::PerSecond(switches as f64)];
+        // Distinct CPUs the processes' main threads were last on.
+        let used: std::collections::HashSet<u32> =
+            stats.iter().filter_map(|s| s.processor).collect();
+        let mut extra = vec![
+            crate::probe::Measure::Value(used.len() as f64),
+            crate::probe::Measure::PerSecond(switches as f64),
+        ];
         let (tree, rw) = self.figures.read(&stats)?;
         extra.extend(tree);
         extra.extend(self.system.read()?);

@@ -21,9 +21,7 @@ fn main() -> anyhow::Result<()> {
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
     let package = Package {
         name: "messer-ebpf",
-        root_dir: ebpf_dir
-            .to_str()
-            .ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?,
+        root_dir: ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?,
         ..Default::default()
     };
     aya_build::build_ebpf([package], Toolchain::Custom(&toolchain)).context(

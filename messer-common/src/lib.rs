@@ -132,13 +132,8 @@ pub mod stat {
     /// Number of entries in the array.
     pub const COUNT: u32 = 5;
     /// Names as used in column names.
-    pub const NAMES: [&str; COUNT as usize] = [
-        "tracked_insert_failed",
-        "counters_insert_failed",
-        "thread_insert_failed",
-        "stint_unknown",
-        "flush_resync",
-    ];
+    pub const NAMES: [&str; COUNT as usize] =
+        ["tracked_insert_failed", "counters_insert_failed", "thread_insert_failed", "stint_unknown", "flush_resync"];
 }
 
 /// Load-time settings, written into the BPF object's read-only data.

@@ -3,9 +3,7 @@
 //! are the sum of non-negative return values. One program per family, each
 //! attached to the exit tracepoints of that family's syscalls.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 use messer_common::io;
 
 use crate::maps::{config, counters, is_tracked, slot};

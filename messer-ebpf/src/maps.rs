@@ -21,8 +21,7 @@ pub static THREADS: HashMap<u32, ThreadState> = HashMap::with_max_entries(1, 0);
 /// Per-CPU counters per tracked tgid. Not preallocated: its size is
 /// entries x CPUs x value, which would be large on big machines.
 #[map]
-pub static COUNTERS: PerCpuHashMap<u32, EpochCounters> =
-    PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+pub static COUNTERS: PerCpuHashMap<u32, EpochCounters> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 
 /// Per CPU: the thread running there, since when it is uncredited, and the
 /// CPU's flush epoch.
@@ -35,13 +34,8 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 
 /// Filled in by the loader (tracefs offsets, options) before loading.
 #[unsafe(no_mangle)]
-static MESSER_CONFIG: Config = Config {
-    task_pid: 0,
-    task_sum_exec_runtime: 0,
-    sys_exit_ret: 0,
-    exit_has_group_dead: 0,
-    follow_children: 0,
-};
+static MESSER_CONFIG: Config =
+    Config { task_pid: 0, task_sum_exec_runtime: 0, sys_exit_ret: 0, exit_has_group_dead: 0, follow_children: 0 };
 
 /// The configuration as the loader wrote it.
 #[inline(always)]
@@ -80,10 +74,7 @@ pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
     let c = match COUNTERS.get_ptr_mut(tgid) {
         Some(c) => c,
         None => {
-            if COUNTERS
-                .insert(tgid, EpochCounters::default(), BPF_NOEXIST)
-                .is_err()
-            {
+            if COUNTERS.insert(tgid, EpochCounters::default(), BPF_NOEXIST).is_err() {
                 // Lost a race with another CPU (fine) or the map is full.
                 if COUNTERS.get_ptr_mut(tgid).is_none() {
                     bump(stat::COUNTERS_INSERT_FAILED);
@@ -95,11 +86,7 @@ pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
     };
     // SAFETY: a map value pointer from a successful lookup.
     let halves = unsafe { &mut (*c).half };
-    Some(if epoch & 1 == 0 {
-        &mut halves[0]
-    } else {
-        &mut halves[1]
-    })
+    Some(if epoch & 1 == 0 { &mut halves[0] } else { &mut halves[1] })
 }
 
 /// Reads a `T` at byte `offset` of kernel object `base` (a task_struct

@@ -28,10 +28,7 @@ use crate::maps::{BPF_NOEXIST, THREADS, bump, config, counters, is_tracked, read
 #[inline(always)]
 fn current_sum_exec() -> Option<u64> {
     // SAFETY: helper without arguments.
-    read_field(
-        unsafe { bpf_get_current_task() },
-        config().task_sum_exec_runtime,
-    )
+    read_field(unsafe { bpf_get_current_task() }, config().task_sum_exec_runtime)
 }
 
 /// Raw tracepoint (no perf buffer in between, so no event is dropped):
@@ -92,8 +89,7 @@ fn switch_out(slot: &mut messer_common::RunSlot, tid: u32, tgid: u32, runnable: 
     let sum_out = current_sum_exec();
     let thread = THREADS.get_ptr_mut(tid);
     // SAFETY: map value pointer from a successful lookup.
-    let before = thread
-        .and_then(|t| unsafe { ((*t).flags & THREAD_SUM_VALID != 0).then_some((*t).sum_exec_ns) });
+    let before = thread.and_then(|t| unsafe { ((*t).flags & THREAD_SUM_VALID != 0).then_some((*t).sum_exec_ns) });
     let seen_in = slot.flags & SLOT_VALID != 0 && slot.tid == tid;
     if let Some(c) = counters(tgid, slot.epoch) {
         // SAFETY: map value pointer; irqs are off.
@@ -131,12 +127,7 @@ fn switch_out(slot: &mut messer_common::RunSlot, tid: u32, tgid: u32, runnable: 
             t.flags = flags;
         }
         None => {
-            let t = ThreadState {
-                tgid,
-                flags,
-                runnable_since_ns: since,
-                sum_exec_ns: sum,
-            };
+            let t = ThreadState { tgid, flags, runnable_since_ns: since, sum_exec_ns: sum };
             if THREADS.insert(tid, t, BPF_NOEXIST).is_err() {
                 bump(stat::THREAD_INSERT_FAILED);
             }

@@ -6,12 +6,8 @@
 //! `task_newtask` is used rather than `sched_process_fork` because only it
 //! carries `clone_flags`, which tells a new process from a new thread.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
-};
-use messer_common::{
-    CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, stat,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext};
+use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, stat};
 
 use crate::maps::{BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, is_tracked, read_field};
 
@@ -36,10 +32,7 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     if cfg.follow_children == 0 {
         return 0;
     }
-    let entry = Tracked {
-        parent_tgid,
-        flags: 0,
-    };
+    let entry = Tracked { parent_tgid, flags: 0 };
     if TRACKED.insert(pid, entry, 0).is_err() {
         bump(stat::TRACKED_INSERT_FAILED);
         return 0;
@@ -55,12 +48,7 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn add_thread(tid: u32, tgid: u32) {
     // A new task's sum_exec_runtime starts at 0.
-    let t = ThreadState {
-        tgid,
-        flags: THREAD_SUM_VALID,
-        runnable_since_ns: 0,
-        sum_exec_ns: 0,
-    };
+    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, runnable_since_ns: 0, sum_exec_ns: 0 };
     if THREADS.insert(tid, t, BPF_NOEXIST).is_err() && THREADS.get_ptr(tid).is_none() {
         bump(stat::THREAD_INSERT_FAILED);
     }
@@ -76,11 +64,8 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let _ = THREADS.remove(pid_tgid as u32);
-    let group_dead = if config().exit_has_group_dead != 0 {
-        ctx.arg::<u64>(1) & 0xff != 0
-    } else {
-        pid_tgid as u32 == tgid
-    };
+    let group_dead =
+        if config().exit_has_group_dead != 0 { ctx.arg::<u64>(1) & 0xff != 0 } else { pid_tgid as u32 == tgid };
     if group_dead {
         // SAFETY: map value pointer from a successful lookup.
         unsafe { (*entry).flags |= TRACKED_EXITED }

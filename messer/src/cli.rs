@@ -18,12 +18,7 @@ pub struct Cli {
     pub mode: Mode,
 
     /// Seconds between samples (at least 0.001).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 0.5,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, allow_negative_numbers = true)]
     pub interval: f64,
 
     /// The HDF5 file to write [default: messer_<pid>_<local time>.h5 in the current directory].

@@ -16,11 +16,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Err(e) => {
             // One line: clap's first line (what is wrong) and where to look.
             let text = e.render().to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("bad arguments")
-                .trim_start_matches("error: ");
+            let first = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
             eprintln!("messer: error: {first}; see `messer --help`");
             return Ok(ExitCode::from(2));
         }
@@ -30,9 +26,7 @@ fn run() -> anyhow::Result<ExitCode> {
         1 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_target(false)
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_target(false).init();
     match record::record(&cli) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(RecordError::Usage(msg)) => {

@@ -33,9 +33,7 @@ impl Signals {
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok(Self {
-                fd: OwnedFd::from_raw_fd(fd),
-            })
+            Ok(Self { fd: OwnedFd::from_raw_fd(fd) })
         }
     }
 
@@ -44,13 +42,7 @@ impl Signals {
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: reading one siginfo into a buffer of its size.
-        let n = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size,
-            )
-        };
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
         (n == size as isize).then_some(info.ssi_signo as i32)
     }
 

@@ -6,30 +6,20 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 /// The messer binary under test: $MESSER_BIN, else target/release/messer.
 pub fn messer_bin() -> PathBuf {
-    let p = std::env::var_os("MESSER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/release/messer"));
-    assert!(
-        p.exists(),
-        "{} missing: build it with `cargo build --release` (or run `cargo xtask test`)",
-        p.display()
-    );
+    let p =
+        std::env::var_os("MESSER_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release/messer"));
+    assert!(p.exists(), "{} missing: build it with `cargo build --release` (or run `cargo xtask test`)", p.display());
     p
 }
 
 /// The project's Python (with h5py, pandas, tables): $MESSER_PYTHON, else .venv.
 pub fn python() -> PathBuf {
-    std::env::var_os("MESSER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/python"))
+    std::env::var_os("MESSER_PYTHON").map(PathBuf::from).unwrap_or_else(|| workspace().join(".venv/bin/python"))
 }
 
 /// True when running as root; tests that load BPF need it. Under CI a
@@ -39,10 +29,7 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} must run as root in CI"
-    );
+    assert!(std::env::var_os("CI").is_none(), "{test} must run as root in CI");
     eprintln!("skipping {test}: needs root");
     false
 }
@@ -57,10 +44,7 @@ pub fn messer() -> Command {
 /// The workload binary, built beside the test executable (target/<profile>/).
 pub fn workload_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     dir.join("messer-workload")
 }
 
@@ -85,31 +69,18 @@ pub fn read_table(path: &Path, table: &str, columns: &[&str]) -> serde_json::Val
         .args(columns)
         .output()
         .expect("run python (run `cargo xtask setup` to create .venv)");
-    assert!(
-        out.status.success(),
-        "reading {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "reading {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("reader prints JSON")
 }
 
 /// A column as floats (None for missing values).
 pub fn column(v: &serde_json::Value, name: &str) -> Vec<Option<f64>> {
-    v[name]
-        .as_array()
-        .unwrap_or_else(|| panic!("no column {name}"))
-        .iter()
-        .map(|x| x.as_f64())
-        .collect()
+    v[name].as_array().unwrap_or_else(|| panic!("no column {name}")).iter().map(|x| x.as_f64()).collect()
 }
 
 /// CLOCK_MONOTONIC in ns (the clock messer's `monotime` uses).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid clock and pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -141,20 +112,11 @@ pub struct TruthSample {
 
 /// Reads the truth file written by `messer-workload ... --truth FILE`.
 pub fn read_truth(path: &Path) -> Vec<TruthSample> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("truth file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("truth file {}: {e}", path.display()));
     text.lines()
         .map(|l| {
-            let v: Vec<u64> = l
-                .split_whitespace()
-                .map(|x| x.parse().expect("truth number"))
-                .collect();
-            TruthSample {
-                t: v[0],
-                cpu_ns: v[1],
-                nvcsw: v[2],
-                nivcsw: v[3],
-            }
+            let v: Vec<u64> = l.split_whitespace().map(|x| x.parse().expect("truth number")).collect();
+            TruthSample { t: v[0], cpu_ns: v[1], nvcsw: v[2], nivcsw: v[3] }
         })
         .collect()
 }

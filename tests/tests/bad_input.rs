@@ -6,10 +6,7 @@ use messer_tests::*;
 fn assert_usage_error(out: &std::process::Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("messer: error:"))
-        .collect();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("messer: error:")).collect();
     assert_eq!(lines.len(), 1, "one error line expected: {err}");
     assert!(lines[0].contains(needle), "{:?} lacks {needle:?}", lines[0]);
     assert!(!err.contains("panicked"), "{err}");
@@ -17,16 +14,8 @@ fn assert_usage_error(out: &std::process::Output, needle: &str) {
 
 /// A pid that is free now (pid_max is far above what is in use).
 fn unused_pid() -> String {
-    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    (1..1000)
-        .map(|i| max - i)
-        .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-        .unwrap()
-        .to_string()
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    (1..1000).map(|i| max - i).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).unwrap().to_string()
 }
 
 #[test]
@@ -34,8 +23,7 @@ fn pid_that_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     let out = run({
         let mut c = messer();
-        c.args(["--pid", &unused_pid(), "-o"])
-            .arg(dir.path().join("x.h5"));
+        c.args(["--pid", &unused_pid(), "-o"]).arg(dir.path().join("x.h5"));
         c
     });
     assert_usage_error(&out, "no process with pid");
@@ -45,12 +33,7 @@ fn pid_that_does_not_exist() {
 #[test]
 fn unwritable_output_path() {
     let mut c = messer();
-    c.args([
-        "--pid",
-        &std::process::id().to_string(),
-        "-o",
-        "/nonexistent-dir/x.h5",
-    ]);
+    c.args(["--pid", &std::process::id().to_string(), "-o", "/nonexistent-dir/x.h5"]);
     assert_usage_error(&run(c), "does not exist");
 }
 
@@ -58,14 +41,7 @@ fn unwritable_output_path() {
 fn bad_intervals() {
     for bad in ["0", "-1", "NaN", "0.0001"] {
         let mut c = messer();
-        c.args([
-            "--pid",
-            &std::process::id().to_string(),
-            "--interval",
-            bad,
-            "-o",
-            "/tmp/never.h5",
-        ]);
+        c.args(["--pid", &std::process::id().to_string(), "--interval", bad, "-o", "/tmp/never.h5"]);
         assert_usage_error(&run(c), "--interval");
     }
 }
@@ -76,8 +52,7 @@ fn existing_output_is_not_overwritten() {
     let path = dir.path().join("keep.h5");
     std::fs::write(&path, b"precious").unwrap();
     let mut c = messer();
-    c.args(["--pid", &std::process::id().to_string(), "-o"])
-        .arg(&path);
+    c.args(["--pid", &std::process::id().to_string(), "-o"]).arg(&path);
     assert_usage_error(&run(c), "--force");
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }
@@ -89,28 +64,13 @@ fn ebpf_mode_without_privilege() {
     }
     // Drop to nobody with no capabilities; the output directory is writable.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let path = dir.path().join("x.h5");
     let mut c = std::process::Command::new("setpriv");
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-    ])
-    .arg(messer_bin())
-    .args([
-        "--pid",
-        &std::process::id().to_string(),
-        "--mode",
-        "ebpf",
-        "-o",
-    ])
-    .arg(&path);
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(messer_bin())
+        .args(["--pid", &std::process::id().to_string(), "--mode", "ebpf", "-o"])
+        .arg(&path);
     assert_usage_error(&run(c), "--mode procfs");
     assert!(!path.exists(), "no file is left behind");
 }

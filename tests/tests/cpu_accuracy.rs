@@ -42,15 +42,7 @@ impl Recorded {
         let mut child = workload(&args);
         let pid = child.id();
         let status = messer()
-            .args([
-                "--pid",
-                &pid.to_string(),
-                "--mode",
-                mode,
-                "--interval",
-                "0.5",
-                "-o",
-            ])
+            .args(["--pid", &pid.to_string(), "--mode", mode, "--interval", "0.5", "-o"])
             .arg(&out)
             .status()
             .unwrap();
@@ -61,11 +53,7 @@ impl Recorded {
         let table = read_table(&out, "messer_timeseries", &cols);
         assert_eq!(table["_attrs"]["messer_mode"], mode);
         assert_eq!(table["_isotime_len"], 26);
-        Recorded {
-            table,
-            truth: read_truth(&truth_file),
-            pid,
-        }
+        Recorded { table, truth: read_truth(&truth_file), pid }
     }
 
     /// (index, window start ns, end ns, seconds) of every full window covered
@@ -74,11 +62,7 @@ impl Recorded {
     fn windows(&self) -> Vec<(usize, u64, u64, f64)> {
         let mono = column(&self.table, "monotime");
         let win = column(&self.table, "window_seconds");
-        assert!(
-            mono.len() >= 6,
-            "expected ~10 windows in 5 s, got {}",
-            mono.len()
-        );
+        assert!(mono.len() >= 6, "expected ~10 windows in 5 s, got {}", mono.len());
         let mut out = Vec::new();
         for i in 0..mono.len() - 1 {
             let (m, w) = (mono[i].unwrap(), win[i].unwrap());
@@ -91,11 +75,7 @@ impl Recorded {
                 out.push((i, start, end, w));
             }
         }
-        assert!(
-            out.len() >= 5,
-            "only {} windows covered by truth",
-            out.len()
-        );
+        assert!(out.len() >= 5, "only {} windows covered by truth", out.len());
         out
     }
 
@@ -109,25 +89,15 @@ impl Recorded {
         let total = column(&self.table, "proc_cpu_util_percent_total");
         let user = column(&self.table, "proc_cpu_util_percent_user");
         let system = column(&self.table, "proc_cpu_util_percent_system");
-        assert!(
-            column(&self.table, "proc_pid")
-                .iter()
-                .all(|p| *p == Some(self.pid as f64))
-        );
+        assert!(column(&self.table, "proc_pid").iter().all(|p| *p == Some(self.pid as f64)));
         let mut worst: f64 = 0.0;
         for (i, start, end, w) in self.windows() {
             let truth = self.gain(start, end, |s| s.cpu_ns) / (w * 1e9) * 100.0;
             let got = total[i].unwrap();
             worst = worst.max((got - truth).abs());
-            assert!(
-                (got - truth).abs() <= bound,
-                "{mode} window {i}: messer {got:.3} % vs truth {truth:.3} %"
-            );
+            assert!((got - truth).abs() <= bound, "{mode} window {i}: messer {got:.3} % vs truth {truth:.3} %");
             if let (Some(u), Some(s)) = (user[i], system[i]) {
-                assert!(
-                    (u + s - got).abs() < 1e-6,
-                    "user + system != total in window {i}"
-                );
+                assert!((u + s - got).abs() < 1e-6, "user + system != total in window {i}");
             }
         }
         eprintln!("{mode}: worst full-window CPU error {worst:.3} % of a core");
@@ -138,56 +108,35 @@ impl Recorded {
 #[test]
 fn one_busy_thread_ebpf() {
     if require_root("one_busy_thread_ebpf") {
-        Recorded::run(
-            "ebpf",
-            &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"],
-            &[],
-        )
-        .worst_cpu_error("ebpf", BOUND_EBPF);
+        Recorded::run("ebpf", &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"], &[])
+            .worst_cpu_error("ebpf", BOUND_EBPF);
     }
 }
 
 #[test]
 fn four_threads_half_duty_ebpf() {
     if require_root("four_threads_half_duty_ebpf") {
-        let args = [
-            "busy",
-            "--threads",
-            "4",
-            "--duty",
-            "0.5",
-            "--seconds",
-            "5",
-            "--period-ms",
-            "20",
-        ];
-        Recorded::run("ebpf", &args, &[]).worst_cpu_error("ebpf", BOUND_EBPF);
+        let args = ["busy", "--threads", "4", "--duty", "0.5", "--seconds", "5", "--period-ms", "20"];
+        let r = Recorded::run("ebpf", &args, &["proc_cpu_num_used"]);
+        r.worst_cpu_error("ebpf", BOUND_EBPF);
+        // Four threads busy half the time use every CPU (up to four) in every window.
+        let cpus = std::thread::available_parallelism().unwrap().get().min(4) as f64;
+        let used = column(&r.table, "proc_cpu_num_used");
+        for (i, _, _, _) in r.windows() {
+            assert_eq!(used[i], Some(cpus), "window {i}");
+        }
     }
 }
 
 #[test]
 fn one_busy_thread_procfs() {
-    Recorded::run(
-        "procfs",
-        &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"],
-        &[],
-    )
-    .worst_cpu_error("procfs", BOUND_PROCFS);
+    Recorded::run("procfs", &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"], &[])
+        .worst_cpu_error("procfs", BOUND_PROCFS);
 }
 
 #[test]
 fn four_threads_half_duty_procfs() {
-    let args = [
-        "busy",
-        "--threads",
-        "4",
-        "--duty",
-        "0.5",
-        "--seconds",
-        "5",
-        "--period-ms",
-        "20",
-    ];
+    let args = ["busy", "--threads", "4", "--duty", "0.5", "--seconds", "5", "--period-ms", "20"];
     Recorded::run("procfs", &args, &[]).worst_cpu_error("procfs", BOUND_PROCFS);
 }
 
@@ -200,17 +149,9 @@ fn pingpong_switches_ebpf() {
     if !require_root("pingpong_switches_ebpf") {
         return;
     }
-    let cols = [
-        "proc_ctx_switch_voluntary_rate_hz",
-        "proc_ctx_switch_involuntary_rate_hz",
-        "proc_runq_wait_percent",
-    ];
+    let cols = ["proc_ctx_switch_voluntary_rate_hz", "proc_ctx_switch_involuntary_rate_hz", "proc_runq_wait_percent"];
     for pairs in ["1", "3"] {
-        let r = Recorded::run(
-            "ebpf",
-            &["pingpong", "--pairs", pairs, "--seconds", "4"],
-            &cols,
-        );
+        let r = Recorded::run("ebpf", &["pingpong", "--pairs", pairs, "--seconds", "4"], &cols);
         r.worst_cpu_error("ebpf", BOUND_EBPF);
         let vol = column(&r.table, cols[0]);
         let invol = column(&r.table, cols[1]);
@@ -219,10 +160,7 @@ fn pingpong_switches_ebpf() {
             let tv = r.gain(start, end, |s| s.nvcsw);
             let ti = r.gain(start, end, |s| s.nivcsw);
             let (gv, gi) = (vol[i].unwrap() * w, invol[i].unwrap() * w);
-            assert!(
-                (gv - tv).abs() <= (tv * 0.01).max(25.0),
-                "pairs {pairs} window {i}: voluntary {gv:.0} vs {tv:.0}"
-            );
+            assert!((gv - tv).abs() <= (tv * 0.01).max(25.0), "pairs {pairs} window {i}: voluntary {gv:.0} vs {tv:.0}");
             assert!(
                 (gi - ti).abs() <= (ti * 0.01).max(25.0),
                 "pairs {pairs} window {i}: involuntary {gi:.0} vs {ti:.0}"
@@ -234,10 +172,6 @@ fn pingpong_switches_ebpf() {
 
 #[test]
 fn pingpong_procfs() {
-    Recorded::run(
-        "procfs",
-        &["pingpong", "--pairs", "2", "--seconds", "4"],
-        &[],
-    )
-    .worst_cpu_error("procfs", BOUND_PROCFS);
+    Recorded::run("procfs", &["pingpong", "--pairs", "2", "--seconds", "4"], &[])
+        .worst_cpu_error("procfs", BOUND_PROCFS);
 }

@@ -9,25 +9,12 @@ use messer_tests::*;
 
 /// Records `args` (a workload started with --delay) in ebpf mode with
 /// `extra` options; returns the workload's JSON and the table's `columns`.
-fn record(
-    args: &[&str],
-    extra: &[&str],
-    columns: &[&str],
-    dir: &Path,
-) -> (serde_json::Value, serde_json::Value) {
+fn record(args: &[&str], extra: &[&str], columns: &[&str], dir: &Path) -> (serde_json::Value, serde_json::Value) {
     let out = dir.join("rec.h5");
     let child = workload(args);
     let pid = child.id();
     let status = messer()
-        .args([
-            "--pid",
-            &pid.to_string(),
-            "--mode",
-            "ebpf",
-            "--interval",
-            "0.1",
-            "-o",
-        ])
+        .args(["--pid", &pid.to_string(), "--mode", "ebpf", "--interval", "0.1", "-o"])
         .arg(&out)
         .args(extra)
         .status()
@@ -44,17 +31,11 @@ fn record(
 /// Sum over all windows of a per-second column times the window length.
 fn integrate(t: &serde_json::Value, rate_column: &str) -> f64 {
     let w = column(t, "window_seconds");
-    column(t, rate_column)
-        .iter()
-        .zip(&w)
-        .map(|(r, w)| r.unwrap_or(f64::NAN) * w.unwrap())
-        .sum()
+    column(t, rate_column).iter().zip(&w).map(|(r, w)| r.unwrap_or(f64::NAN) * w.unwrap()).sum()
 }
 
 fn secs(v: &serde_json::Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {key} in workload output"))
+    v[key].as_f64().unwrap_or_else(|| panic!("no {key} in workload output"))
 }
 
 #[test]
@@ -63,17 +44,7 @@ fn fork_storm_children_are_fully_counted() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "forkstorm",
-        "--children",
-        "300",
-        "--child-ms",
-        "2",
-        "--parallel",
-        "4",
-        "--delay",
-        "0.7",
-    ];
+    let args = ["forkstorm", "--children", "300", "--child-ms", "2", "--parallel", "4", "--delay", "0.7"];
     let (w, t) = record(&args, &[], &["ebpf_tracked_insert_failed"], dir.path());
     let children = secs(&w, "children_user_s") + secs(&w, "children_system_s");
     let parent = (secs(&w, "end_cpu_ns") - secs(&w, "start_cpu_ns")) / 1e9;
@@ -81,18 +52,9 @@ fn fork_storm_children_are_fully_counted() {
     let slack = secs(&w, "start_cpu_ns") / 1e9;
     let truth = children + parent;
     let got = integrate(&t, "proc_cpu_util_percent_total") / 100.0;
-    eprintln!(
-        "fork storm: messer {got:.4} s, truth {truth:.4} s (children {children:.4} s), slack {slack:.4} s"
-    );
-    assert!(
-        got >= truth * 0.995 && got <= (truth + slack) * 1.005,
-        "messer {got} s vs truth {truth} s"
-    );
-    assert!(
-        column(&t, "ebpf_tracked_insert_failed")
-            .iter()
-            .all(|v| *v == Some(0.0))
-    );
+    eprintln!("fork storm: messer {got:.4} s, truth {truth:.4} s (children {children:.4} s), slack {slack:.4} s");
+    assert!(got >= truth * 0.995 && got <= (truth + slack) * 1.005, "messer {got} s vs truth {truth} s");
+    assert!(column(&t, "ebpf_tracked_insert_failed").iter().all(|v| *v == Some(0.0)));
 }
 
 #[test]
@@ -101,26 +63,13 @@ fn no_children_tracks_only_the_target() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "forkstorm",
-        "--children",
-        "100",
-        "--child-ms",
-        "2",
-        "--parallel",
-        "2",
-        "--delay",
-        "0.7",
-    ];
+    let args = ["forkstorm", "--children", "100", "--child-ms", "2", "--parallel", "2", "--delay", "0.7"];
     let (w, t) = record(&args, &["--no-children"], &[], dir.path());
     let children = secs(&w, "children_user_s") + secs(&w, "children_system_s");
     let parent = secs(&w, "end_cpu_ns") / 1e9;
     let got = integrate(&t, "proc_cpu_util_percent_total") / 100.0;
     eprintln!("--no-children: messer {got:.4} s, parent {parent:.4} s, children {children:.4} s");
-    assert!(
-        got <= parent * 1.05 + 0.001,
-        "children were counted: {got} s vs parent {parent} s"
-    );
+    assert!(got <= parent * 1.05 + 0.001, "children were counted: {got} s vs parent {parent} s");
 }
 
 #[test]
@@ -129,34 +78,13 @@ fn full_maps_are_counted_not_hidden() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "forkstorm",
-        "--children",
-        "60",
-        "--child-ms",
-        "20",
-        "--parallel",
-        "12",
-        "--delay",
-        "0.7",
-    ];
-    let (_, t) = record(
-        &args,
-        &["--max-processes", "4"],
-        &["ebpf_tracked_insert_failed"],
-        dir.path(),
-    );
+    let args = ["forkstorm", "--children", "60", "--child-ms", "20", "--parallel", "12", "--delay", "0.7"];
+    let (_, t) = record(&args, &["--max-processes", "4"], &["ebpf_tracked_insert_failed"], dir.path());
     let failed = column(&t, "ebpf_tracked_insert_failed");
     let last = failed.last().copied().flatten().unwrap();
     eprintln!("--max-processes 4: {last} failed inserts");
-    assert!(
-        last > 0.0,
-        "a storm of 12 parallel children must overflow a 4-entry map"
-    );
-    assert!(
-        failed.windows(2).all(|p| p[0] <= p[1]),
-        "a cumulative count never decreases"
-    );
+    assert!(last > 0.0, "a storm of 12 parallel children must overflow a 4-entry map");
+    assert!(failed.windows(2).all(|p| p[0] <= p[1]), "a cumulative count never decreases");
 }
 
 #[test]
@@ -166,31 +94,11 @@ fn syscall_io_is_counted_exactly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
-    let args = [
-        "io",
-        "--mib",
-        "16",
-        "--chunk-kib",
-        "64",
-        "--dir",
-        &d,
-        "--delay",
-        "0.7",
-    ];
-    let families = [
-        ("disk_read", 0),
-        ("disk_write", 1),
-        ("net_recv", 2),
-        ("net_send", 3),
-    ];
+    let args = ["io", "--mib", "16", "--chunk-kib", "64", "--dir", &d, "--delay", "0.7"];
+    let families = [("disk_read", 0), ("disk_write", 1), ("net_recv", 2), ("net_send", 3)];
     let cols: Vec<String> = families
         .iter()
-        .flat_map(|(f, _)| {
-            [
-                format!("proc_{f}_rate_hz"),
-                format!("proc_{f}_throughput_mibps"),
-            ]
-        })
+        .flat_map(|(f, _)| [format!("proc_{f}_rate_hz"), format!("proc_{f}_throughput_mibps")])
         .collect();
     let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
     let (w, t) = record(&args, &[], &col_refs, dir.path());
@@ -202,14 +110,8 @@ fn syscall_io_is_counted_exactly() {
         eprintln!("{family}: calls {got_calls:.1} vs {calls}, bytes {got_bytes:.0} vs {bytes}");
         // The workload's own last words (its JSON line) are one more write.
         let extra_calls = if family == "disk_write" { 1.0 } else { 0.0 };
-        assert!(
-            (got_calls - calls).abs() <= extra_calls + 0.01,
-            "{family} calls: {got_calls} vs {calls}"
-        );
-        assert!(
-            got_bytes >= bytes - 0.5 && got_bytes <= bytes + 4096.0,
-            "{family} bytes: {got_bytes} vs {bytes}"
-        );
+        assert!((got_calls - calls).abs() <= extra_calls + 0.01, "{family} calls: {got_calls} vs {calls}");
+        assert!(got_bytes >= bytes - 0.5 && got_bytes <= bytes + 4096.0, "{family} bytes: {got_bytes} vs {bytes}");
     }
 }
 
@@ -220,20 +122,8 @@ fn own_program_cost_is_recorded_and_stats_switched_back() {
     }
     let before = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "pingpong",
-        "--pairs",
-        "1",
-        "--seconds",
-        "1.5",
-        "--delay",
-        "0.3",
-    ];
-    let cols = [
-        "bpf_sched_switch_run_count",
-        "bpf_sched_switch_run_time_ns",
-        "bpf_messer_flush_run_count",
-    ];
+    let args = ["pingpong", "--pairs", "1", "--seconds", "1.5", "--delay", "0.3"];
+    let cols = ["bpf_sched_switch_run_count", "bpf_sched_switch_run_time_ns", "bpf_messer_flush_run_count"];
     let (_, t) = record(&args, &[], &cols, dir.path());
     let runs: f64 = column(&t, cols[0]).iter().flatten().sum();
     let ns: f64 = column(&t, cols[1]).iter().flatten().sum();
@@ -241,10 +131,7 @@ fn own_program_cost_is_recorded_and_stats_switched_back() {
     eprintln!("sched_switch: {runs} runs, {:.0} ns per run", ns / runs);
     assert!(runs > 10_000.0 && ns > 0.0);
     let cpus = std::thread::available_parallelism().unwrap().get() as f64;
-    assert!(
-        flushes.iter().all(|f| *f == Some(cpus)),
-        "one flush per CPU per sample: {flushes:?}"
-    );
+    assert!(flushes.iter().all(|f| *f == Some(cpus)), "one flush per CPU per sample: {flushes:?}");
     let after = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
     assert_eq!(before, after, "kernel.bpf_stats_enabled must be as it was");
 }

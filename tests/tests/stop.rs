@@ -9,15 +9,7 @@ fn stop_with(signal: i32, mode: &str) {
     let out = dir.path().join("rec.h5");
     let mut target = workload(&["busy", "--threads", "1", "--duty", "0.2", "--seconds", "30"]);
     let mut rec = messer()
-        .args([
-            "--pid",
-            &target.id().to_string(),
-            "--mode",
-            mode,
-            "--interval",
-            "0.2",
-            "-o",
-        ])
+        .args(["--pid", &target.id().to_string(), "--mode", mode, "--interval", "0.2", "-o"])
         .arg(&out)
         .spawn()
         .unwrap();
@@ -28,19 +20,12 @@ fn stop_with(signal: i32, mode: &str) {
     let _ = target.kill();
     let _ = target.wait();
     assert_eq!(status.code(), Some(0), "signal {signal}");
-    let t = read_table(
-        &out,
-        "messer_timeseries",
-        &["monotime", "proc_cpu_util_percent_total"],
-    );
+    let t = read_table(&out, "messer_timeseries", &["monotime", "proc_cpu_util_percent_total"]);
     let rows = t["_rows"].as_u64().unwrap();
     // ~1.5 s at 0.2 s: 7 full windows plus the partial one ended by the signal.
     assert!((6..=9).contains(&rows), "{rows} rows");
     let cpu = column(&t, "proc_cpu_util_percent_total");
-    assert!(
-        cpu.iter().all(|v| v.is_some()),
-        "no missing totals: {cpu:?}"
-    );
+    assert!(cpu.iter().all(|v| v.is_some()), "no missing totals: {cpu:?}");
 }
 
 #[test]
@@ -60,11 +45,8 @@ fn target_exit_writes_the_partial_window() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.h5");
     let mut target = workload(&["busy", "--threads", "1", "--seconds", "1.3"]);
-    let status = messer()
-        .args(["--pid", &target.id().to_string(), "--mode", "procfs", "-o"])
-        .arg(&out)
-        .status()
-        .unwrap();
+    let status =
+        messer().args(["--pid", &target.id().to_string(), "--mode", "procfs", "-o"]).arg(&out).status().unwrap();
     assert!(target.wait().unwrap().success());
     assert_eq!(status.code(), Some(0));
     let t = read_table(&out, "messer_timeseries", &["window_seconds"]);

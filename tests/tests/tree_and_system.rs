@@ -20,21 +20,9 @@ fn shell_with_two_children(mode: &str) -> (serde_json::Value, Vec<Vec<TruthSampl
         )
     };
     let script = format!("{} & {} & wait", busy(&t1), busy(&t2));
-    let mut sh = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .spawn()
-        .unwrap();
+    let mut sh = std::process::Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
     let status = messer()
-        .args([
-            "--pid",
-            &sh.id().to_string(),
-            "--mode",
-            mode,
-            "--interval",
-            "0.5",
-            "-o",
-        ])
+        .args(["--pid", &sh.id().to_string(), "--mode", mode, "--interval", "0.5", "-o"])
         .arg(&out)
         .status()
         .unwrap();
@@ -51,11 +39,7 @@ fn shell_with_two_children(mode: &str) -> (serde_json::Value, Vec<Vec<TruthSampl
     ];
     let table = read_table(&out, "messer_timeseries", &cols);
     // Per process: three pids in a full window, each with its own CPU.
-    let procs = read_table(
-        &out,
-        "messer_processes",
-        &["monotime", "pid", "ppid", "comm", "cpu_util_percent_total"],
-    );
+    let procs = read_table(&out, "messer_processes", &["monotime", "pid", "ppid", "comm", "cpu_util_percent_total"]);
     let mono = column(&procs, "monotime");
     let first_full = column(&table, "monotime")[2].unwrap();
     let pids: std::collections::HashSet<i64> = column(&procs, "pid")
@@ -64,30 +48,13 @@ fn shell_with_two_children(mode: &str) -> (serde_json::Value, Vec<Vec<TruthSampl
         .filter(|(_, m)| m.unwrap() == first_full)
         .map(|(p, _)| p.unwrap() as i64)
         .collect();
-    assert_eq!(
-        pids.len(),
-        3,
-        "{mode}: sh and two children in /messer_processes: {pids:?}"
-    );
+    assert_eq!(pids.len(), 3, "{mode}: sh and two children in /messer_processes: {pids:?}");
     let info = read_table(&out, "messer_process_info", &["pid", "cmdline", "exe"]);
-    let cmdlines: Vec<&str> = info["cmdline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let cmdlines: Vec<&str> = info["cmdline"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(cmdlines.len(), 3, "{mode}: {cmdlines:?}");
-    assert!(
-        cmdlines
-            .iter()
-            .any(|c| c.starts_with("sh -c") && c.ends_with("wait")),
-        "{cmdlines:?}"
-    );
+    assert!(cmdlines.iter().any(|c| c.starts_with("sh -c") && c.ends_with("wait")), "{cmdlines:?}");
     assert_eq!(
-        cmdlines
-            .iter()
-            .filter(|c| c.contains("messer-workload busy"))
-            .count(),
+        cmdlines.iter().filter(|c| c.contains("messer-workload busy")).count(),
         3,
         "sh's command line names them too"
     );
@@ -110,25 +77,15 @@ fn check_shell(mode: &str, bound: f64) {
             .map(|tr| Some(truth_at(tr, end, |s| s.cpu_ns)? - truth_at(tr, start, |s| s.cpu_ns)?))
             .collect();
         let Some(gains) = gains else { continue };
-        assert_eq!(
-            procs[i],
-            Some(3.0),
-            "{mode} window {i}: sh and two children"
-        );
+        assert_eq!(procs[i], Some(3.0), "{mode} window {i}: sh and two children");
         let truth = gains.iter().sum::<f64>() / (w * 1e9) * 100.0;
         let got = total[i].unwrap();
-        assert!(
-            (got - truth).abs() <= bound,
-            "{mode} window {i}: {got:.3} % vs truth {truth:.3} %"
-        );
+        assert!((got - truth).abs() <= bound, "{mode} window {i}: {got:.3} % vs truth {truth:.3} %");
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} windows covered");
     let rss = column(&t, "proc_mem_rss");
-    assert!(
-        rss[..rss.len() - 1].iter().all(|r| r.unwrap() > 0.0),
-        "{mode}: {rss:?}"
-    );
+    assert!(rss[..rss.len() - 1].iter().all(|r| r.unwrap() > 0.0), "{mode}: {rss:?}");
 }
 
 #[test]
@@ -153,11 +110,7 @@ fn system_memory_total_is_meminfo() {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(
-        column(&t, "system_mem_total")
-            .iter()
-            .all(|v| *v == Some(kb * 1024.0))
-    );
+    assert!(column(&t, "system_mem_total").iter().all(|v| *v == Some(kb * 1024.0)));
 }
 
 #[test]
@@ -168,28 +121,10 @@ fn four_thousand_threads() {
         }
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("rec.h5");
-        let mut child = workload(&[
-            "busy",
-            "--threads",
-            "4000",
-            "--duty",
-            "0",
-            "--period-ms",
-            "500",
-            "--seconds",
-            "5",
-        ]);
+        let mut child = workload(&["busy", "--threads", "4000", "--duty", "0", "--period-ms", "500", "--seconds", "5"]);
         std::thread::sleep(std::time::Duration::from_millis(800));
         let status = messer()
-            .args([
-                "--pid",
-                &child.id().to_string(),
-                "--mode",
-                mode,
-                "--interval",
-                "0.5",
-                "-o",
-            ])
+            .args(["--pid", &child.id().to_string(), "--mode", mode, "--interval", "0.5", "-o"])
             .arg(&out)
             .status()
             .unwrap();
@@ -198,11 +133,7 @@ fn four_thousand_threads() {
         let t = read_table(
             &out,
             "messer_timeseries",
-            &[
-                "window_seconds",
-                "proc_num_threads",
-                "proc_cpu_util_percent_total",
-            ],
+            &["window_seconds", "proc_num_threads", "proc_cpu_util_percent_total"],
         );
         let threads = column(&t, "proc_num_threads");
         let win = column(&t, "window_seconds");
@@ -212,11 +143,7 @@ fn four_thousand_threads() {
         // and 4000 workers.
         for i in 0..4 {
             assert_eq!(threads[i], Some(4001.0), "{mode} window {i}");
-            assert!(
-                (win[i].unwrap() - 0.5).abs() < 0.05,
-                "{mode}: window {i} lasted {:?} s",
-                win[i]
-            );
+            assert!((win[i].unwrap() - 0.5).abs() < 0.05, "{mode}: window {i} lasted {:?} s", win[i]);
             assert!(column(&t, "proc_cpu_util_percent_total")[i].unwrap() >= 0.0);
         }
     }

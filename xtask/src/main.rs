@@ -114,10 +114,7 @@ fn test(extra: &[String]) -> Result<()> {
     c.args(extra);
     c.args(["--", "--test-threads=1"]);
     eprintln!("xtask: cargo test --release -- --test-threads=1");
-    let mut child = c
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting cargo test")?;
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn().context("starting cargo test")?;
     let (mut passed, mut failed) = (0u64, 0u64);
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
@@ -127,10 +124,7 @@ fn test(extra: &[String]) -> Result<()> {
                 let count = |word: &str| {
                     rest.split(';')
                         .find_map(|part| {
-                            part.trim()
-                                .trim_start_matches("ok. ")
-                                .trim_start_matches("FAILED. ")
-                                .strip_suffix(word)
+                            part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word)
                         })
                         .and_then(|n| n.trim().parse::<u64>().ok())
                         .unwrap_or(0)

@@ -30,20 +30,13 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub const BPF_TOOLCHAIN: &str = "messer-bpf";
 
 /// Python packages the tests use to read files back, pinned.
-const PYTHON_PACKAGES: &[&str] = &[
-    "h5py==3.16.0",
-    "pandas==3.1.1",
-    "tables==3.11.1",
-    "numpy==2.4.6",
-];
+const PYTHON_PACKAGES: &[&str] = &["h5py==3.16.0", "pandas==3.1.1", "tables==3.11.1", "numpy==2.4.6"];
 
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
 pub fn workspace_root() -> Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    dir.parent()
-        .map(Path::to_path_buf)
-        .context("xtask has no parent directory")
+    dir.parent().map(Path::to_path_buf).context("xtask has no parent directory")
 }
 
 pub fn is_root() -> bool {
@@ -53,9 +46,7 @@ pub fn is_root() -> bool {
 
 /// Environment for cargo commands that build the BPF programs.
 pub fn bpf_env(cmd: &mut Command) {
-    let cargo_bin = std::env::var("HOME")
-        .map(|h| format!("{h}/.cargo/bin"))
-        .unwrap_or_default();
+    let cargo_bin = std::env::var("HOME").map(|h| format!("{h}/.cargo/bin")).unwrap_or_default();
     let path = std::env::var("PATH").unwrap_or_default();
     cmd.env("PATH", format!("{cargo_bin}:{path}"));
 }
@@ -65,11 +56,7 @@ fn step(name: &str) {
 }
 
 fn quiet_ok(cmd: &mut Command) -> bool {
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<()> {
@@ -104,9 +91,7 @@ pub fn ensure() -> Result<()> {
 
 fn check_system() -> Result<()> {
     let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let is_debian = os
-        .lines()
-        .any(|l| l == "ID=debian" || l.starts_with("ID_LIKE=") && l.contains("debian"));
+    let is_debian = os.lines().any(|l| l == "ID=debian" || l.starts_with("ID_LIKE=") && l.contains("debian"));
     if !is_debian || !Path::new("/usr/bin/apt-get").exists() {
         bail!(
             "this setup supports Debian 12 (bookworm) with apt; on another system install the equivalents of: \
@@ -135,10 +120,7 @@ fn apt_packages() -> Result<()> {
         step("Debian packages: all installed");
         return Ok(());
     }
-    step(&format!(
-        "Debian packages: installing {}",
-        missing.join(" ")
-    ));
+    step(&format!("Debian packages: installing {}", missing.join(" ")));
     run(
         {
             let mut c = as_root("apt-get");
@@ -148,32 +130,17 @@ fn apt_packages() -> Result<()> {
         "apt-get update",
     )?;
     let mut c = as_root("env");
-    c.args([
-        "DEBIAN_FRONTEND=noninteractive",
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-    ])
-    .args(&missing);
+    c.args(["DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends"]).args(&missing);
     run(c, "apt-get install")
 }
 
 fn toolchain_link() -> Result<()> {
-    let list = Command::new("rustup")
-        .args(["toolchain", "list"])
-        .output()
-        .context("running rustup")?;
-    if String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .any(|l| l.starts_with(BPF_TOOLCHAIN))
-    {
+    let list = Command::new("rustup").args(["toolchain", "list"]).output().context("running rustup")?;
+    if String::from_utf8_lossy(&list.stdout).lines().any(|l| l.starts_with(BPF_TOOLCHAIN)) {
         step(&format!("rustup toolchain {BPF_TOOLCHAIN}: linked"));
         return Ok(());
     }
-    step(&format!(
-        "rustup toolchain {BPF_TOOLCHAIN}: linking Debian's rustc (/usr)"
-    ));
+    step(&format!("rustup toolchain {BPF_TOOLCHAIN}: linking Debian's rustc (/usr)"));
     let mut c = Command::new("rustup");
     c.args(["toolchain", "link", BPF_TOOLCHAIN, "/usr"]);
     run(c, "rustup toolchain link")
@@ -187,9 +154,7 @@ fn bpf_linker() -> Result<()> {
         step(&format!("bpf-linker {BPF_LINKER_VERSION}: installed"));
         return Ok(());
     }
-    step(&format!(
-        "bpf-linker {BPF_LINKER_VERSION}: building with LLVM 22 (a few minutes)"
-    ));
+    step(&format!("bpf-linker {BPF_LINKER_VERSION}: building with LLVM 22 (a few minutes)"));
     let path = std::env::var("PATH").unwrap_or_default();
     let mut c = Command::new("cargo");
     c.env("PATH", format!("{LLVM_BIN}:{path}")).args([
@@ -214,10 +179,7 @@ fn python_venv() -> Result<()> {
         step("Python venv .venv: ready");
         return Ok(());
     }
-    step(&format!(
-        "Python venv .venv: installing {}",
-        PYTHON_PACKAGES.join(" ")
-    ));
+    step(&format!("Python venv .venv: installing {}", PYTHON_PACKAGES.join(" ")));
     let mut c = Command::new("python3");
     c.args(["-m", "venv"]).arg(root.join(".venv"));
     run(c, "python3 -m venv")?;
@@ -227,9 +189,7 @@ fn python_venv() -> Result<()> {
 }
 
 fn tracefs() {
-    if Path::new("/sys/kernel/tracing/events").is_dir()
-        || Path::new("/sys/kernel/debug/tracing/events").is_dir()
-    {
+    if Path::new("/sys/kernel/tracing/events").is_dir() || Path::new("/sys/kernel/debug/tracing/events").is_dir() {
         step("tracefs: mounted");
     } else {
         step("tracefs: not mounted; messer mounts it at /sys/kernel/tracing when it runs as root");

@@ -20,11 +20,7 @@ pub struct DeltaTracker<K> {
 
 impl<K: Eq + Hash + Copy> Default for DeltaTracker<K> {
     fn default() -> Self {
-        Self {
-            prev: HashMap::new(),
-            next: HashMap::new(),
-            primed: false,
-        }
+        Self { prev: HashMap::new(), next: HashMap::new(), primed: false }
     }
 }
 

@@ -75,37 +75,15 @@ mod tests {
     #[test]
     fn rates_use_the_real_window() {
         assert_eq!(Measure::PerSecond(10.0).value(500_000_000), 20.0);
-        assert_eq!(
-            Measure::MibPerSecond(1024.0 * 1024.0).value(250_000_000),
-            4.0
-        );
-        assert_eq!(
-            Measure::PercentOfWindow(250_000_000.0).value(500_000_000),
-            50.0
-        );
+        assert_eq!(Measure::MibPerSecond(1024.0 * 1024.0).value(250_000_000), 4.0);
+        assert_eq!(Measure::PercentOfWindow(250_000_000.0).value(500_000_000), 50.0);
         assert!(Measure::PerSecond(1.0).value(0).is_nan());
     }
 
     #[test]
     fn a_mean_of_nothing_is_missing() {
-        assert!(
-            Measure::Mean {
-                sum: 0.0,
-                count: 0.0,
-                scale: 1.0
-            }
-            .value(1)
-            .is_nan()
-        );
-        assert_eq!(
-            Measure::Mean {
-                sum: 6e6,
-                count: 3.0,
-                scale: 1e-6
-            }
-            .value(1),
-            2.0
-        );
+        assert!(Measure::Mean { sum: 0.0, count: 0.0, scale: 1.0 }.value(1).is_nan());
+        assert_eq!(Measure::Mean { sum: 6e6, count: 3.0, scale: 1e-6 }.value(1), 2.0);
         assert!(Measure::Missing.value(1).is_nan());
     }
 }

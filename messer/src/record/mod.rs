@@ -41,15 +41,10 @@ fn interval_ns(interval: f64) -> Result<u64, RecordError> {
 }
 
 /// Starts the probe the mode asks for; returns it with the mode's name.
-fn start_probe(
-    cli: &Cli,
-    target: &Target,
-    proc: &ProcRoot,
-) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
+fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
     let follow = !cli.no_children;
     let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss };
-    let procfs =
-        || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
+    let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
     let ebpf = || {
         let opts = EbpfOptions {
             max_processes: cli.max_processes,
@@ -82,23 +77,16 @@ fn start_probe(
 pub fn record(cli: &Cli) -> Result<usize, RecordError> {
     let interval_ns = interval_ns(cli.interval)?;
     if cli.max_processes == 0 || cli.max_threads == 0 {
-        return Err(RecordError::Usage(
-            "--max-processes and --max-threads must be at least 1".into(),
-        ));
+        return Err(RecordError::Usage("--max-processes and --max-threads must be at least 1".into()));
     }
     let proc = ProcRoot::default();
     let target = Target::attach(&proc, cli.pid).map_err(|e| RecordError::Usage(e.to_string()))?;
     // Before any other thread exists, so that all inherit the mask.
-    let signals = Signals::block()
-        .map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;
+    let signals = Signals::block().map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;
 
-    let path = cli
-        .output
-        .clone()
-        .unwrap_or_else(|| output::default_path(target.pid));
+    let path = cli.output.clone().unwrap_or_else(|| output::default_path(target.pid));
     output::prepare(&path, cli.force).map_err(RecordError::Usage)?;
-    let file = h5::create_file(&path)
-        .map_err(|e| RecordError::Usage(format!("{e}; choose another --output")))?;
+    let file = h5::create_file(&path).map_err(|e| RecordError::Usage(format!("{e}; choose another --output")))?;
     output::chown_to_invoker(&path);
 
     let (mut probe, mode) = match start_probe(cli, &target, &proc) {
@@ -117,28 +105,16 @@ pub fn record(cli: &Cli) -> Result<usize, RecordError> {
         path.display()
     );
 
-    let runtime =
-        |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
+    let runtime = |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
     let schema = Sample::schema(probe.columns());
-    let table =
-        Table::create(&file, "messer_timeseries", "messer time series", schema).map_err(runtime)?;
+    let table = Table::create(&file, "messer_timeseries", "messer time series", schema).map_err(runtime)?;
     for (name, value) in meta::attributes(target.pid, cli.interval, &cli.label, mode) {
         table.set_attr(name, &value).map_err(runtime)?;
     }
-    let procs = Table::create(
-        &file,
-        "messer_processes",
-        "messer per-process time series",
-        processes::schema(),
-    )
-    .map_err(runtime)?;
-    let info = Table::create(
-        &file,
-        "messer_process_info",
-        "messer processes seen",
-        processes::info_schema(),
-    )
-    .map_err(runtime)?;
+    let procs = Table::create(&file, "messer_processes", "messer per-process time series", processes::schema())
+        .map_err(runtime)?;
+    let info = Table::create(&file, "messer_process_info", "messer processes seen", processes::info_schema())
+        .map_err(runtime)?;
     let writer = Writer::spawn(file, vec![table, procs, info], QUEUE_ROWS)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
 
@@ -178,10 +154,7 @@ mod tests {
         assert_eq!(interval_ns(0.5).unwrap(), 500_000_000);
         assert_eq!(interval_ns(0.001).unwrap(), 1_000_000);
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 0.0009] {
-            assert!(
-                matches!(interval_ns(bad), Err(RecordError::Usage(_))),
-                "{bad}"
-            );
+            assert!(matches!(interval_ns(bad), Err(RecordError::Usage(_))), "{bad}");
         }
     }
 }

@@ -17,20 +17,13 @@ pub fn prepare(path: &Path, force: bool) -> Result<(), String> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Err(format!(
-            "output directory {} does not exist; create it or choose another --output",
-            dir.display()
-        ));
+        return Err(format!("output directory {} does not exist; create it or choose another --output", dir.display()));
     }
     if path.exists() {
         if !force {
-            return Err(format!(
-                "output file {} exists; choose another --output or pass --force",
-                path.display()
-            ));
+            return Err(format!("output file {} exists; choose another --output or pass --force", path.display()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -12,10 +12,7 @@ pub fn realtime_ns() -> u64 {
 }
 
 fn read(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime with a valid clock id and out pointer; it cannot
     // fail for these clocks.
     unsafe { libc::clock_gettime(clock, &mut ts) };
@@ -53,11 +50,7 @@ pub struct Deadlines {
 
 impl Deadlines {
     pub fn new(start_ns: u64, interval_ns: u64) -> Self {
-        Self {
-            start_ns,
-            interval_ns: interval_ns.max(1),
-            k: 0,
-        }
+        Self { start_ns, interval_ns: interval_ns.max(1), k: 0 }
     }
 
     /// The next deadline after `now_ns`. Deadlines already missed are skipped

@@ -46,11 +46,7 @@ pub fn cpu_percent(cpu: &CpuWindow, window_ns: u64) -> (f64, f64, f64) {
     let total = cpu.on_cpu_ns as f64 / window_ns as f64 * 100.0;
     let ticks = cpu.user_ticks + cpu.system_ticks;
     if ticks == 0 {
-        return if cpu.on_cpu_ns == 0 {
-            (0.0, 0.0, 0.0)
-        } else {
-            (total, f64::NAN, f64::NAN)
-        };
+        return if cpu.on_cpu_ns == 0 { (0.0, 0.0, 0.0) } else { (total, f64::NAN, f64::NAN) };
     }
     let share = |t: u64| total * t as f64 / ticks as f64;
     (total, share(cpu.user_ticks), share(cpu.system_ticks))
@@ -108,10 +104,7 @@ impl Sample {
 
     /// The `/messer_processes` rows of this window.
     pub fn process_rows(&self) -> Vec<Row> {
-        self.processes
-            .iter()
-            .map(|p| processes::row(p, self.unixtime, self.monotime, self.window_ns))
-            .collect()
+        self.processes.iter().map(|p| processes::row(p, self.unixtime, self.monotime, self.window_ns)).collect()
     }
 
     /// The row for `schema()`.
@@ -138,11 +131,7 @@ mod tests {
 
     #[test]
     fn percent_of_one_core_is_never_clamped() {
-        let cpu = CpuWindow {
-            on_cpu_ns: 1_500_000_000,
-            user_ticks: 3,
-            system_ticks: 1,
-        };
+        let cpu = CpuWindow { on_cpu_ns: 1_500_000_000, user_ticks: 3, system_ticks: 1 };
         let (t, u, s) = cpu_percent(&cpu, 1_000_000_000);
         assert_eq!(t, 150.0);
         assert_eq!(u, 112.5);
@@ -151,11 +140,7 @@ mod tests {
 
     #[test]
     fn split_without_ticks_is_missing_not_zero() {
-        let cpu = CpuWindow {
-            on_cpu_ns: 4_000_000,
-            user_ticks: 0,
-            system_ticks: 0,
-        };
+        let cpu = CpuWindow { on_cpu_ns: 4_000_000, user_ticks: 0, system_ticks: 0 };
         let (t, u, s) = cpu_percent(&cpu, 10_000_000);
         assert_eq!(t, 40.0);
         assert!(u.is_nan() && s.is_nan());
@@ -173,10 +158,7 @@ mod tests {
         };
         let s = Sample::from_reading(&r, 1_500_000_000, 42);
         assert_eq!(s.window_seconds, 0.5);
-        let extra = vec![
-            crate::probe::measure::float("a"),
-            crate::probe::measure::integer("b"),
-        ];
+        let extra = vec![crate::probe::measure::float("a"), crate::probe::measure::integer("b")];
         assert_eq!(s.row().len(), Sample::schema(extra).columns.len());
         assert_eq!(s.extra, vec![Value::F64(6.0), Value::I64(7)]);
     }

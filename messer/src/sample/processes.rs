@@ -34,21 +34,14 @@ pub fn schema() -> Schema {
 /// Makes text fit a fixed-length ASCII column: non-ASCII bytes become '?',
 /// and it is cut at `len` bytes.
 pub fn ascii(text: &str, len: usize) -> String {
-    text.chars()
-        .map(|c| if c.is_ascii() && c != '\0' { c } else { '?' })
-        .take(len)
-        .collect()
+    text.chars().map(|c| if c.is_ascii() && c != '\0' { c } else { '?' }).take(len).collect()
 }
 
 /// The `/messer_processes` row of one process in a window.
 pub fn row(p: &ProcessWindow, unixtime: f64, monotime: f64, window_ns: u64) -> Row {
     let (total, user, system) = cpu_percent(&p.cpu, window_ns);
     let mibps = |b: f64| {
-        if window_ns == 0 {
-            f64::NAN
-        } else {
-            b / 1048576.0 / (window_ns as f64 / 1e9)
-        }
+        if window_ns == 0 { f64::NAN } else { b / 1048576.0 / (window_ns as f64 / 1e9) }
     };
     vec![
         Value::F64(unixtime),
@@ -128,10 +121,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(proc: ProcRoot) -> Self {
-        Self {
-            proc,
-            seen: HashMap::new(),
-        }
+        Self { proc, seen: HashMap::new() }
     }
 
     /// Records the processes of one reading at `unixtime`; returns the rows
@@ -150,11 +140,7 @@ impl Registry {
                     .unwrap_or_default()
                     .trim_end_matches('\0')
                     .replace('\0', " ");
-                let euid = self
-                    .proc
-                    .read(format!("{}/status", p.pid))
-                    .ok()
-                    .and_then(|s| parse_euid(&s));
+                let euid = self.proc.read(format!("{}/status", p.pid)).ok().and_then(|s| parse_euid(&s));
                 Info {
                     pid: p.pid,
                     ppid: p.ppid,
@@ -167,14 +153,7 @@ impl Registry {
                     last_seen: unixtime,
                 }
             });
-            now.insert(
-                key,
-                Info {
-                    last_seen: unixtime,
-                    comm: p.comm.clone(),
-                    ..info
-                },
-            );
+            now.insert(key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info });
         }
         let gone = std::mem::replace(&mut self.seen, now);
         gone.into_values().map(|i| info_row(&i)).collect()
@@ -223,12 +202,7 @@ mod tests {
     fn rows_match_schemas_and_gone_processes_are_reported_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Registry::new(ProcRoot::new(dir.path()));
-        let p = ProcessWindow {
-            pid: 5,
-            comm: "x".into(),
-            start_unixtime: 100.0,
-            ..Default::default()
-        };
+        let p = ProcessWindow { pid: 5, comm: "x".into(), start_unixtime: 100.0, ..Default::default() };
         assert!(r.observe(std::slice::from_ref(&p), 1.0).is_empty());
         assert!(r.observe(std::slice::from_ref(&p), 2.0).is_empty());
         let gone = r.observe(&[], 3.0);

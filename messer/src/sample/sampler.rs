@@ -46,31 +46,13 @@ fn wait_until(deadline_ns: u64, target: &Target, signals: &Signals) -> Result<Wa
     loop {
         let now = clock::monotonic_ns();
         let left = deadline_ns.saturating_sub(now);
-        let ts = libc::timespec {
-            tv_sec: (left / 1_000_000_000) as i64,
-            tv_nsec: (left % 1_000_000_000) as i64,
-        };
+        let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as i64, tv_nsec: (left % 1_000_000_000) as i64 };
         let mut fds = [
-            libc::pollfd {
-                fd: target.pidfd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signals.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            libc::pollfd { fd: target.pidfd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: signals.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: ppoll on a local array with a valid timeout and no mask change.
-        let n = unsafe {
-            libc::ppoll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                &ts,
-                std::ptr::null(),
-            )
-        };
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -108,9 +90,7 @@ pub fn run(
     loop {
         let (deadline, skipped) = deadlines.next(clock::monotonic_ns());
         if skipped > 0 {
-            log::warn!(
-                "sampling fell behind: {skipped} deadline(s) skipped; that window is longer"
-            );
+            log::warn!("sampling fell behind: {skipped} deadline(s) skipped; that window is longer");
         }
         let wake = wait_until(deadline, target, signals)?;
         let reading = probe.read()?;

@@ -34,10 +34,7 @@ pub struct Column {
 
 impl Column {
     pub fn new(name: impl Into<String>, kind: Kind) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-        }
+        Self { name: name.into(), kind }
     }
 }
 
@@ -115,11 +112,7 @@ mod tests {
             Column::new("c", Kind::I64),
         ]);
         let mut out = Vec::new();
-        pack(
-            &schema,
-            &vec![Value::F64(1.5), Value::Ascii("xy".into()), Value::I64(-2)],
-            &mut out,
-        );
+        pack(&schema, &vec![Value::F64(1.5), Value::Ascii("xy".into()), Value::I64(-2)], &mut out);
         assert_eq!(out.len(), schema.record_size());
         assert_eq!(&out[0..8], &1.5f64.to_le_bytes());
         assert_eq!(&out[8..12], b"xy\0\0");

@@ -33,11 +33,7 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("messer-writer".into())
             .spawn(move || write_loop(file, tables, rx, lost2))?;
-        Ok(Self {
-            tx: Some(tx),
-            lost,
-            handle: Some(handle),
-        })
+        Ok(Self { tx: Some(tx), lost, handle: Some(handle) })
     }
 
     /// Queues a row for table `table`. Fails only when the writer thread has
@@ -50,9 +46,7 @@ impl Writer {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
-                    log::warn!(
-                        "the writer is behind and its queue is full: rows are being dropped (counted)"
-                    );
+                    log::warn!("the writer is behind and its queue is full: rows are being dropped (counted)");
                 }
                 Ok(())
             }
@@ -100,10 +94,7 @@ fn write_loop(
         }
         h5::flush(&file)?;
     }
-    tables[main].set_attr(
-        "messer_rows_lost",
-        &AttrValue::I64(lost.load(Ordering::Relaxed) as i64),
-    )?;
+    tables[main].set_attr("messer_rows_lost", &AttrValue::I64(lost.load(Ordering::Relaxed) as i64))?;
     h5::flush(&file)?;
     Ok(tables[main].len())
 }

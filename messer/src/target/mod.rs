@@ -10,13 +10,9 @@ use crate::probe::procfs::{ProcRoot, parse::PF_KTHREAD};
 pub enum TargetError {
     #[error("no process with pid {0}; check the pid (`ps -p {0}`) and try again")]
     NoSuchProcess(i32),
-    #[error(
-        "pid {0} is a kernel thread, which has no user-space resource use to record; pass a user process"
-    )]
+    #[error("pid {0} is a kernel thread, which has no user-space resource use to record; pass a user process")]
     KernelThread(i32),
-    #[error(
-        "pid {0} is a thread, not a process; pass the process id (the Tgid in /proc/{0}/status)"
-    )]
+    #[error("pid {0} is a thread, not a process; pass the process id (the Tgid in /proc/{0}/status)")]
     Thread(i32),
     #[error("pid must be positive, got {0}")]
     BadPid(i32),
@@ -56,24 +52,12 @@ impl Target {
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         // Read /proc after the pidfd exists: the pid cannot be reused under us.
         let stat = proc.stat(pid).map_err(|e| {
-            if e.is_gone() {
-                TargetError::NoSuchProcess(pid)
-            } else {
-                TargetError::Proc {
-                    pid,
-                    reason: e.to_string(),
-                }
-            }
+            if e.is_gone() { TargetError::NoSuchProcess(pid) } else { TargetError::Proc { pid, reason: e.to_string() } }
         })?;
         if stat.flags & PF_KTHREAD != 0 {
             return Err(TargetError::KernelThread(pid));
         }
-        Ok(Self {
-            pid,
-            start_ticks: stat.starttime,
-            comm: stat.comm,
-            pidfd,
-        })
+        Ok(Self { pid, start_ticks: stat.starttime, comm: stat.comm, pidfd })
     }
 
     /// Readable once the process has exited.

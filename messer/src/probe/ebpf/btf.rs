@@ -58,11 +58,8 @@ impl Btf {
     /// Reads the running kernel's BTF.
     pub fn from_kernel() -> Result<Self, BtfError> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).map_err(|e| {
-            BtfError(format!(
-                "cannot read {path} ({e}); this kernel was built without BTF"
-            ))
-        })?;
+        let data = std::fs::read(path)
+            .map_err(|e| BtfError(format!("cannot read {path} ({e}); this kernel was built without BTF")))?;
         Self::parse(&data)
     }
 
@@ -79,13 +76,7 @@ impl Btf {
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
             .ok_or_else(|| BtfError("string section out of bounds".into()))?
             .to_vec();
-        let mut types = vec![Type {
-            kind: 0,
-            name: 0,
-            ty: 0,
-            vlen: 0,
-            members: Vec::new(),
-        }];
+        let mut types = vec![Type { kind: 0, name: 0, ty: 0, vlen: 0, members: Vec::new() }];
         let mut at = types_at;
         let end = types_at + type_len;
         while at < end {
@@ -105,11 +96,7 @@ impl Btf {
                         let m = at + i * 12;
                         let off = u32_at(b, m + 8)?;
                         let bit_offset = if kind_flag { off & 0x00ff_ffff } else { off };
-                        members.push(Member {
-                            name: u32_at(b, m)?,
-                            ty: u32_at(b, m + 4)?,
-                            bit_offset,
-                        });
+                        members.push(Member { name: u32_at(b, m)?, ty: u32_at(b, m + 4)?, bit_offset });
                     }
                     12 * vlen
                 }
@@ -119,20 +106,9 @@ impl Btf {
                 k => return Err(BtfError(format!("unknown BTF kind {k}"))),
             };
             at += extra;
-            types.push(Type {
-                kind,
-                name,
-                ty: size_or_type,
-                vlen,
-                members,
-            });
+            types.push(Type { kind, name, ty: size_or_type, vlen, members });
         }
-        let mut btf = Btf {
-            types,
-            strings,
-            by_name: HashMap::new(),
-            typedefs: HashMap::new(),
-        };
+        let mut btf = Btf { types, strings, by_name: HashMap::new(), typedefs: HashMap::new() };
         for id in 1..btf.types.len() {
             let t = &btf.types[id];
             if t.name == 0 {
@@ -162,9 +138,7 @@ impl Btf {
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.types.get(id as usize) {
-                Some(t) if matches!(t.kind, TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG) => {
-                    id = t.ty
-                }
+                Some(t) if matches!(t.kind, TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG) => id = t.ty,
                 _ => break,
             }
         }
@@ -193,15 +167,10 @@ impl Btf {
     /// Byte offset of `path` (e.g. ["se", "sum_exec_runtime"]) in struct `strukt`.
     pub fn offset(&self, strukt: &str, path: &[&str]) -> Result<u32, BtfError> {
         let what = || format!("{strukt}.{}", path.join("."));
-        let mut id = *self
-            .by_name
-            .get(strukt)
-            .ok_or_else(|| BtfError(format!("no struct {strukt}")))?;
+        let mut id = *self.by_name.get(strukt).ok_or_else(|| BtfError(format!("no struct {strukt}")))?;
         let mut bits = 0;
         for field in path {
-            let (off, ty) = self
-                .member(id, field)
-                .ok_or_else(|| BtfError(format!("no member {}", what())))?;
+            let (off, ty) = self.member(id, field).ok_or_else(|| BtfError(format!("no member {}", what())))?;
             bits += off;
             id = ty;
         }
@@ -218,17 +187,9 @@ impl Btf {
     /// first parameter is the probe's private data).
     pub fn tracepoint_args(&self, name: &str) -> Result<usize, BtfError> {
         let td = format!("btf_trace_{name}");
-        let id = *self
-            .typedefs
-            .get(&td)
-            .ok_or_else(|| BtfError(format!("no tracepoint {name}")))?;
-        let ptr = self
-            .types
-            .get(self.types[id as usize].ty as usize)
-            .filter(|t| t.kind == PTR);
-        let proto = ptr
-            .and_then(|p| self.types.get(self.resolve(p.ty) as usize))
-            .filter(|t| t.kind == FUNC_PROTO);
+        let id = *self.typedefs.get(&td).ok_or_else(|| BtfError(format!("no tracepoint {name}")))?;
+        let ptr = self.types.get(self.types[id as usize].ty as usize).filter(|t| t.kind == PTR);
+        let proto = ptr.and_then(|p| self.types.get(self.resolve(p.ty) as usize)).filter(|t| t.kind == FUNC_PROTO);
         let proto = proto.ok_or_else(|| BtfError(format!("{td} is not a function pointer")))?;
         Ok(proto.vlen.saturating_sub(1))
     }
@@ -257,13 +218,7 @@ mod tests {
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC.to_le_bytes());
         b.extend_from_slice(&[1, 0]);
-        for v in [
-            24u32,
-            0,
-            t.len() as u32,
-            t.len() as u32,
-            strings.len() as u32,
-        ] {
+        for v in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&t);
@@ -289,9 +244,7 @@ mod tests {
     fn reads_this_kernel() {
         // Every kernel messer's eBPF mode supports has BTF; skip where absent.
         let Ok(btf) = Btf::from_kernel() else { return };
-        let off = btf
-            .offset("task_struct", &["se", "sum_exec_runtime"])
-            .unwrap();
+        let off = btf.offset("task_struct", &["se", "sum_exec_runtime"]).unwrap();
         assert!(off > 0);
         assert_eq!(btf.tracepoint_args("sched_switch").unwrap(), 4);
         assert_eq!(btf.tracepoint_args("sched_wakeup").unwrap(), 1);

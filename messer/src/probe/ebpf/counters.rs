@@ -74,10 +74,7 @@ mod tests {
     use super::*;
 
     fn cpu(ns: u64) -> Counters {
-        Counters {
-            on_cpu_ns: ns,
-            ..Counters::default()
-        }
+        Counters { on_cpu_ns: ns, ..Counters::default() }
     }
 
     #[test]
@@ -104,10 +101,7 @@ mod tests {
     #[test]
     fn a_recreated_entry_counts_whole() {
         let mut d = EpochDeltas::default();
-        let c = |n| Counters {
-            switches_voluntary: n,
-            ..cpu(100 * n)
-        };
+        let c = |n| Counters { switches_voluntary: n, ..cpu(100 * n) };
         d.observe(1, c(100));
         d.observe(1, c(100));
         let fresh = d.observe(1, c(4));
@@ -125,11 +119,7 @@ mod tests {
 
     #[test]
     fn sums_and_differences_cover_every_field() {
-        let mut a = Counters {
-            runq_waits: 2,
-            switches_voluntary: 3,
-            ..cpu(1)
-        };
+        let mut a = Counters { runq_waits: 2, switches_voluntary: 3, ..cpu(1) };
         a.io_bytes[io::SEND] = 9;
         let b = add(&a, &a);
         assert_eq!(b.io_bytes[io::SEND], 18);

@@ -51,9 +51,5 @@ pub fn run_on_cpu(prog_fd: RawFd, cpu: u32, epoch: u64) -> io::Result<()> {
             std::mem::size_of::<TestRunAttr>() as u32,
         )
     };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }

@@ -17,14 +17,8 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// The syscalls whose exits each IO program counts.
 pub const IO_FAMILIES: [(&str, &[&str]); 4] = [
-    (
-        "sys_exit_read_family",
-        &["read", "pread64", "readv", "preadv", "preadv2"],
-    ),
-    (
-        "sys_exit_write_family",
-        &["write", "pwrite64", "writev", "pwritev", "pwritev2"],
-    ),
+    ("sys_exit_read_family", &["read", "pread64", "readv", "preadv", "preadv2"]),
+    ("sys_exit_write_family", &["write", "pwrite64", "writev", "pwritev", "pwritev2"]),
     ("sys_exit_recv_family", &["recvfrom", "recvmsg"]),
     ("sys_exit_send_family", &["sendto", "sendmsg"]),
 ];
@@ -45,13 +39,7 @@ pub const SCHED_PROGRAMS: [(&str, &[&str], usize); 4] = [
 const BPF_NOEXIST: u64 = 1;
 
 /// Offset of `field` in every one of `events` (which must agree).
-fn common_offset(
-    root: &Path,
-    category: &str,
-    events: &[&str],
-    field: &str,
-    size: u32,
-) -> Result<u32, EbpfError> {
+fn common_offset(root: &Path, category: &str, events: &[&str], field: &str, size: u32) -> Result<u32, EbpfError> {
     let mut found = None;
     for ev in events {
         let f = tracefs::fields(root, category, ev)?;
@@ -74,12 +62,7 @@ fn present_syscalls(root: &Path, names: &[&str]) -> Vec<String> {
     names
         .iter()
         .map(|n| format!("sys_exit_{n}"))
-        .filter(|ev| {
-            root.join("events/syscalls")
-                .join(ev)
-                .join("format")
-                .is_file()
-        })
+        .filter(|ev| root.join("events/syscalls").join(ev).join("format").is_file())
         .collect()
 }
 
@@ -96,16 +79,9 @@ fn config(root: &Path, btf: &Btf, follow_children: bool) -> Result<(Config, bool
             }
         }
     }
-    let syscalls: Vec<String> = IO_FAMILIES
-        .iter()
-        .flat_map(|(_, names)| present_syscalls(root, names))
-        .collect();
+    let syscalls: Vec<String> = IO_FAMILIES.iter().flat_map(|(_, names)| present_syscalls(root, names)).collect();
     let events: Vec<&str> = syscalls.iter().map(String::as_str).collect();
-    let sys_exit_ret = if events.is_empty() {
-        0
-    } else {
-        common_offset(root, "syscalls", &events, "ret", 8)?
-    };
+    let sys_exit_ret = if events.is_empty() { 0 } else { common_offset(root, "syscalls", &events, "ret", 8)? };
     let task_sum_exec_runtime = btf.offset("task_struct", &["se", "sum_exec_runtime"])?;
     log::debug!("task_struct.se.sum_exec_runtime at byte {task_sum_exec_runtime}");
     Ok((
@@ -122,16 +98,10 @@ fn config(root: &Path, btf: &Btf, follow_children: bool) -> Result<(Config, bool
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
 fn raise_memlock() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        log::debug!(
-            "could not raise RLIMIT_MEMLOCK: {}",
-            std::io::Error::last_os_error()
-        );
+        log::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -182,9 +152,7 @@ pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, E
         .map_err(EbpfError::load)?;
     {
         let mut tracked = tracked_map(&mut bpf)?;
-        tracked
-            .insert(target as u32, Tracked::default(), 0)
-            .map_err(EbpfError::load)?;
+        tracked.insert(target as u32, Tracked::default(), 0).map_err(EbpfError::load)?;
     }
     for (prog, events, _) in SCHED_PROGRAMS {
         attach_raw(&mut bpf, prog, events)?;
@@ -203,20 +171,13 @@ pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, E
 }
 
 fn tracked_map(bpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u32, Tracked>, EbpfError> {
-    let map = bpf
-        .map_mut("TRACKED")
-        .ok_or_else(|| EbpfError::Load("no map TRACKED".into()))?;
+    let map = bpf.map_mut("TRACKED").ok_or_else(|| EbpfError::Load("no map TRACKED".into()))?;
     BpfHashMap::try_from(map).map_err(EbpfError::load)
 }
 
 /// Inserts `key` unless present; a full map is logged (the kernel side
 /// counts its own failed inserts).
-fn insert_new<V: aya::Pod>(
-    map: &mut BpfHashMap<&mut MapData, u32, V>,
-    key: u32,
-    value: V,
-    what: &str,
-) {
+fn insert_new<V: aya::Pod>(map: &mut BpfHashMap<&mut MapData, u32, V>, key: u32, value: V, what: &str) {
     match map.insert(key, value, BPF_NOEXIST) {
         Ok(()) => {}
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
@@ -227,44 +188,22 @@ fn insert_new<V: aya::Pod>(
 /// Adds the target's existing descendants and all their threads. Runs after
 /// the programs are attached, so anything forked from then on is added by
 /// the kernel; walked twice to catch forks by a parent not yet inserted.
-fn seed(
-    bpf: &mut Ebpf,
-    proc: &ProcRoot,
-    target: i32,
-    follow_children: bool,
-) -> Result<(), EbpfError> {
+fn seed(bpf: &mut Ebpf, proc: &ProcRoot, target: i32, follow_children: bool) -> Result<(), EbpfError> {
     for _ in 0..2 {
-        let pids = if follow_children {
-            crate::probe::procfs::tree::descendants(proc, target)
-        } else {
-            vec![target]
-        };
+        let pids = if follow_children { crate::probe::procfs::tree::descendants(proc, target) } else { vec![target] };
         {
             let mut tracked = tracked_map(bpf)?;
             for &pid in pids.iter().skip(1) {
                 let parent = proc.stat(pid).map(|s| s.ppid as u32).unwrap_or(0);
-                insert_new(
-                    &mut tracked,
-                    pid as u32,
-                    Tracked {
-                        parent_tgid: parent,
-                        flags: 0,
-                    },
-                    "child",
-                );
+                insert_new(&mut tracked, pid as u32, Tracked { parent_tgid: parent, flags: 0 }, "child");
             }
         }
-        let map = bpf
-            .map_mut("THREADS")
-            .ok_or_else(|| EbpfError::Load("no map THREADS".into()))?;
+        let map = bpf.map_mut("THREADS").ok_or_else(|| EbpfError::Load("no map THREADS".into()))?;
         let mut threads: BpfHashMap<&mut MapData, u32, ThreadState> =
             BpfHashMap::try_from(map).map_err(EbpfError::load)?;
         for &pid in &pids {
             for tid in proc.tasks(pid).unwrap_or_default() {
-                let t = ThreadState {
-                    tgid: pid as u32,
-                    ..ThreadState::default()
-                };
+                let t = ThreadState { tgid: pid as u32, ..ThreadState::default() };
                 insert_new(&mut threads, tid as u32, t, "thread");
             }
         }

@@ -30,9 +30,7 @@ use stats::ProgramStats;
 /// What can go wrong with the eBPF probe.
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
-    #[error(
-        "no permission to load BPF programs ({0}); run messer as root (sudo), or use --mode procfs"
-    )]
+    #[error("no permission to load BPF programs ({0}); run messer as root (sudo), or use --mode procfs")]
     NoPermission(String),
     #[error("{0}")]
     Tracefs(String),
@@ -150,8 +148,7 @@ impl EbpfProbe {
             .map_err(EbpfError::load)?;
         flush.load().map_err(EbpfError::load)?;
         let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();
-        let cpus = aya::util::online_cpus()
-            .map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
             bpf,
             io,
@@ -176,15 +173,10 @@ impl EbpfProbe {
     fn flush(&mut self) -> Result<(u64, u64, u32), EbpfError> {
         self.epoch += 1;
         for &cpu in &self.cpus {
-            flush::run_on_cpu(self.flush_fd, cpu, self.epoch)
-                .map_err(|source| EbpfError::Flush { cpu, source })?;
+            flush::run_on_cpu(self.flush_fd, cpu, self.epoch).map_err(|source| EbpfError::Flush { cpu, source })?;
         }
-        let map = self
-            .bpf
-            .map("RUNNING")
-            .ok_or_else(|| EbpfError::Map("no map RUNNING".into()))?;
-        let running: PerCpuArray<&MapData, RunSlot> =
-            PerCpuArray::try_from(map).map_err(EbpfError::map)?;
+        let map = self.bpf.map("RUNNING").ok_or_else(|| EbpfError::Map("no map RUNNING".into()))?;
+        let running: PerCpuArray<&MapData, RunSlot> = PerCpuArray::try_from(map).map_err(EbpfError::map)?;
         let slots = running.get(&0, 0).map_err(EbpfError::map)?;
         let mut first = u64::MAX;
         let mut last = 0;
@@ -203,33 +195,21 @@ impl EbpfProbe {
     }
 
     fn tracked(&self) -> Result<Vec<(u32, Tracked)>, EbpfError> {
-        let map = self
-            .bpf
-            .map("TRACKED")
-            .ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
-        let tracked: BpfHashMap<&MapData, u32, Tracked> =
-            BpfHashMap::try_from(map).map_err(EbpfError::map)?;
-        tracked
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(EbpfError::map)
+        let map = self.bpf.map("TRACKED").ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
+        let tracked: BpfHashMap<&MapData, u32, Tracked> = BpfHashMap::try_from(map).map_err(EbpfError::map)?;
+        tracked.iter().collect::<Result<Vec<_>, _>>().map_err(EbpfError::map)
     }
 
     /// The frozen half (the previous epoch's parity) of each tgid, summed over CPUs.
     fn frozen(&self, tgids: &[(u32, Tracked)]) -> Result<Vec<Counters>, EbpfError> {
-        let map = self
-            .bpf
-            .map("COUNTERS")
-            .ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
+        let map = self.bpf.map("COUNTERS").ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
         let counters: PerCpuHashMap<&MapData, u32, EpochCounters> =
             PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
         let half = ((self.epoch - 1) & 1) as usize;
         tgids
             .iter()
             .map(|(tgid, _)| match counters.get(tgid, 0) {
-                Ok(per_cpu) => Ok(per_cpu
-                    .iter()
-                    .fold(Counters::default(), |a, c| counters::add(&a, &c.half[half]))),
+                Ok(per_cpu) => Ok(per_cpu.iter().fold(Counters::default(), |a, c| counters::add(&a, &c.half[half]))),
                 // Nothing credited yet.
                 Err(MapError::KeyNotFound) => Ok(Counters::default()),
                 Err(e) => Err(EbpfError::map(e)),
@@ -239,17 +219,10 @@ impl EbpfProbe {
 
     /// Drops a process whose final counters have been read.
     fn retire(&mut self, tgid: u32) -> Result<(), EbpfError> {
-        let map = self
-            .bpf
-            .map_mut("TRACKED")
-            .ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
-        let mut tracked: BpfHashMap<&mut MapData, u32, Tracked> =
-            BpfHashMap::try_from(map).map_err(EbpfError::map)?;
+        let map = self.bpf.map_mut("TRACKED").ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
+        let mut tracked: BpfHashMap<&mut MapData, u32, Tracked> = BpfHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = tracked.remove(&tgid);
-        let map = self
-            .bpf
-            .map_mut("COUNTERS")
-            .ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
+        let map = self.bpf.map_mut("COUNTERS").ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
         let mut counters: PerCpuHashMap<&mut MapData, u32, EpochCounters> =
             PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = counters.remove(&tgid);
@@ -263,11 +236,7 @@ impl EbpfProbe {
         let mut m = vec![
             Measure::Value(f64::from(cpus_used)),
             Measure::PercentOfWindow(f(sum.runq_wait_ns)),
-            Measure::Mean {
-                sum: f(sum.runq_wait_ns),
-                count: f(sum.runq_waits),
-                scale: 1e-6,
-            },
+            Measure::Mean { sum: f(sum.runq_wait_ns), count: f(sum.runq_waits), scale: 1e-6 },
             Measure::PerSecond(f(sum.switches_voluntary + sum.switches_involuntary)),
             Measure::PerSecond(f(sum.switches_voluntary)),
             Measure::PerSecond(f(sum.switches_involuntary)),
@@ -312,12 +281,7 @@ impl Probe for EbpfProbe {
         for (&(tgid, info), now) in tracked.iter().zip(&frozen) {
             let d = self.deltas.observe(tgid, *now);
             let own = d;
-            log::trace!(
-                "epoch {} tgid {tgid}: frozen on_cpu {} delta {}",
-                self.epoch,
-                now.on_cpu_ns,
-                d.on_cpu_ns
-            );
+            log::trace!("epoch {} tgid {tgid}: frozen on_cpu {} delta {}", self.epoch, now.on_cpu_ns, d.on_cpu_ns);
             sum = counters::add(&sum, &d);
             if info.flags & TRACKED_EXITED != 0 {
                 if !self.exited.insert(tgid) {
@@ -328,14 +292,8 @@ impl Probe for EbpfProbe {
             match self.proc.stat(tgid as i32) {
                 Ok(stat) => {
                     let (user_ticks, system_ticks) = self.split.observe(&stat);
-                    let cpu = CpuWindow {
-                        on_cpu_ns: own.on_cpu_ns as i64,
-                        user_ticks,
-                        system_ticks,
-                    };
-                    let rw = self
-                        .io
-                        .then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
+                    let cpu = CpuWindow { on_cpu_ns: own.on_cpu_ns as i64, user_ticks, system_ticks };
+                    let rw = self.io.then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
                     processes.push(self.host.window(&stat, cpu, rw));
                     stats.push(stat);
                 }
@@ -352,11 +310,7 @@ impl Probe for EbpfProbe {
         extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns: first + (last - first) / 2,
-            cpu: CpuWindow {
-                on_cpu_ns: sum.on_cpu_ns as i64,
-                user_ticks,
-                system_ticks,
-            },
+            cpu: CpuWindow { on_cpu_ns: sum.on_cpu_ns as i64, user_ticks, system_ticks },
             num_processes: stats.len() as u32,
             extra,
             processes,

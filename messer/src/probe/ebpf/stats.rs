@@ -34,19 +34,13 @@ impl ProgramStats {
         let enabled = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
             Ok(fd) => Some(fd),
             Err(e) => {
-                log::warn!(
-                    "cannot enable BPF run-time statistics ({e}): program cost will be missing"
-                );
+                log::warn!("cannot enable BPF run-time statistics ({e}): program cost will be missing");
                 None
             }
         };
         let names = program_names(io);
         let prev = vec![None; names.len()];
-        Self {
-            enabled,
-            names,
-            prev,
-        }
+        Self { enabled, names, prev }
     }
 
     pub fn names(&self) -> &[&'static str] {

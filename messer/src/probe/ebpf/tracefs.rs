@@ -20,21 +20,11 @@ pub fn root() -> Result<PathBuf, EbpfError> {
     let src = c"tracefs";
     let dst = std::ffi::CString::new(target).map_err(|_| EbpfError::Tracefs("bad path".into()))?;
     // SAFETY: mount(2) with NUL-terminated strings and no data.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            dst.as_ptr(),
-            src.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         let e = std::io::Error::last_os_error();
         if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-            return Err(EbpfError::NoPermission(format!(
-                "tracefs at {target} is not accessible: {e}"
-            )));
+            return Err(EbpfError::NoPermission(format!("tracefs at {target} is not accessible: {e}")));
         }
         return Err(EbpfError::Tracefs(format!(
             "tracefs is not mounted and mounting it at {target} failed ({e}); mount it with \
@@ -53,11 +43,7 @@ pub struct Field {
 }
 
 /// The fields of tracepoint `category/name`.
-pub fn fields(
-    root: &Path,
-    category: &str,
-    name: &str,
-) -> Result<HashMap<String, Field>, EbpfError> {
+pub fn fields(root: &Path, category: &str, name: &str) -> Result<HashMap<String, Field>, EbpfError> {
     let path = root.join("events").join(category).join(name).join("format");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         EbpfError::Tracefs(format!(
@@ -81,17 +67,10 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
             continue;
         };
         // "char prev_comm[16]" -> prev_comm; "__data_loc char[] parent_comm" -> parent_comm
-        let Some(name) = decl
-            .split_whitespace()
-            .last()
-            .map(|n| n.split('[').next().unwrap_or(n))
-        else {
+        let Some(name) = decl.split_whitespace().last().map(|n| n.split('[').next().unwrap_or(n)) else {
             continue;
         };
-        let num = |s: &str, key: &str| {
-            s.strip_prefix(key)
-                .and_then(|v| v.trim().parse::<u32>().ok())
-        };
+        let num = |s: &str, key: &str| s.strip_prefix(key).and_then(|v| v.trim().parse::<u32>().ok());
         if let (Some(offset), Some(size)) = (num(off, "offset:"), num(size, "size:")) {
             out.insert(name.to_string(), Field { offset, size });
         }
@@ -135,24 +114,9 @@ mod tests {
     fn parses_plain_array_and_data_loc_fields() {
         let f = parse_format(FORK);
         assert_eq!(f["parent_comm"], Field { offset: 8, size: 4 });
-        assert_eq!(
-            f["child_comm"],
-            Field {
-                offset: 16,
-                size: 16
-            }
-        );
-        assert_eq!(
-            f["child_pid"],
-            Field {
-                offset: 32,
-                size: 4
-            }
-        );
-        assert_eq!(
-            offset(&f, "sched", "sched_process_fork", "child_pid", 4).unwrap(),
-            32
-        );
+        assert_eq!(f["child_comm"], Field { offset: 16, size: 16 });
+        assert_eq!(f["child_pid"], Field { offset: 32, size: 4 });
+        assert_eq!(offset(&f, "sched", "sched_process_fork", "child_pid", 4).unwrap(), 32);
         assert!(offset(&f, "sched", "sched_process_fork", "child_pid", 8).is_err());
         assert!(offset(&f, "sched", "sched_process_fork", "nope", 4).is_err());
     }

@@ -84,12 +84,7 @@ fn names(procfs_mode: bool) -> Vec<&'static str> {
 /// Socket tables of a network namespace: inode -> (is TCP, TCP state).
 fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
     let mut out = HashMap::new();
-    for (file, tcp) in [
-        ("tcp", true),
-        ("tcp6", true),
-        ("udp", false),
-        ("udp6", false),
-    ] {
+    for (file, tcp) in [("tcp", true), ("tcp6", true), ("udp", false), ("udp6", false)] {
         let Ok(text) = proc.read(format!("{pid}/net/{file}")) else {
             continue;
         };
@@ -111,12 +106,7 @@ const TCP_ESTABLISHED: u8 = 1;
 impl TreeFigures {
     pub fn new(proc: ProcRoot, reads: Reads, procfs_mode: bool) -> Self {
         // SAFETY: sysconf has no preconditions.
-        let (page, hz) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PAGESIZE),
-                libc::sysconf(libc::_SC_CLK_TCK),
-            )
-        };
+        let (page, hz) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
         let mem_total = proc
             .read("meminfo")
             .ok()
@@ -141,10 +131,7 @@ impl TreeFigures {
     /// Reads the processes whose stats are `stats` (the tree now; the ones
     /// that vanished meanwhile are skipped).
     /// Also returns each process's window (rchar, wchar) gain, by pid.
-    pub fn read(
-        &mut self,
-        stats: &[Stat],
-    ) -> Result<(Vec<Measure>, HashMap<i32, (u64, u64)>), ReadError> {
+    pub fn read(&mut self, stats: &[Stat]) -> Result<(Vec<Measure>, HashMap<i32, (u64, u64)>), ReadError> {
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         for s in stats {
             match process::read(&self.proc, s, self.page_size, self.reads) {
@@ -212,23 +199,15 @@ impl TreeFigures {
             (Some(set), Some(first)) => {
                 let table = socket_table(&self.proc, first.pid);
                 let found: Vec<&(bool, u8)> = set.iter().filter_map(|i| table.get(i)).collect();
-                let tcp = found
-                    .iter()
-                    .filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED)
-                    .count();
-                (
-                    Measure::Value(found.len() as f64),
-                    Measure::Value(tcp as f64),
-                )
+                let tcp = found.iter().filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED).count();
+                (Measure::Value(found.len() as f64), Measure::Value(tcp as f64))
             }
             (Some(_), None) => (Measure::Value(0.0), Measure::Value(0.0)),
             (None, _) => (Measure::Missing, Measure::Missing),
         };
         let known = |ok: bool, m: Measure| if ok { m } else { Measure::Missing };
         let rss_percent = match (rss.measure(), self.mem_total) {
-            (Measure::Value(r), Some(total)) if total > 0 => {
-                Measure::Value(r / total as f64 * 100.0)
-            }
+            (Measure::Value(r), Some(total)) if total > 0 => Measure::Value(r / total as f64 * 100.0),
             _ => Measure::Missing,
         };
         let mut m = vec![
@@ -239,10 +218,7 @@ impl TreeFigures {
             known(io_known, Measure::MibPerSecond(io[4])),
             known(io_known, Measure::MibPerSecond(io[5])),
             // Ticks of waiting, as nanoseconds, per window.
-            known(
-                blkio_known,
-                Measure::PercentOfWindow(blkio / self.ticks_per_second * 1e9),
-            ),
+            known(blkio_known, Measure::PercentOfWindow(blkio / self.ticks_per_second * 1e9)),
             rss.measure(),
             vms.measure(),
             pss.measure(),
@@ -277,18 +253,9 @@ mod tests {
         p.file("meminfo", "MemTotal: 4096 kB\n");
         p.process(10, 1, "a", &[10, 11]);
         p.process(12, 10, "b", &[12]);
-        p.file(
-            "10/io",
-            "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n",
-        );
-        p.file(
-            "12/io",
-            "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 0\nwrite_bytes: 0\n",
-        );
-        p.file(
-            "10/smaps_rollup",
-            "Pss: 8 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 4 kB\nShared_Dirty: 0 kB\n",
-        );
+        p.file("10/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
+        p.file("12/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 0\nwrite_bytes: 0\n");
+        p.file("10/smaps_rollup", "Pss: 8 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 4 kB\nShared_Dirty: 0 kB\n");
         let root = p.root();
         let mut t = TreeFigures::new(root.clone(), Reads { smaps: true }, true);
         let cols = t.columns();
@@ -299,31 +266,15 @@ mod tests {
         assert_eq!(at("proc_num_threads"), Measure::Value(3.0));
         let rss = 2.0 * 300.0 * t.page_size as f64;
         assert_eq!(at("proc_mem_rss"), Measure::Value(rss));
-        assert_eq!(
-            at("proc_mem_rss_percent"),
-            Measure::Value(rss / (4096.0 * 1024.0) * 100.0)
-        );
-        assert_eq!(
-            at("proc_mem_pss"),
-            Measure::Missing,
-            "process 12 has no smaps_rollup"
-        );
-        assert_eq!(
-            at("proc_cpu_children_user_s"),
-            Measure::Value(6.0 / t.ticks_per_second)
-        );
-        p.file(
-            "10/io",
-            "rchar: 1124\nwchar: 0\nsyscr: 3\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n",
-        );
+        assert_eq!(at("proc_mem_rss_percent"), Measure::Value(rss / (4096.0 * 1024.0) * 100.0));
+        assert_eq!(at("proc_mem_pss"), Measure::Missing, "process 12 has no smaps_rollup");
+        assert_eq!(at("proc_cpu_children_user_s"), Measure::Value(6.0 / t.ticks_per_second));
+        p.file("10/io", "rchar: 1124\nwchar: 0\nsyscr: 3\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
         let (m, per) = t.read(&stats).unwrap();
         assert_eq!(per[&10], (1024, 0));
         let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
         assert_eq!(at("proc_disk_read_rate_hz").value(1_000_000_000), 2.0);
-        assert_eq!(
-            at("proc_disk_read_throughput_mibps").value(1_000_000_000),
-            1024.0 / 1048576.0
-        );
+        assert_eq!(at("proc_disk_read_throughput_mibps").value(1_000_000_000), 1024.0 / 1048576.0);
         assert_eq!(at("proc_io_storage_read_throughput_mibps").value(1), 0.0);
     }
 }

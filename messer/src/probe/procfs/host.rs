@@ -14,38 +14,22 @@ pub struct Host {
 
 /// `btime` of /proc/stat.
 pub fn parse_btime(text: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
+    text.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
 impl Host {
     pub fn new(proc: &ProcRoot) -> Self {
         // SAFETY: sysconf has no preconditions.
-        let (page, hz) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PAGESIZE),
-                libc::sysconf(libc::_SC_CLK_TCK),
-            )
-        };
+        let (page, hz) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
         Self {
-            boot_unixtime: proc
-                .read("stat")
-                .ok()
-                .and_then(|t| parse_btime(&t))
-                .unwrap_or(f64::NAN),
+            boot_unixtime: proc.read("stat").ok().and_then(|t| parse_btime(&t)).unwrap_or(f64::NAN),
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             page_size: u64::try_from(page).unwrap_or(4096),
         }
     }
 
     /// A process's window from its stat and what was measured for it.
-    pub fn window(
-        &self,
-        stat: &super::parse::Stat,
-        cpu: CpuWindow,
-        rw: Option<(u64, u64)>,
-    ) -> ProcessWindow {
+    pub fn window(&self, stat: &super::parse::Stat, cpu: CpuWindow, rw: Option<(u64, u64)>) -> ProcessWindow {
         ProcessWindow {
             pid: stat.pid,
             ppid: stat.ppid,
@@ -66,10 +50,7 @@ mod tests {
 
     #[test]
     fn boot_time_from_proc_stat() {
-        assert_eq!(
-            parse_btime("cpu 1 2\nbtime 1700000000\nprocesses 5\n"),
-            Some(1.7e9)
-        );
+        assert_eq!(parse_btime("cpu 1 2\nbtime 1700000000\nprocesses 5\n"), Some(1.7e9));
         assert_eq!(parse_btime("cpu 1 2\n"), None);
     }
 }

@@ -18,9 +18,7 @@ pub fn parse(file: &'static str, text: &str) -> Result<HashMap<String, u64>, Par
             continue;
         };
         let v = match parts.next() {
-            Some("kB") => v
-                .checked_mul(1024)
-                .ok_or_else(|| ParseError::new(file, format!("{key} overflows")))?,
+            Some("kB") => v.checked_mul(1024).ok_or_else(|| ParseError::new(file, format!("{key} overflows")))?,
             _ => v,
         };
         out.insert(key.trim().to_string(), v);
@@ -33,9 +31,7 @@ pub fn parse(file: &'static str, text: &str) -> Result<HashMap<String, u64>, Par
 
 /// Field `key` of a parsed file, or an error naming what is missing.
 pub fn get(map: &HashMap<String, u64>, file: &'static str, key: &str) -> Result<u64, ParseError> {
-    map.get(key)
-        .copied()
-        .ok_or_else(|| ParseError::new(file, format!("no field {key}")))
+    map.get(key).copied().ok_or_else(|| ParseError::new(file, format!("no field {key}")))
 }
 
 #[cfg(test)]
@@ -44,11 +40,7 @@ mod tests {
 
     #[test]
     fn kilobytes_become_bytes_and_text_fields_are_skipped() {
-        let m = parse(
-            "status",
-            "Name:\tsh\nVmRSS:\t  1200 kB\nThreads:\t3\nvoluntary_ctxt_switches:\t17\n",
-        )
-        .unwrap();
+        let m = parse("status", "Name:\tsh\nVmRSS:\t  1200 kB\nThreads:\t3\nvoluntary_ctxt_switches:\t17\n").unwrap();
         assert_eq!(m["VmRSS"], 1200 * 1024);
         assert_eq!(m["Threads"], 3);
         assert!(!m.contains_key("Name"));

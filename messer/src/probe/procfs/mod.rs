@@ -74,11 +74,7 @@ impl ProcfsProbe {
         }
         *on_cpu_ns += own_ns;
         let (user_ticks, system_ticks) = self.split.observe(&stat);
-        let own = CpuWindow {
-            on_cpu_ns: i64::try_from(own_ns).unwrap_or(i64::MAX),
-            user_ticks,
-            system_ticks,
-        };
+        let own = CpuWindow { on_cpu_ns: i64::try_from(own_ns).unwrap_or(i64::MAX), user_ticks, system_ticks };
         Ok((stat, own))
     }
 }
@@ -96,11 +92,7 @@ impl Probe for ProcfsProbe {
 
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let span = Span::start();
-        let pids = if self.follow_children {
-            tree::descendants(&self.proc, self.target)
-        } else {
-            vec![self.target]
-        };
+        let pids = if self.follow_children { tree::descendants(&self.proc, self.target) } else { vec![self.target] };
         let mut on_cpu_ns = 0;
         let mut switches = 0;
         let mut stats = Vec::with_capacity(pids.len());
@@ -121,27 +113,17 @@ impl Probe for ProcfsProbe {
         self.switches.commit();
         let (user_ticks, system_ticks) = self.split.commit();
         // Distinct CPUs the processes' main threads were last on.
-        let used: std::collections::HashSet<u32> =
-            stats.iter().filter_map(|s| s.processor).collect();
-        let mut extra = vec![
-            crate::probe::Measure::Value(used.len() as f64),
-            crate::probe::Measure::PerSecond(switches as f64),
-        ];
+        let used: std::collections::HashSet<u32> = stats.iter().filter_map(|s| s.processor).collect();
+        let mut extra =
+            vec![crate::probe::Measure::Value(used.len() as f64), crate::probe::Measure::PerSecond(switches as f64)];
         let (tree, rw) = self.figures.read(&stats)?;
         extra.extend(tree);
         extra.extend(self.system.read()?);
-        let processes = stats
-            .iter()
-            .zip(cpus)
-            .map(|(s, cpu)| self.host.window(s, cpu, rw.get(&s.pid).copied()))
-            .collect();
+        let processes =
+            stats.iter().zip(cpus).map(|(s, cpu)| self.host.window(s, cpu, rw.get(&s.pid).copied())).collect();
         Ok(Reading {
             mono_ns,
-            cpu: CpuWindow {
-                on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX),
-                user_ticks,
-                system_ticks,
-            },
+            cpu: CpuWindow { on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
             num_processes: stats.len() as u32,
             extra,
             processes,

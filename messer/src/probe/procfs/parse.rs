@@ -13,10 +13,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub fn new(file: &'static str, what: impl Into<String>) -> Self {
-        ParseError {
-            file,
-            what: what.into(),
-        }
+        ParseError { file, what: what.into() }
     }
 }
 
@@ -73,19 +70,12 @@ pub fn stat(text: &str) -> Result<Stat, ParseError> {
     // Fields after comm, numbered from 3 (state) as in proc(5).
     let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
     let field = |n: usize| -> Result<&str, ParseError> {
-        rest.get(n - 3)
-            .copied()
-            .ok_or_else(|| err(F, format!("truncated before field {n}")))
+        rest.get(n - 3).copied().ok_or_else(|| err(F, format!("truncated before field {n}")))
     };
     let num = |n: usize| -> Result<u64, ParseError> {
-        field(n)?
-            .parse::<u64>()
-            .map_err(|_| err(F, format!("field {n} is not a number")))
+        field(n)?.parse::<u64>().map_err(|_| err(F, format!("field {n} is not a number")))
     };
-    let state = field(3)?
-        .chars()
-        .next()
-        .ok_or_else(|| err(F, "empty state"))?;
+    let state = field(3)?.chars().next().ok_or_else(|| err(F, "empty state"))?;
     let ppid = field(4)?.parse::<i32>().map_err(|_| err(F, "bad ppid"))?;
     Ok(Stat {
         pid,
@@ -122,23 +112,13 @@ pub fn schedstat(text: &str) -> Result<(u64, u64), ParseError> {
 /// the task has run on a CPU (`se.sum_exec_runtime`).
 pub fn schedstat_run_ns(text: &str) -> Result<u64, ParseError> {
     const F: &str = "schedstat";
-    let first = text
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| err(F, "empty"))?;
-    first
-        .parse()
-        .map_err(|_| err(F, "run time is not a number"))
+    let first = text.split_whitespace().next().ok_or_else(|| err(F, "empty"))?;
+    first.parse().map_err(|_| err(F, "run time is not a number"))
 }
 
 /// Parses a space-separated list of ids (`/proc/<pid>/task/<tid>/children`).
 pub fn id_list(text: &str) -> Result<Vec<i32>, ParseError> {
-    text.split_whitespace()
-        .map(|t| {
-            t.parse()
-                .map_err(|_| err("children", format!("{t:?} is not a pid")))
-        })
-        .collect()
+    text.split_whitespace().map(|t| t.parse().map_err(|_| err("children", format!("{t:?} is not a pid")))).collect()
 }
 
 #[cfg(test)]
@@ -159,10 +139,7 @@ mod tests {
         assert_eq!(s.num_threads, 3);
         assert_eq!(s.starttime, 987654);
         assert_eq!(s.flags & PF_KTHREAD, 0);
-        assert_eq!(
-            (s.vsize, s.rss_pages, s.processor, s.blkio_ticks),
-            (12345678, 321, Some(1), Some(0))
-        );
+        assert_eq!((s.vsize, s.rss_pages, s.processor, s.blkio_ticks), (12345678, 321, Some(1), Some(0)));
     }
 
     #[test]

@@ -32,14 +32,7 @@ pub struct ProcessFigures {
 }
 
 /// The /proc/<pid>/io fields, in `ProcessFigures::io` order.
-pub const IO_FIELDS: [&str; 6] = [
-    "rchar",
-    "wchar",
-    "syscr",
-    "syscw",
-    "read_bytes",
-    "write_bytes",
-];
+pub const IO_FIELDS: [&str; 6] = ["rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes"];
 
 /// Which optional (costly) files to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +51,10 @@ fn optional<T>(proc: &ProcRoot, pid: i32, r: Result<T, ReadError>) -> Result<Opt
     }
 }
 
-fn kv_file(
-    proc: &ProcRoot,
-    pid: i32,
-    name: &'static str,
-) -> Result<HashMap<String, u64>, ReadError> {
+fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str) -> Result<HashMap<String, u64>, ReadError> {
     let rel = format!("{pid}/{name}");
     let text = proc.read(&rel)?;
-    kv::parse(name, &text).map_err(|source| ReadError::Parse {
-        path: proc.path().join(rel),
-        source,
-    })
+    kv::parse(name, &text).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
 }
 
 /// Counts the entries of /proc/<pid>/fd and collects socket inodes.
@@ -76,10 +62,7 @@ fn fds(proc: &ProcRoot, pid: i32) -> Result<(u64, Vec<u64>), ReadError> {
     let dir = proc.path().join(format!("{pid}/fd"));
     let entries = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ReadError::Gone(dir.clone()),
-        _ => ReadError::Io {
-            path: dir.clone(),
-            source: e,
-        },
+        _ => ReadError::Io { path: dir.clone(), source: e },
     })?;
     let mut n = 0;
     let mut sockets = Vec::new();
@@ -99,25 +82,14 @@ fn fds(proc: &ProcRoot, pid: i32) -> Result<(u64, Vec<u64>), ReadError> {
 }
 
 /// Reads process `pid` whose stat is `stat`.
-pub fn read(
-    proc: &ProcRoot,
-    stat: &Stat,
-    page_size: u64,
-    reads: Reads,
-) -> Result<ProcessFigures, ReadError> {
+pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Result<ProcessFigures, ReadError> {
     let pid = stat.pid;
     let status = optional(proc, pid, kv_file(proc, pid, "status"))?;
-    let smaps = if reads.smaps {
-        optional(proc, pid, kv_file(proc, pid, "smaps_rollup"))?
-    } else {
-        None
-    };
+    let smaps = if reads.smaps { optional(proc, pid, kv_file(proc, pid, "smaps_rollup"))? } else { None };
     let io = optional(proc, pid, kv_file(proc, pid, "io"))?;
     let fds = optional(proc, pid, fds(proc, pid))?;
-    let field =
-        |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
-    let sum =
-        |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
+    let field = |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
+    let sum = |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
     Ok(ProcessFigures {
         rss_bytes: stat.rss_pages * page_size,
         vms_bytes: stat.vsize,
@@ -151,21 +123,21 @@ mod tests {
     fn reads_every_file_of_a_fake_process() {
         let p = FakeProc::new();
         p.process(10, 1, "app", &[10, 11]);
+        p.file("10/status", "Name:\tapp\nVmHWM:\t  2048 kB\nVmSwap:\t 4 kB\nThreads:\t2\n");
         p.file(
-            "10/status",
-            "Name:\tapp\nVmHWM:\t  2048 kB\nVmSwap:\t 4 kB\nThreads:\t2\n",
+            "10/smaps_rollup",
+            "Rss: 100 kB\nPss: 60 kB\nPrivate_Clean: 8 kB\nPrivate_Dirty: 16 kB\nShared_Dirty: 4 kB\n",
         );
-        p.file("10/smaps_rollup", "Rss: 100 kB\nPss: 60 kB\nPrivate_Clean: 8 kB\nPrivate_Dirty: 16 kB\nShared_Dirty: 4 kB\n");
-        p.file("10/io", "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 5\nwrite_bytes: 6\ncancelled_write_bytes: 0\n");
+        p.file(
+            "10/io",
+            "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 5\nwrite_bytes: 6\ncancelled_write_bytes: 0\n",
+        );
         let root = p.root();
         let stat = root.stat(10).unwrap();
         let f = read(&root, &stat, 4096, Reads { smaps: true }).unwrap();
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
-        assert_eq!(
-            (f.pss_bytes, f.uss_bytes, f.dirty_bytes),
-            (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024))
-        );
+        assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
         assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");

@@ -39,10 +39,7 @@ impl Default for ProcRoot {
 
 impl ProcRoot {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            buf_capacity: 1024,
-        }
+        Self { root: root.into(), buf_capacity: 1024 }
     }
 
     pub fn path(&self) -> &Path {
@@ -57,25 +54,16 @@ impl ProcRoot {
         match res {
             Ok(_) => Ok(text),
             // ENOENT: gone before open; ESRCH: gone between open and read.
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) =>
-            {
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
                 Err(ReadError::Gone(path))
             }
             Err(source) => Err(ReadError::Io { path, source }),
         }
     }
 
-    fn parsed<T>(
-        &self,
-        rel: String,
-        f: impl Fn(&str) -> Result<T, ParseError>,
-    ) -> Result<T, ReadError> {
+    fn parsed<T>(&self, rel: String, f: impl Fn(&str) -> Result<T, ParseError>) -> Result<T, ReadError> {
         let text = self.read(&rel)?;
-        f(&text).map_err(|source| ReadError::Parse {
-            path: self.root.join(rel),
-            source,
-        })
+        f(&text).map_err(|source| ReadError::Parse { path: self.root.join(rel), source })
     }
 
     /// `/proc/<pid>/stat`.
@@ -88,10 +76,7 @@ impl ProcRoot {
         let path = self.root.join(format!("{pid}/task"));
         let dir = std::fs::read_dir(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ReadError::Gone(path.clone()),
-            _ => ReadError::Io {
-                path: path.clone(),
-                source: e,
-            },
+            _ => ReadError::Io { path: path.clone(), source: e },
         })?;
         let mut tids = Vec::new();
         for entry in dir.flatten() {
@@ -109,10 +94,7 @@ impl ProcRoot {
 
     /// On-CPU nanoseconds of thread `tid` of process `pid`.
     pub fn task_run_ns(&self, pid: i32, tid: i32) -> Result<u64, ReadError> {
-        self.parsed(
-            format!("{pid}/task/{tid}/schedstat"),
-            parse::schedstat_run_ns,
-        )
+        self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat_run_ns)
     }
 
     /// Child processes forked by thread `tid` of process `pid`.

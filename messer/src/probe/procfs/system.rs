@@ -14,20 +14,9 @@ use crate::probe::measure::{float, integer};
 use crate::sink::table::Column;
 
 /// /proc/stat cpu fields, in order: user nice system idle iowait irq softirq steal.
-const CPU_FIELDS: [&str; 8] = [
-    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
-];
-const MEM_FIELDS: [&str; 9] = [
-    "total",
-    "available",
-    "used",
-    "free",
-    "shared",
-    "buffers",
-    "cached",
-    "active",
-    "inactive",
-];
+const CPU_FIELDS: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+const MEM_FIELDS: [&str; 9] =
+    ["total", "available", "used", "free", "shared", "buffers", "cached", "active", "inactive"];
 const PRESSURE: [&str; 3] = ["cpu", "memory", "io"];
 
 /// Reads the system figures.
@@ -45,9 +34,7 @@ pub struct SystemProbe {
 
 /// A column-name-safe form of a device or interface name.
 fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 fn parse_err(file: &'static str, what: &str) -> ParseError {
@@ -56,17 +43,11 @@ fn parse_err(file: &'static str, what: &str) -> ParseError {
 
 /// The cpu line of /proc/stat.
 pub fn parse_cpu(text: &str) -> Result<[u64; 8], ParseError> {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .ok_or_else(|| parse_err("stat", "no cpu line"))?;
+    let line = text.lines().find(|l| l.starts_with("cpu ")).ok_or_else(|| parse_err("stat", "no cpu line"))?;
     let mut v = [0; 8];
     let mut it = line.split_whitespace().skip(1);
     for slot in v.iter_mut() {
-        *slot = it
-            .next()
-            .and_then(|x| x.parse().ok())
-            .ok_or_else(|| parse_err("stat", "short cpu line"))?;
+        *slot = it.next().and_then(|x| x.parse().ok()).ok_or_else(|| parse_err("stat", "short cpu line"))?;
     }
     Ok(v)
 }
@@ -81,9 +62,7 @@ pub fn parse_diskstats(text: &str) -> Result<HashMap<String, [u64; 11]>, ParseEr
         }
         let mut v = [0; 11];
         for (i, slot) in v.iter_mut().enumerate() {
-            *slot = f[3 + i]
-                .parse()
-                .map_err(|_| parse_err("diskstats", "not a number"))?;
+            *slot = f[3 + i].parse().map_err(|_| parse_err("diskstats", "not a number"))?;
         }
         out.insert(f[2].to_string(), v);
     }
@@ -94,9 +73,7 @@ pub fn parse_diskstats(text: &str) -> Result<HashMap<String, [u64; 11]>, ParseEr
 pub fn parse_net_dev(text: &str) -> Result<HashMap<String, [u64; 4]>, ParseError> {
     let mut out = HashMap::new();
     for line in text.lines().skip(2).filter(|l| !l.trim().is_empty()) {
-        let (name, rest) = line
-            .split_once(':')
-            .ok_or_else(|| parse_err("net/dev", "no ':'"))?;
+        let (name, rest) = line.split_once(':').ok_or_else(|| parse_err("net/dev", "no ':'"))?;
         let f: Vec<u64> = rest
             .split_whitespace()
             .map(|x| x.parse().map_err(|_| parse_err("net/dev", "not a number")))
@@ -114,9 +91,7 @@ pub fn parse_pressure(text: &str) -> Result<HashMap<String, (f64, u64)>, ParseEr
     let mut out = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut parts = line.split_whitespace();
-        let kind = parts
-            .next()
-            .ok_or_else(|| parse_err("pressure", "empty line"))?;
+        let kind = parts.next().ok_or_else(|| parse_err("pressure", "empty line"))?;
         let mut avg10 = None;
         let mut total = None;
         for p in parts {
@@ -177,11 +152,7 @@ impl SystemProbe {
             .read("diskstats")
             .ok()
             .and_then(|t| parse_diskstats(&t).ok())
-            .map(|d| {
-                d.into_keys()
-                    .filter(|n| sys.join("block").join(n).exists())
-                    .collect()
-            })
+            .map(|d| d.into_keys().filter(|n| sys.join("block").join(n).exists()).collect())
             .unwrap_or_default();
         disks.retain(|n| !n.starts_with("loop") && !n.starts_with("ram"));
         disks.sort();
@@ -213,25 +184,10 @@ impl SystemProbe {
     }
 
     pub fn columns(&self) -> Vec<Column> {
-        let mut c: Vec<Column> = ["1", "5", "15"]
-            .iter()
-            .map(|n| float(format!("system_loadavg{n}")))
-            .collect();
-        c.extend(
-            MEM_FIELDS
-                .iter()
-                .map(|f| integer(format!("system_mem_{f}"))),
-        );
-        c.extend(
-            ["total", "used", "free"]
-                .iter()
-                .map(|f| integer(format!("system_swap_{f}"))),
-        );
-        c.extend(
-            CPU_FIELDS
-                .iter()
-                .map(|f| float(format!("system_cpu_util_percent_{f}"))),
-        );
+        let mut c: Vec<Column> = ["1", "5", "15"].iter().map(|n| float(format!("system_loadavg{n}"))).collect();
+        c.extend(MEM_FIELDS.iter().map(|f| integer(format!("system_mem_{f}"))));
+        c.extend(["total", "used", "free"].iter().map(|f| integer(format!("system_swap_{f}"))));
+        c.extend(CPU_FIELDS.iter().map(|f| float(format!("system_cpu_util_percent_{f}"))));
         for (r, full) in &self.pressure {
             let kinds: &[&str] = if *full { &["some", "full"] } else { &["some"] };
             for k in kinds {
@@ -257,12 +213,7 @@ impl SystemProbe {
         }
         for i in &self.ifaces {
             let i = safe(i);
-            for f in [
-                "rx_throughput_mibps",
-                "rx_packets_rate_hz",
-                "tx_throughput_mibps",
-                "tx_packets_rate_hz",
-            ] {
+            for f in ["rx_throughput_mibps", "rx_packets_rate_hz", "tx_throughput_mibps", "tx_packets_rate_hz"] {
                 c.push(float(format!("net_{i}_{f}")));
             }
         }
@@ -274,41 +225,22 @@ impl SystemProbe {
     pub fn read(&mut self) -> Result<Vec<Measure>, ReadError> {
         let mut m = Vec::new();
         let root = self.proc.path().to_path_buf();
-        fn parsed<T>(
-            root: &std::path::Path,
-            rel: &str,
-            r: Result<T, ParseError>,
-        ) -> Result<T, ReadError> {
-            r.map_err(|source| ReadError::Parse {
-                path: root.join(rel),
-                source,
-            })
+        fn parsed<T>(root: &std::path::Path, rel: &str, r: Result<T, ParseError>) -> Result<T, ReadError> {
+            r.map_err(|source| ReadError::Parse { path: root.join(rel), source })
         }
         let load = parsed(&root, "loadavg", parse_loadavg(&self.proc.read("loadavg")?))?;
         m.extend(load.iter().map(|&v| Measure::Value(v)));
-        let meminfo = parsed(
-            &root,
-            "meminfo",
-            kv::parse("meminfo", &self.proc.read("meminfo")?),
-        )?;
+        let meminfo = parsed(&root, "meminfo", kv::parse("meminfo", &self.proc.read("meminfo")?))?;
         let mem = parsed(&root, "meminfo", memory(&meminfo))?;
         m.extend(mem.iter().map(|&v| Measure::Total(v)));
 
         let cpu = parsed(&root, "stat", parse_cpu(&self.proc.read("stat")?))?;
         match self.prev_cpu.replace(cpu) {
             Some(prev) => {
-                let d: Vec<u64> = cpu
-                    .iter()
-                    .zip(prev)
-                    .map(|(a, b)| a.saturating_sub(b))
-                    .collect();
+                let d: Vec<u64> = cpu.iter().zip(prev).map(|(a, b)| a.saturating_sub(b)).collect();
                 let total: u64 = d.iter().sum();
                 m.extend(d.iter().map(|&x| {
-                    if total == 0 {
-                        Measure::Missing
-                    } else {
-                        Measure::Value(x as f64 / total as f64 * 100.0)
-                    }
+                    if total == 0 { Measure::Missing } else { Measure::Value(x as f64 / total as f64 * 100.0) }
                 }));
             }
             None => m.extend(CPU_FIELDS.iter().map(|_| Measure::Missing)),
@@ -326,9 +258,7 @@ impl SystemProbe {
                     Some(&(avg10, total)) => {
                         m.push(Measure::Value(avg10));
                         m.push(match self.prev_pressure.insert(key, total) {
-                            Some(prev) => {
-                                Measure::PercentOfWindow(total.saturating_sub(prev) as f64 * 1e3)
-                            }
+                            Some(prev) => Measure::PercentOfWindow(total.saturating_sub(prev) as f64 * 1e3),
                             None => Measure::Missing,
                         });
                     }
@@ -337,12 +267,7 @@ impl SystemProbe {
             }
         }
 
-        let disks = self
-            .proc
-            .read("diskstats")
-            .ok()
-            .and_then(|t| parse_diskstats(&t).ok())
-            .unwrap_or_default();
+        let disks = self.proc.read("diskstats").ok().and_then(|t| parse_diskstats(&t).ok()).unwrap_or_default();
         for d in &self.disks {
             let now = disks.get(d).copied();
             let prev = match now {
@@ -357,16 +282,8 @@ impl SystemProbe {
                     // 9 ms doing IO 10 weighted ms
                     m.extend([
                         Measure::PercentOfWindow(x(9) * 1e6),
-                        Measure::Mean {
-                            sum: x(3),
-                            count: x(0),
-                            scale: 1.0,
-                        },
-                        Measure::Mean {
-                            sum: x(7),
-                            count: x(4),
-                            scale: 1.0,
-                        },
+                        Measure::Mean { sum: x(3), count: x(0), scale: 1.0 },
+                        Measure::Mean { sum: x(7), count: x(4), scale: 1.0 },
                         Measure::PerSecond(x(0)),
                         Measure::PerSecond(x(4)),
                         Measure::PerSecond(x(1)),
@@ -379,12 +296,7 @@ impl SystemProbe {
             }
         }
 
-        let net = self
-            .proc
-            .read("net/dev")
-            .ok()
-            .and_then(|t| parse_net_dev(&t).ok())
-            .unwrap_or_default();
+        let net = self.proc.read("net/dev").ok().and_then(|t| parse_net_dev(&t).ok()).unwrap_or_default();
         for i in &self.ifaces {
             let now = net.get(i).copied();
             let prev = match now {
@@ -420,16 +332,16 @@ mod tests {
         let p = FakeProc::new();
         p.file("loadavg", "0.50 0.25 0.10 1/100 4242\n");
         p.file("meminfo", MEMINFO);
+        p.file("stat", "cpu  100 0 50 800 10 0 5 0 0 0\ncpu0 100 0 50 800 10 0 5 0 0 0\n");
         p.file(
-            "stat",
-            "cpu  100 0 50 800 10 0 5 0 0 0\ncpu0 100 0 50 800 10 0 5 0 0 0\n",
+            "pressure/cpu",
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=1000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
         );
-        p.file("pressure/cpu", "some avg10=1.50 avg60=0.00 avg300=0.00 total=1000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+        p.file("pressure/io", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
         p.file(
-            "pressure/io",
-            "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            "diskstats",
+            "   8       0 sda 10 1 80 20 5 2 40 30 0 25 50\n   8       1 sda1 10 1 80 20 5 2 40 30 0 25 50\n",
         );
-        p.file("diskstats", "   8       0 sda 10 1 80 20 5 2 40 30 0 25 50\n   8       1 sda1 10 1 80 20 5 2 40 30 0 25 50\n");
         p.file("net/dev", "Inter-|   Receive\n face |bytes packets\n  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n");
         let sys = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sys.path().join("block/sda")).unwrap();
@@ -442,17 +354,11 @@ mod tests {
         let s = SystemProbe::new(p.root(), sys.path());
         let names: Vec<String> = s.columns().into_iter().map(|c| c.name).collect();
         assert!(names.contains(&"disk_sda_util_percent".to_string()));
-        assert!(
-            !names.iter().any(|n| n.contains("sda1")),
-            "partitions are not disks"
-        );
+        assert!(!names.iter().any(|n| n.contains("sda1")), "partitions are not disks");
         assert!(names.contains(&"net_eth0_rx_throughput_mibps".to_string()));
         assert!(names.contains(&"system_pressure_cpu_full_percent".to_string()));
         assert!(!names.contains(&"system_pressure_io_full_avg10".to_string()));
-        assert!(
-            !names.iter().any(|n| n.contains("pressure_memory")),
-            "no memory pressure file in the fake"
-        );
+        assert!(!names.iter().any(|n| n.contains("pressure_memory")), "no memory pressure file in the fake");
     }
 
     #[test]
@@ -465,40 +371,22 @@ mod tests {
         let at = |name: &str| cols.iter().position(|c| c.name == name).unwrap();
         assert_eq!(first[at("system_mem_total")], Measure::Total(1000 * 1024));
         assert_eq!(first[at("system_mem_cached")], Measure::Total(320 * 1024));
-        assert_eq!(
-            first[at("system_mem_used")],
-            Measure::Total((1000 - 100 - 50 - 320) * 1024)
-        );
+        assert_eq!(first[at("system_mem_used")], Measure::Total((1000 - 100 - 50 - 320) * 1024));
         assert_eq!(first[at("system_swap_used")], Measure::Total(4 * 1024));
         assert_eq!(first[at("system_cpu_util_percent_user")], Measure::Missing);
         p.file("stat", "cpu  150 0 100 800 10 0 5 0 0 0\n");
+        p.file("diskstats", "   8       0 sda 10 1 80 20 9 2 48 34 0 35 50\n");
         p.file(
-            "diskstats",
-            "   8       0 sda 10 1 80 20 9 2 48 34 0 35 50\n",
+            "pressure/cpu",
+            "some avg10=2.00 avg60=0.00 avg300=0.00 total=251000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
         );
-        p.file("pressure/cpu", "some avg10=2.00 avg60=0.00 avg300=0.00 total=251000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
         let second = s.read().unwrap();
-        assert_eq!(
-            second[at("system_cpu_util_percent_user")],
-            Measure::Value(50.0)
-        );
-        assert_eq!(
-            second[at("system_pressure_cpu_some_percent")].value(500_000_000),
-            50.0
-        );
-        assert!(
-            second[at("disk_sda_read_latency_ms")].value(1).is_nan(),
-            "no read completed: no latency"
-        );
+        assert_eq!(second[at("system_cpu_util_percent_user")], Measure::Value(50.0));
+        assert_eq!(second[at("system_pressure_cpu_some_percent")].value(500_000_000), 50.0);
+        assert!(second[at("disk_sda_read_latency_ms")].value(1).is_nan(), "no read completed: no latency");
         assert_eq!(second[at("disk_sda_write_latency_ms")].value(1), 1.0);
-        assert_eq!(
-            second[at("disk_sda_util_percent")].value(1_000_000_000),
-            1.0
-        );
-        assert_eq!(
-            second[at("disk_sda_write_throughput_mibps")].value(1_000_000_000),
-            8.0 * 512.0 / 1048576.0
-        );
+        assert_eq!(second[at("disk_sda_util_percent")].value(1_000_000_000), 1.0);
+        assert_eq!(second[at("disk_sda_write_throughput_mibps")].value(1_000_000_000), 8.0 * 512.0 / 1048576.0);
     }
 
     #[test]

@@ -8,9 +8,7 @@ pub struct FakeProc {
 
 impl FakeProc {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Self { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn root(&self) -> ProcRoot {

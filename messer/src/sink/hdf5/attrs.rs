@@ -16,23 +16,12 @@ pub enum AttrValue {
 
 /// Writes (or replaces) attribute `name` on `loc`.
 pub fn set(loc: &Location, name: &str, value: &AttrValue) -> Result<(), Hdf5Error> {
-    if loc
-        .attr_names()
-        .map_err(Hdf5Error::lib)?
-        .iter()
-        .any(|n| n == name)
-    {
+    if loc.attr_names().map_err(Hdf5Error::lib)?.iter().any(|n| n == name) {
         loc.delete_attr(name).map_err(Hdf5Error::lib)?;
     }
     match value {
-        AttrValue::F64(v) => loc
-            .new_attr::<f64>()
-            .create(name)
-            .and_then(|a| a.write_scalar(v)),
-        AttrValue::I64(v) => loc
-            .new_attr::<i64>()
-            .create(name)
-            .and_then(|a| a.write_scalar(v)),
+        AttrValue::F64(v) => loc.new_attr::<f64>().create(name).and_then(|a| a.write_scalar(v)),
+        AttrValue::I64(v) => loc.new_attr::<i64>().create(name).and_then(|a| a.write_scalar(v)),
         AttrValue::Str(s) => return set_fixed_ascii(loc, name, s),
     }
     .map_err(Hdf5Error::lib)
@@ -56,24 +45,13 @@ fn set_fixed_ascii(loc: &Location, name: &str, s: &str) -> Result<(), Hdf5Error>
         h5t::H5Tset_size(tid, bytes.len());
         h5t::H5Tset_strpad(tid, h5t::H5T_str_t::H5T_STR_NULLPAD);
         let sid = h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR);
-        let aid = h5a::H5Acreate2(
-            loc.id(),
-            cname.as_ptr(),
-            tid,
-            sid,
-            h5p::H5P_DEFAULT,
-            h5p::H5P_DEFAULT,
-        );
+        let aid = h5a::H5Acreate2(loc.id(), cname.as_ptr(), tid, sid, h5p::H5P_DEFAULT, h5p::H5P_DEFAULT);
         let ok = aid >= 0 && h5a::H5Awrite(aid, tid, bytes.as_ptr().cast()) >= 0;
         if aid >= 0 {
             h5a::H5Aclose(aid);
         }
         h5s::H5Sclose(sid);
         h5t::H5Tclose(tid);
-        if ok {
-            Ok(())
-        } else {
-            Err(Hdf5Error::Call("H5Acreate2/H5Awrite"))
-        }
+        if ok { Ok(()) } else { Err(Hdf5Error::Call("H5Acreate2/H5Awrite")) }
     })
 }

@@ -29,10 +29,7 @@ impl Hdf5Error {
 
 /// Creates a new HDF5 file at `path`; fails if it exists.
 pub fn create_file(path: &Path) -> Result<hdf5::File, Hdf5Error> {
-    hdf5::File::create_excl(path).map_err(|e| Hdf5Error::Create {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    hdf5::File::create_excl(path).map_err(|e| Hdf5Error::Create { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Flushes everything written so far to the operating system.

@@ -39,10 +39,7 @@ fn descriptor(schema: &Schema) -> TypeDescriptor {
             field
         })
         .collect();
-    TypeDescriptor::Compound(CompoundType {
-        fields,
-        size: offset,
-    })
+    TypeDescriptor::Compound(CompoundType { fields, size: offset })
 }
 
 impl Table {
@@ -50,11 +47,7 @@ impl Table {
     pub fn create(file: &File, name: &str, title: &str, schema: Schema) -> Result<Self, Hdf5Error> {
         let desc = descriptor(&schema);
         let dtype = Datatype::from_descriptor(&desc).map_err(Hdf5Error::lib)?;
-        let mut builder = file
-            .new_dataset_builder()
-            .empty_as(&desc)
-            .shape(0..)
-            .chunk(CHUNK_ROWS);
+        let mut builder = file.new_dataset_builder().empty_as(&desc).shape(0..).chunk(CHUNK_ROWS);
         if hdf5::filters::deflate_available() {
             builder = builder.deflate(4);
         }
@@ -64,20 +57,10 @@ impl Table {
         attrs::set(&dataset, "VERSION", &AttrValue::Str("2.7".into()))?;
         attrs::set(&dataset, "TITLE", &AttrValue::Str(title.into()))?;
         for (i, col) in schema.columns.iter().enumerate() {
-            attrs::set(
-                &dataset,
-                &format!("FIELD_{i}_NAME"),
-                &AttrValue::Str(col.name.clone()),
-            )?;
+            attrs::set(&dataset, &format!("FIELD_{i}_NAME"), &AttrValue::Str(col.name.clone()))?;
         }
         attrs::set(&dataset, "NROWS", &AttrValue::I64(0))?;
-        Ok(Self {
-            dataset,
-            dtype,
-            schema,
-            rows: 0,
-            buf: Vec::new(),
-        })
+        Ok(Self { dataset, dtype, schema, rows: 0, buf: Vec::new() })
     }
 
     /// The table's columns.
@@ -119,13 +102,7 @@ impl Table {
 }
 
 /// Writes `count` packed records from `buf` at row `start` of `dataset`.
-fn write_rows(
-    dataset: &Dataset,
-    dtype: &Datatype,
-    start: usize,
-    count: usize,
-    buf: &[u8],
-) -> Result<(), Hdf5Error> {
+fn write_rows(dataset: &Dataset, dtype: &Datatype, start: usize, count: usize, buf: &[u8]) -> Result<(), Hdf5Error> {
     let start = [start as u64];
     let count_dims = [count as u64];
     // SAFETY: HDF5 C calls on ids created and closed here; `buf` holds exactly
@@ -146,22 +123,11 @@ fn write_rows(
         let mspace = h5s::H5Screate_simple(1, count_dims.as_ptr(), std::ptr::null());
         let ok = sel >= 0
             && mspace >= 0
-            && h5d::H5Dwrite(
-                dataset.id(),
-                dtype.id(),
-                mspace,
-                fspace,
-                h5p::H5P_DEFAULT,
-                buf.as_ptr().cast(),
-            ) >= 0;
+            && h5d::H5Dwrite(dataset.id(), dtype.id(), mspace, fspace, h5p::H5P_DEFAULT, buf.as_ptr().cast()) >= 0;
         if mspace >= 0 {
             h5s::H5Sclose(mspace);
         }
         h5s::H5Sclose(fspace);
-        if ok {
-            Ok(())
-        } else {
-            Err(Hdf5Error::Call("H5Dwrite"))
-        }
+        if ok { Ok(()) } else { Err(Hdf5Error::Call("H5Dwrite")) }
     })
 }

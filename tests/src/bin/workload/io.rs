@@ -18,10 +18,7 @@ const SEND: usize = 3;
 
 fn check(ret: isize, what: &str) -> u64 {
     if ret < 0 {
-        eprintln!(
-            "messer-workload: {what}: {}",
-            std::io::Error::last_os_error()
-        );
+        eprintln!("messer-workload: {what}: {}", std::io::Error::last_os_error());
         std::process::exit(1);
     }
     ret as u64
@@ -33,13 +30,8 @@ pub fn io(mib: usize, chunk_kib: usize, dir: &str) -> Counts {
     let total = (mib * 1024 * 1024) as u64;
     let mut c = Counts::default();
     let path = std::path::Path::new(dir).join(format!("messer-io-{}", std::process::id()));
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| {
+    let file =
+        std::fs::File::options().create(true).truncate(true).read(true).write(true).open(&path).unwrap_or_else(|e| {
             eprintln!("messer-workload: {}: {e}", path.display());
             std::process::exit(1)
         });
@@ -47,10 +39,7 @@ pub fn io(mib: usize, chunk_kib: usize, dir: &str) -> Counts {
     let mut done = 0;
     while done < total {
         // SAFETY: a write from our buffer to our file.
-        let n = check(
-            unsafe { libc::write(fd, chunk.as_ptr().cast(), chunk.len()) },
-            "write",
-        );
+        let n = check(unsafe { libc::write(fd, chunk.as_ptr().cast(), chunk.len()) }, "write");
         c.calls[WRITE] += 1;
         c.bytes[WRITE] += n;
         done += n;
@@ -59,10 +48,7 @@ pub fn io(mib: usize, chunk_kib: usize, dir: &str) -> Counts {
     unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
     loop {
         // SAFETY: a read into our buffer.
-        let n = check(
-            unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) },
-            "read",
-        );
+        let n = check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }, "read");
         c.calls[READ] += 1;
         c.bytes[READ] += n;
         if n == 0 {
@@ -73,27 +59,18 @@ pub fn io(mib: usize, chunk_kib: usize, dir: &str) -> Counts {
     let _ = std::fs::remove_file(&path);
     let mut sv = [0i32; 2];
     // SAFETY: socketpair into a local array.
-    check(
-        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } as isize,
-        "socketpair",
-    );
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } as isize, "socketpair");
     let mut sent = 0;
     while sent < total {
         // SAFETY: send then drain on our socket pair (send <= buffer size).
-        let n = check(
-            unsafe { libc::send(sv[0], chunk.as_ptr().cast(), chunk.len().min(64 * 1024), 0) },
-            "send",
-        );
+        let n = check(unsafe { libc::send(sv[0], chunk.as_ptr().cast(), chunk.len().min(64 * 1024), 0) }, "send");
         c.calls[SEND] += 1;
         c.bytes[SEND] += n;
         sent += n;
         let mut got = 0;
         while got < n {
             // SAFETY: a receive into our buffer.
-            let m = check(
-                unsafe { libc::recv(sv[1], buf.as_mut_ptr().cast(), buf.len(), 0) },
-                "recv",
-            );
+            let m = check(unsafe { libc::recv(sv[1], buf.as_mut_ptr().cast(), buf.len(), 0) }, "recv");
             c.calls[RECV] += 1;
             c.bytes[RECV] += m;
             got += m;

@@ -34,20 +34,13 @@ fn usage() -> ! {
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> T {
     match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| usage()),
+        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()),
         None => default.unwrap_or_else(|| usage()),
     }
 }
 
 fn truth_arg(args: &[String]) -> Option<&str> {
-    args.iter().position(|a| a == "--truth").map(|i| {
-        args.get(i + 1)
-            .map(String::as_str)
-            .unwrap_or_else(|| usage())
-    })
+    args.iter().position(|a| a == "--truth").map(|i| args.get(i + 1).map(String::as_str).unwrap_or_else(|| usage()))
 }
 
 fn spin_until(t: Instant) {
@@ -117,9 +110,7 @@ fn pingpong(pairs: usize, seconds: f64, truth: Option<&str>) {
             let mut a = [0i32; 2];
             let mut b = [0i32; 2];
             // SAFETY: pipe(2) into local arrays.
-            if unsafe { libc::pipe(a.as_mut_ptr()) } != 0
-                || unsafe { libc::pipe(b.as_mut_ptr()) } != 0
-            {
+            if unsafe { libc::pipe(a.as_mut_ptr()) } != 0 || unsafe { libc::pipe(b.as_mut_ptr()) } != 0 {
                 eprintln!("messer-workload: pipe: {}", std::io::Error::last_os_error());
                 std::process::exit(1);
             }
@@ -129,11 +120,7 @@ fn pingpong(pairs: usize, seconds: f64, truth: Option<&str>) {
     run_threads(pairs * 2, seconds, truth, move |i, end| {
         let [ar, aw, br, bw] = pipes[i / 2];
         // Thread 2k serves; thread 2k+1 starts each round trip.
-        let (rd, wr, first) = if i % 2 == 0 {
-            (ar, bw, false)
-        } else {
-            (br, aw, true)
-        };
+        let (rd, wr, first) = if i % 2 == 0 { (ar, bw, false) } else { (br, aw, true) };
         if first && !write1(wr) {
             return;
         }
@@ -171,10 +158,7 @@ fn rusage(who: i32) -> (f64, f64) {
 }
 
 fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid clock and pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -228,8 +212,5 @@ fn main() {
 /// against the workload's own rhythm (a 20 ms busy/sleep cycle sampled every
 /// 10 ms interpolates up to ~5 ms wrong).
 fn truth_period_us() -> u64 {
-    std::env::var("MESSER_TRUTH_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000)
+    std::env::var("MESSER_TRUTH_US").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000)
 }

@@ -38,13 +38,9 @@ impl Clocks {
 }
 
 fn clock_ns(id: libc::clockid_t) -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer; an invalid (exited) clock returns an error.
-    (unsafe { libc::clock_gettime(id, &mut ts) } == 0)
-        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    (unsafe { libc::clock_gettime(id, &mut ts) } == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 fn monotonic_ns() -> u64 {
@@ -79,12 +75,7 @@ impl Truth {
                 unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
                 let t1 = monotonic_ns();
                 if t1 - t0 < 100_000 {
-                    v.push([
-                        t0 + (t1 - t0) / 2,
-                        ns,
-                        ru.ru_nvcsw as u64,
-                        ru.ru_nivcsw as u64,
-                    ]);
+                    v.push([t0 + (t1 - t0) / 2, ns, ru.ru_nvcsw as u64, ru.ru_nivcsw as u64]);
                 }
                 std::thread::sleep(std::time::Duration::from_micros(period_us));
             }

@@ -9,8 +9,17 @@ use clap::{Parser, ValueEnum};
 #[command(name = "messer", version, about, long_about = None)]
 pub struct Cli {
     /// Process id of the process to record (with its child processes).
-    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
-    pub pid: i32,
+    #[arg(long, value_name = "PID", allow_negative_numbers = true, conflicts_with = "command")]
+    pub pid: Option<i32>,
+
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub duration: Option<f64>,
+
+    /// A command to launch and record from its first instruction (as the
+    /// invoking user under sudo); messer exits with its exit status.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 
     /// How to measure: ebpf (exact, needs root), procfs (/proc only), or auto
     /// (ebpf when BPF programs can be loaded, else procfs with a warning).

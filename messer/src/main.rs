@@ -28,7 +28,11 @@ fn run() -> anyhow::Result<ExitCode> {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_target(false).init();
     match record::record(&cli) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(outcome) => Ok(ExitCode::from(outcome.child_exit.unwrap_or(0))),
+        Err(RecordError::Launch(msg, code)) => {
+            eprintln!("messer: {msg}");
+            Ok(ExitCode::from(code))
+        }
         Err(RecordError::Usage(msg)) => {
             eprintln!("messer: error: {msg}");
             Ok(ExitCode::from(2))

@@ -17,6 +17,8 @@ use crate::target::Target;
 pub enum Stop {
     TargetExited,
     Signal(i32),
+    /// `--duration` elapsed.
+    Duration,
 }
 
 /// What woke the loop.
@@ -34,6 +36,8 @@ pub enum SamplerError {
     Wait(std::io::Error),
     #[error("the writer stopped: {0}")]
     Sink(String),
+    #[error("{0}")]
+    Start(String),
 }
 
 /// Lowers this thread's timer slack to 1 µs so that wake-ups are punctual.
@@ -74,25 +78,38 @@ fn wait_until(deadline_ns: u64, target: &Target, signals: &Signals) -> Result<Wa
     }
 }
 
-/// Samples until the target exits or a stop signal arrives. `emit` gets
-/// every sample; an error from it ends the loop.
+/// Samples until the target exits, a stop signal arrives or `duration_ns`
+/// has passed. `start` runs right after the baseline read; `emit` gets every
+/// sample; an error from either ends the loop.
 pub fn run(
     probe: &mut dyn Probe,
     target: &Target,
     signals: &Signals,
     interval_ns: u64,
+    duration_ns: Option<u64>,
+    start: impl FnOnce() -> Result<(), String>,
     mut emit: impl FnMut(Sample) -> Result<(), String>,
 ) -> Result<Stop, SamplerError> {
     tighten_timer_slack();
     let baseline = probe.read()?;
+    // From the baseline on everything is counted: now a launched command may run.
+    start().map_err(SamplerError::Start)?;
     let mut prev = baseline.mono_ns;
+    let end = duration_ns.map(|d| baseline.mono_ns.saturating_add(d));
     let mut deadlines = Deadlines::new(baseline.mono_ns, interval_ns);
     loop {
         let (deadline, skipped) = deadlines.next(clock::monotonic_ns());
         if skipped > 0 {
             log::warn!("sampling fell behind: {skipped} deadline(s) skipped; that window is longer");
         }
-        let wake = wait_until(deadline, target, signals)?;
+        let (deadline, last) = match end {
+            Some(e) if e <= deadline => (e, true),
+            _ => (deadline, false),
+        };
+        let wake = match wait_until(deadline, target, signals)? {
+            Wake::Deadline if last => Wake::Stop(Stop::Duration),
+            w => w,
+        };
         let reading = probe.read()?;
         emit(Sample::from_reading(&reading, prev, target.pid)).map_err(SamplerError::Sink)?;
         prev = reading.mono_ns;

@@ -14,8 +14,12 @@ use super::table::Row;
 /// Rows the queue holds: at 10 ms intervals, 40 s of a stalled disk.
 pub const QUEUE_ROWS: usize = 4096;
 
-/// A row for table number `.0` (in the order given to `spawn`).
-type Item = (usize, Row);
+/// What the writer is asked to do, for table number `.0` (in the order
+/// given to `spawn`).
+enum Item {
+    Row(usize, Row),
+    Attr(usize, String, AttrValue),
+}
 
 /// Handle to the writer thread.
 pub struct Writer {
@@ -42,7 +46,7 @@ impl Writer {
         let Some(tx) = &self.tx else {
             return Err("writer closed".into());
         };
-        match tx.try_send((table, row)) {
+        match tx.try_send(Item::Row(table, row)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -52,6 +56,15 @@ impl Writer {
             }
             Err(TrySendError::Disconnected(_)) => Err("the writer thread stopped".into()),
         }
+    }
+
+    /// Sets attribute `name` of table `table` after the rows queued so far
+    /// (waits for room in the queue: nothing is dropped).
+    pub fn set_attr(&self, table: usize, name: &str, value: AttrValue) -> Result<(), String> {
+        let Some(tx) = &self.tx else {
+            return Err("writer closed".into());
+        };
+        tx.send(Item::Attr(table, name.to_string(), value)).map_err(|_| "the writer thread stopped".to_string())
     }
 
     /// Closes the queue, waits until everything queued is written and the file
@@ -76,15 +89,26 @@ fn write_loop(
     let mut lost_written = 0;
     let main = 0;
     while let Ok(first) = rx.recv() {
-        for (t, row) in std::iter::once(first).chain(rx.try_iter()) {
-            if let Some(b) = batches.get_mut(t) {
-                b.push(row);
+        let mut attrs = Vec::new();
+        for item in std::iter::once(first).chain(rx.try_iter()) {
+            match item {
+                Item::Row(t, row) => {
+                    if let Some(b) = batches.get_mut(t) {
+                        b.push(row);
+                    }
+                }
+                Item::Attr(t, name, value) => attrs.push((t, name, value)),
             }
         }
         for (table, batch) in tables.iter_mut().zip(&mut batches) {
             if !batch.is_empty() {
                 table.append(batch)?;
                 batch.clear();
+            }
+        }
+        for (t, name, value) in attrs {
+            if let Some(table) = tables.get(t) {
+                table.set_attr(&name, &value)?;
             }
         }
         let lost_now = lost.load(Ordering::Relaxed);

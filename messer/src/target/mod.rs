@@ -1,5 +1,7 @@
 //! The process the user asked about: found, identified and watched for exit.
 
+pub mod launch;
+
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd as _, OwnedFd};
 

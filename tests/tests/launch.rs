@@ -17,6 +17,10 @@ fn exit_status_is_passed_on_and_recorded() {
     assert_eq!(status.code(), Some(3));
     assert_eq!(h5_attr(&out, "messer_child_exit_code"), 3);
     assert_eq!(h5_attr(&out, "messer_launched_command"), "sh -c exit 3");
+    // It ended within the first interval and is still in the process table.
+    let info = read_table(&out, "messer_process_info", &["cmdline", "exit_status"]);
+    assert_eq!(info["cmdline"][0], "sh -c exit 3");
+    assert_eq!(info["exit_status"][0], 3.0);
 
     let out = dir.path().join("killed.h5");
     let status =

@@ -178,7 +178,8 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let writer = Writer::spawn(file, vec![table, procs, info], QUEUE_ROWS)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
 
-    let mut registry = processes::Registry::new(proc.clone());
+    // Used by both the start hook and the sampling callback.
+    let registry = std::cell::RefCell::new(processes::Registry::new(proc.clone()));
     let mut launch_error = None;
     // After the baseline read: let a launched command run.
     let start = || match paused.as_mut().map(launch::Paused::release) {
@@ -187,21 +188,23 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             launch_error = Some(e);
             Err(msg)
         }
-        _ => Ok(()),
+        Some(Ok(())) => {
+            registry.borrow_mut().note(target.pid, crate::sample::clock::realtime_ns() as f64 / 1e9);
+            Ok(())
+        }
+        None => Ok(()),
     };
     let result = sampler::run(probe.as_mut(), &target, &signals, interval_ns, duration_ns, start, |s| {
         writer.send(TIMESERIES, s.row())?;
         for row in s.process_rows() {
             writer.send(PROCESSES, row)?;
         }
-        for row in registry.observe(&s.processes, s.unixtime) {
+        for row in registry.borrow_mut().observe(&s.processes, s.unixtime) {
             writer.send(PROCESS_INFO, row)?;
         }
         Ok(())
     });
-    for row in registry.finish() {
-        let _ = writer.send(PROCESS_INFO, row);
-    }
+    let mut child_status = None;
     let child_exit = match (&paused, &result) {
         (Some(p), Ok(Stop::TargetExited)) => match launch::wait(p.pid) {
             Ok(exit) => {
@@ -211,6 +214,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
                 };
                 let _ = writer.set_attr(TIMESERIES, name, h5::AttrValue::I64(i64::from(v)));
                 log::info!("the command exited: {exit:?}");
+                child_status = Some(exit);
                 Some(exit.code())
             }
             Err(e) => {
@@ -224,6 +228,14 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         }
         _ => None,
     };
+    // A launched command's status as a number: its exit code, or minus the signal.
+    let status = child_status.map(|e| match e {
+        launch::Exit::Code(c) => (target.pid, f64::from(c)),
+        launch::Exit::Signal(s) => (target.pid, -f64::from(s)),
+    });
+    for row in registry.into_inner().finish(status) {
+        let _ = writer.send(PROCESS_INFO, row);
+    }
     // Whatever happened, write what was sampled.
     let written = writer.finish().map_err(runtime);
     drop(probe);

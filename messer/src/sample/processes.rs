@@ -117,11 +117,59 @@ pub fn parse_euid(status: &str) -> Option<u32> {
 pub struct Registry {
     proc: ProcRoot,
     seen: HashMap<(i32, u64), Info>,
+    /// A launched command's pid: its row waits for its exit status.
+    hold: Option<i32>,
+    held: Vec<Info>,
 }
 
 impl Registry {
     pub fn new(proc: ProcRoot) -> Self {
-        Self { proc, seen: HashMap::new() }
+        Self { proc, seen: HashMap::new(), hold: None, held: Vec::new() }
+    }
+
+    /// Notes process `pid` now, before any sample shows it (a launched
+    /// command right after its exec, which may end within one interval), and
+    /// keeps its row until `finish` gives its exit status.
+    pub fn note(&mut self, pid: i32, unixtime: f64) {
+        self.hold = Some(pid);
+        let host = crate::probe::procfs::host::Host::new(&self.proc);
+        if let Ok(stat) = self.proc.stat(pid) {
+            let w = host.window(&stat, crate::probe::CpuWindow::default(), None);
+            let gone = self.observe_one(&w, unixtime);
+            debug_assert!(gone.is_none());
+        }
+    }
+
+    /// Adds or refreshes one process; returns nothing (kept for symmetry).
+    fn observe_one(&mut self, p: &ProcessWindow, unixtime: f64) -> Option<()> {
+        let key = (p.pid, p.start_unixtime.to_bits());
+        let info = match self.seen.remove(&key) {
+            Some(i) => i,
+            None => self.info(p, unixtime),
+        };
+        self.seen.insert(key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info });
+        None
+    }
+
+    fn info(&self, p: &ProcessWindow, unixtime: f64) -> Info {
+        let exe = std::fs::read_link(self.proc.path().join(format!("{}/exe", p.pid)))
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cmdline = std::fs::read(self.proc.path().join(format!("{}/cmdline", p.pid)))
+            .map(|b| String::from_utf8_lossy(&b).trim_end_matches('\0').replace('\0', " "))
+            .unwrap_or_default();
+        let euid = self.proc.read(format!("{}/status", p.pid)).ok().and_then(|s| parse_euid(&s));
+        Info {
+            pid: p.pid,
+            ppid: p.ppid,
+            start_unixtime: p.start_unixtime,
+            comm: p.comm.clone(),
+            exe,
+            cmdline,
+            euid,
+            first_seen: unixtime,
+            last_seen: unixtime,
+        }
     }
 
     /// Records the processes of one reading at `unixtime`; returns the rows
@@ -130,38 +178,33 @@ impl Registry {
         let mut now = HashMap::with_capacity(processes.len());
         for p in processes {
             let key = (p.pid, p.start_unixtime.to_bits());
-            let info = self.seen.remove(&key).unwrap_or_else(|| {
-                let exe = std::fs::read_link(self.proc.path().join(format!("{}/exe", p.pid)))
-                    .map(|x| x.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let cmdline = self
-                    .proc
-                    .read(format!("{}/cmdline", p.pid))
-                    .unwrap_or_default()
-                    .trim_end_matches('\0')
-                    .replace('\0', " ");
-                let euid = self.proc.read(format!("{}/status", p.pid)).ok().and_then(|s| parse_euid(&s));
-                Info {
-                    pid: p.pid,
-                    ppid: p.ppid,
-                    start_unixtime: p.start_unixtime,
-                    comm: p.comm.clone(),
-                    exe,
-                    cmdline,
-                    euid,
-                    first_seen: unixtime,
-                    last_seen: unixtime,
-                }
-            });
+            let info = match self.seen.remove(&key) {
+                Some(i) => i,
+                None => self.info(p, unixtime),
+            };
             now.insert(key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info });
         }
         let gone = std::mem::replace(&mut self.seen, now);
-        gone.into_values().map(|i| info_row(&i)).collect()
+        let (held, rows): (Vec<Info>, Vec<Info>) = gone.into_values().partition(|i| Some(i.pid) == self.hold);
+        self.held.extend(held);
+        rows.iter().map(info_row).collect()
     }
 
-    /// Rows of every process still known (at the end of a recording).
-    pub fn finish(self) -> Vec<Row> {
-        self.seen.into_values().map(|i| info_row(&i)).collect()
+    /// Rows of every process still known (at the end of a recording);
+    /// `exit` is the status of process `pid` if messer learned it.
+    pub fn finish(self, exit: Option<(i32, f64)>) -> Vec<Row> {
+        self.seen
+            .into_values()
+            .chain(self.held)
+            .map(|i| {
+                let status = exit.filter(|(pid, _)| *pid == i.pid).map(|(_, s)| s);
+                let mut row = info_row(&i);
+                if let (Some(s), Some(last)) = (status, row.last_mut()) {
+                    *last = Value::F64(s);
+                }
+                row
+            })
+            .collect()
     }
 }
 
@@ -177,7 +220,7 @@ fn info_row(i: &Info) -> Row {
         Value::Ascii(ascii(&i.euid.map(user_name).unwrap_or_default(), 32)),
         Value::F64(i.first_seen),
         Value::F64(i.last_seen),
-        // Not known for processes messer did not start.
+        // Known only for a command messer launched (see `finish`).
         Value::F64(f64::NAN),
     ]
 }
@@ -210,6 +253,8 @@ mod tests {
         assert_eq!(gone[0].len(), info_schema().columns.len());
         assert_eq!(gone[0][9], Value::F64(2.0), "last seen");
         assert_eq!(row(&p, 1.0, 1.0, 1).len(), schema().columns.len());
-        assert!(r.finish().is_empty());
+        assert!(r.observe(std::slice::from_ref(&p), 4.0).is_empty());
+        let end = r.finish(Some((5, 3.0)));
+        assert_eq!(end[0][10], Value::F64(3.0), "exit status of a launched command");
     }
 }

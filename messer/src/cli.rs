@@ -61,6 +61,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_pss: bool,
 
+    /// Sample at normal priority instead of SCHED_FIFO (real-time priority
+    /// keeps deadlines when every core is busy; it needs root).
+    #[arg(long)]
+    pub no_realtime: bool,
+
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

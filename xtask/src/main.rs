@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask setup | build | run | test`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench`.
 //!
 //! `setup` installs, idempotently, everything beyond rustup's stable
 //! toolchain that building and testing messer needs; the other tasks run it
 //! first, so a fresh Debian machine needs nothing but these commands.
 
+mod bench;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -28,6 +29,13 @@ enum Task {
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Set up, build, and measure messer's cost and accuracy (as root): prints a
+    /// table and writes BENCHMARKS.md.
+    Bench {
+        /// A shorter run (under 3 minutes) for a smoke check.
+        #[arg(long)]
+        quick: bool,
     },
     /// Set up, build, and run every test (unit and root integration tests).
     Test {
@@ -70,6 +78,14 @@ fn run() -> Result<()> {
             };
             let status = cmd.args(&args).status().context("starting messer")?;
             std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Bench { quick } => {
+            setup::ensure()?;
+            build()?;
+            if !setup::is_root() {
+                bail!("the benchmark loads BPF programs: run it as root (sudo -E cargo xtask bench)");
+            }
+            bench::run(&root, quick)
         }
         Task::Test { args } => {
             setup::ensure()?;

@@ -54,7 +54,7 @@ fn interval_ns(interval: f64) -> Result<u64, RecordError> {
 /// Starts the probe the mode asks for; returns it with the mode's name.
 fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
     let follow = !cli.no_children;
-    let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss };
+    let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss, sockets: true };
     let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
     let ebpf = || {
         let opts = EbpfOptions {
@@ -123,6 +123,9 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     }
     if let Some(path) = &cli.output {
         output::prepare(path, cli.force).map_err(RecordError::Usage)?;
+    }
+    if !cli.no_realtime {
+        crate::sample::realtime::raise();
     }
     let proc = ProcRoot::default();
     // Before any other thread exists, so that all inherit the mask (and

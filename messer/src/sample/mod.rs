@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod processes;
+pub mod realtime;
 pub mod sampler;
 
 use crate::probe::{CpuWindow, Measure, Reading};
@@ -27,6 +28,8 @@ pub struct Sample {
     pub cpu_total_percent: f64,
     pub cpu_user_percent: f64,
     pub cpu_system_percent: f64,
+    /// messer's own CPU (all its threads) over the window, % of one core.
+    pub messer_cpu_percent: f64,
     /// The probe's own columns (see `Probe::columns`).
     pub extra: Vec<Value>,
     /// The processes of this window (see `processes`).
@@ -68,6 +71,7 @@ impl Sample {
             cpu_total_percent: total,
             cpu_user_percent: user,
             cpu_system_percent: system,
+            messer_cpu_percent: f64::NAN,
             processes: now.processes.clone(),
             window_ns,
             extra: now
@@ -99,6 +103,7 @@ impl Sample {
             Column::new("proc_cpu_util_percent_total", Kind::F64),
             Column::new("proc_cpu_util_percent_user", Kind::F64),
             Column::new("proc_cpu_util_percent_system", Kind::F64),
+            Column::new("messer_cpu_util_percent", Kind::F64),
         ]
     }
 
@@ -119,6 +124,7 @@ impl Sample {
             Value::F64(self.cpu_total_percent),
             Value::F64(self.cpu_user_percent),
             Value::F64(self.cpu_system_percent),
+            Value::F64(self.messer_cpu_percent),
         ];
         row.extend(self.extra.iter().cloned());
         row
@@ -162,4 +168,12 @@ mod tests {
         assert_eq!(s.row().len(), Sample::schema(extra).columns.len());
         assert_eq!(s.extra, vec![Value::F64(6.0), Value::I64(7)]);
     }
+}
+
+/// CPU nanoseconds this process (all threads) has used.
+pub fn own_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

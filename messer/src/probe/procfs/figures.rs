@@ -46,6 +46,8 @@ pub struct TreeFigures {
     ticks_per_second: f64,
     mem_total: Option<u64>,
     io: [DeltaTracker<(i32, u64)>; 6],
+    /// When sockets were last counted (CLOCK_MONOTONIC ns).
+    last_socket_scan: Option<u64>,
     blkio: DeltaTracker<(i32, u64)>,
 }
 
@@ -100,6 +102,9 @@ fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
     out
 }
 
+/// Sockets are counted at most this often (ns).
+const SOCKET_SCAN_NS: u64 = 1_000_000_000;
+
 /// TCP_ESTABLISHED in /proc/net/tcp's `st` column.
 const TCP_ESTABLISHED: u8 = 1;
 
@@ -120,6 +125,7 @@ impl TreeFigures {
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             mem_total,
             io: Default::default(),
+            last_socket_scan: None,
             blkio: DeltaTracker::default(),
         }
     }
@@ -132,9 +138,17 @@ impl TreeFigures {
     /// that vanished meanwhile are skipped).
     /// Also returns each process's window (rchar, wchar) gain, by pid.
     pub fn read(&mut self, stats: &[Stat]) -> Result<(Vec<Measure>, HashMap<i32, (u64, u64)>), ReadError> {
+        // Sockets cost a readlink per file descriptor: counted at most once
+        // per SOCKET_SCAN_NS; rows in between have them missing.
+        let now = crate::sample::clock::monotonic_ns();
+        let scan = self.reads.sockets && self.last_socket_scan.is_none_or(|t| now.saturating_sub(t) >= SOCKET_SCAN_NS);
+        if scan {
+            self.last_socket_scan = Some(now);
+        }
+        let reads = Reads { sockets: scan, ..self.reads };
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         for s in stats {
-            match process::read(&self.proc, s, self.page_size, self.reads) {
+            match process::read(&self.proc, s, self.page_size, reads) {
                 Ok(f) => figures.push((s, f)),
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
@@ -257,7 +271,7 @@ mod tests {
         p.file("12/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 0\nwrite_bytes: 0\n");
         p.file("10/smaps_rollup", "Pss: 8 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 4 kB\nShared_Dirty: 0 kB\n");
         let root = p.root();
-        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true }, true);
+        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true, sockets: true }, true);
         let cols = t.columns();
         let stats = vec![root.stat(10).unwrap(), root.stat(12).unwrap()];
         let (m, _) = t.read(&stats).unwrap();

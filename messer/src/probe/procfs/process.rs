@@ -39,6 +39,8 @@ pub const IO_FIELDS: [&str; 6] = ["rchar", "wchar", "syscr", "syscw", "read_byte
 pub struct Reads {
     /// smaps_rollup (PSS, USS, dirty): walks the page tables of the process.
     pub smaps: bool,
+    /// Classify file descriptors (one readlink each) to find sockets.
+    pub sockets: bool,
 }
 
 /// A file that could not be read is an unknown value (permission, or not
@@ -57,17 +59,21 @@ fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str) -> Result<HashMap<Stri
     kv::parse(name, &text).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
 }
 
-/// Counts the entries of /proc/<pid>/fd and collects socket inodes.
-fn fds(proc: &ProcRoot, pid: i32) -> Result<(u64, Vec<u64>), ReadError> {
+/// Counts the entries of /proc/<pid>/fd and, if `sockets`, collects socket
+/// inodes (None otherwise).
+fn fds(proc: &ProcRoot, pid: i32, sockets: bool) -> Result<(u64, Option<Vec<u64>>), ReadError> {
     let dir = proc.path().join(format!("{pid}/fd"));
     let entries = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ReadError::Gone(dir.clone()),
         _ => ReadError::Io { path: dir.clone(), source: e },
     })?;
     let mut n = 0;
-    let mut sockets = Vec::new();
+    let mut found = Vec::new();
     for e in entries.flatten() {
         n += 1;
+        if !sockets {
+            continue;
+        }
         if let Ok(target) = std::fs::read_link(e.path())
             && let Some(inode) = target
                 .to_str()
@@ -75,10 +81,10 @@ fn fds(proc: &ProcRoot, pid: i32) -> Result<(u64, Vec<u64>), ReadError> {
                 .and_then(|t| t.strip_suffix(']'))
                 .and_then(|t| t.parse().ok())
         {
-            sockets.push(inode);
+            found.push(inode);
         }
     }
-    Ok((n, sockets))
+    Ok((n, sockets.then_some(found)))
 }
 
 /// Reads process `pid` whose stat is `stat`.
@@ -87,7 +93,7 @@ pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Resul
     let status = optional(proc, pid, kv_file(proc, pid, "status"))?;
     let smaps = if reads.smaps { optional(proc, pid, kv_file(proc, pid, "smaps_rollup"))? } else { None };
     let io = optional(proc, pid, kv_file(proc, pid, "io"))?;
-    let fds = optional(proc, pid, fds(proc, pid))?;
+    let fds = optional(proc, pid, fds(proc, pid, reads.sockets))?;
     let field = |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
     let sum = |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
     Ok(ProcessFigures {
@@ -100,7 +106,7 @@ pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Resul
         uss_bytes: sum(&smaps, "Private_Clean", "Private_Dirty"),
         dirty_bytes: sum(&smaps, "Private_Dirty", "Shared_Dirty"),
         num_fds: fds.as_ref().map(|f| f.0),
-        socket_inodes: fds.map(|f| f.1),
+        socket_inodes: fds.and_then(|f| f.1),
         io: io.as_ref().and_then(|m| {
             let mut v = [0; 6];
             for (slot, k) in v.iter_mut().zip(IO_FIELDS) {
@@ -134,14 +140,14 @@ mod tests {
         );
         let root = p.root();
         let stat = root.stat(10).unwrap();
-        let f = read(&root, &stat, 4096, Reads { smaps: true }).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: true, sockets: true }).unwrap();
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
         assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");
-        let f = read(&root, &stat, 4096, Reads { smaps: false }).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true }).unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -152,7 +158,7 @@ mod tests {
         p.file("10/io", "rchar: x\n");
         p.file("10/status", "garbage without colons");
         let root = p.root();
-        let f = read(&root, &root.stat(10).unwrap(), 4096, Reads { smaps: true }).unwrap();
+        let f = read(&root, &root.stat(10).unwrap(), 4096, Reads { smaps: true, sockets: true }).unwrap();
         assert_eq!((f.io, f.rss_peak_bytes), (None, None));
     }
 }

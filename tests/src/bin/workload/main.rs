@@ -9,6 +9,9 @@
 //! `messer-workload pingpong --pairs N --seconds S [--truth FILE]`: N pairs of
 //! threads bouncing a byte through pipes (context-switch heavy).
 //!
+//! `messer-workload sleepers --processes N --seconds S`: N child processes
+//! that sleep S seconds (a large tree).
+//!
 //! `messer-workload forkstorm --children N --child-ms M [--parallel P]`: short
 //! child processes (see storm.rs). `messer-workload io --mib N [--chunk-kib
 //! K] [--dir D]`: known read/write/send/recv traffic (see io.rs).
@@ -104,6 +107,9 @@ fn busy(threads: usize, duty: f64, seconds: f64, period: Duration, truth: Option
 
 /// `pairs` pairs of threads bouncing one byte through two pipes: every
 /// round trip is two blocking reads, so two voluntary switches.
+/// Round trips completed by all pairs (printed as `round_trips`).
+static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn pingpong(pairs: usize, seconds: f64, truth: Option<&str>) {
     let pipes: Vec<[i32; 4]> = (0..pairs)
         .map(|_| {
@@ -124,17 +130,20 @@ fn pingpong(pairs: usize, seconds: f64, truth: Option<&str>) {
         if first && !write1(wr) {
             return;
         }
+        let mut trips = 0;
         while read1(rd) {
+            trips += u64::from(first);
             if Instant::now() >= end {
                 // Close our write end: the partner's read returns 0 and it ends.
                 // SAFETY: our own pipe end, not used after this.
                 unsafe { libc::close(wr) };
-                return;
+                break;
             }
             if !write1(wr) {
-                return;
+                break;
             }
         }
+        ROUND_TRIPS.fetch_add(trips, std::sync::atomic::Ordering::Relaxed);
     });
 }
 
@@ -183,6 +192,12 @@ fn main() {
             let pairs = arg(&args, "--pairs", Some(1usize));
             let seconds = arg(&args, "--seconds", None::<f64>);
             pingpong(pairs, seconds, truth_arg(&args));
+            extra = format!(", \"round_trips\": {}", ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        Some("sleepers") => {
+            let n = arg(&args, "--processes", None::<usize>);
+            let seconds = arg(&args, "--seconds", None::<f64>);
+            storm::sleepers(n, seconds);
         }
         Some("forkstorm") => {
             let children = arg(&args, "--children", None::<usize>);

@@ -49,3 +49,25 @@ pub fn forkstorm(children: usize, child_ms: f64, parallel: usize) {
         alive -= 1;
     }
 }
+
+/// `n` children that sleep `seconds`, then exit; the parent waits for all.
+pub fn sleepers(n: usize, seconds: f64) {
+    for _ in 0..n {
+        // SAFETY: this mode runs single-threaded, so fork is safe.
+        match unsafe { libc::fork() } {
+            0 => {
+                std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+                // SAFETY: leave the child without the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            -1 => {
+                eprintln!("messer-workload: fork: {}", std::io::Error::last_os_error());
+                std::process::exit(1);
+            }
+            _ => {}
+        }
+    }
+    for _ in 0..n {
+        reap_one();
+    }
+}

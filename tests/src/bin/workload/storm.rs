@@ -50,7 +50,8 @@ pub fn forkstorm(children: usize, child_ms: f64, parallel: usize) {
     }
 }
 
-/// `n` children that sleep `seconds`, then exit; the parent waits for all.
+/// `n` children that sleep `seconds`, then exit; the parent sleeps as long
+/// and waits for all.
 pub fn sleepers(n: usize, seconds: f64) {
     for _ in 0..n {
         // SAFETY: this mode runs single-threaded, so fork is safe.
@@ -67,6 +68,8 @@ pub fn sleepers(n: usize, seconds: f64) {
             _ => {}
         }
     }
+    // The parent lives as long as its children (also when there are none).
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
     for _ in 0..n {
         reap_one();
     }

@@ -1,0 +1,105 @@
+//! Faults: kill -9 at a random moment leaves a readable file with every
+//! sample older than two intervals; without privilege, auto mode falls back
+//! to procfs with a warning; no panic ever reaches the user.
+
+use std::time::Duration;
+
+use messer_tests::*;
+
+/// A small pseudo-random sequence (no dependency needed for test jitter).
+fn jitter(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn kill_9_at_random_moments_leaves_a_readable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    for round in 0..20 {
+        let out = dir.path().join(format!("k{round}.h5"));
+        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut m = messer()
+            .args(["--pid", &sleeper.id().to_string(), "--mode", "procfs", "--interval", "0.1", "-o"])
+            .arg(&out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + jitter(&mut seed) % 1200));
+        let killed_at = monotonic_ns();
+        m.kill().unwrap();
+        m.wait().unwrap();
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        let t = read_table(&out, "messer_timeseries", &["monotime"]);
+        let mono = column(&t, "monotime");
+        let last = mono.last().copied().flatten().unwrap_or(0.0);
+        let oldest_required = killed_at as f64 / 1e9 - 2.0 * 0.1;
+        assert!(
+            last >= oldest_required,
+            "round {round}: last sample at {last:.3} s, killed at {:.3} s",
+            killed_at as f64 / 1e9
+        );
+        read_table(&out, "messer_processes", &["pid"]);
+    }
+}
+
+#[test]
+fn without_privilege_auto_mode_falls_back_to_procfs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = dir.path().join("x.h5");
+    let o = run({
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .arg(messer_bin())
+            .args(["--mode", "auto", "--interval", "0.2", "-o"])
+            .arg(&out)
+            .args(["--", "sleep", "0.5"]);
+        c
+    });
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("WARN") && err.contains("procfs"), "a one-line warning says so: {err}");
+    let t = read_table(&out, "messer_timeseries", &[]);
+    assert_eq!(t["_attrs"]["messer_mode"], "procfs");
+}
+
+/// Every failing invocation in this suite and a few more: nothing panics.
+#[test]
+fn no_panic_reaches_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--pid".into(), "999999999".into()],
+        vec!["--pid".into(), "2".into()],
+        vec!["--pid".into(), "1".into(), "--interval".into(), "nan".into()],
+        vec!["--pid".into(), "1".into(), "--duration".into(), "-1".into()],
+        vec!["--pid".into(), "1".into(), "-o".into(), "/no/such/dir/x.h5".into()],
+        vec!["--".into(), "/no/such/command".into()],
+        vec!["--mode".into(), "bogus".into()],
+        vec![],
+        vec![
+            "-o".into(),
+            dir.path().join("y.h5").display().to_string(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            "exit 4".into(),
+        ],
+    ];
+    for args in cases {
+        let o = run({
+            let mut c = messer();
+            c.args(&args).env("RUST_BACKTRACE", "1");
+            c
+        });
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        if !o.status.success() {
+            let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" INFO ") && !l.contains(" WARN ")).collect();
+            assert_eq!(lines.len(), 1, "{args:?}: one line, got {lines:?}");
+        }
+    }
+}

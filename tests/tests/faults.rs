@@ -103,3 +103,51 @@ fn no_panic_reaches_the_user() {
         }
     }
 }
+
+/// Ids of the BPF programs loaded in the kernel (BPF_PROG_GET_NEXT_ID).
+fn bpf_prog_ids() -> Vec<u32> {
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    let mut ids = Vec::new();
+    let mut attr = [0u32; 4]; // start_id, next_id, open_flags, pad
+    loop {
+        // SAFETY: bpf(2) with a zero-padded attr large enough for this command.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_GET_NEXT_ID, attr.as_mut_ptr(), 16u32) };
+        if rc != 0 {
+            break;
+        }
+        ids.push(attr[1]);
+        attr[0] = attr[1];
+    }
+    ids
+}
+
+#[test]
+fn nothing_is_left_loaded_or_pinned_after_exit() {
+    if !require_root("nothing_is_left_loaded_or_pinned_after_exit") {
+        return;
+    }
+    let before = bpf_prog_ids();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = messer()
+        .args(["--mode", "ebpf", "-o"])
+        .arg(dir.path().join("x.h5"))
+        .args(["--", "sleep", "1"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let during = bpf_prog_ids();
+    assert!(
+        during.len() >= before.len() + 8,
+        "messer's programs are visible while it runs: {} vs {}",
+        during.len(),
+        before.len()
+    );
+    assert!(m.wait().unwrap().success());
+    // Programs are freed once their last reference (our fds and links) is gone.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = bpf_prog_ids();
+    let left: Vec<&u32> = after.iter().filter(|id| !before.contains(id)).collect();
+    assert!(left.is_empty(), "programs left loaded: {left:?}");
+    let pinned = std::fs::read_dir("/sys/fs/bpf").map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pinned, 0, "nothing pinned in bpffs");
+}

@@ -77,6 +77,11 @@ pub struct RunSlot {
     pub used_epoch: u64,
     /// Nanoseconds flushes credited to `tid` during its current stint.
     pub credited_ns: u64,
+    /// `tid`'s process if it is tracked (known from the thread map at
+    /// switch-in, or checked by a flush), else 0: spares the hot paths a
+    /// hash lookup.
+    pub tracked_tgid: u32,
+    pub _pad: u32,
 }
 
 /// `RunSlot::flags`: the slot describes the running thread.

@@ -10,17 +10,23 @@ use crate::maps::{config, counters, is_tracked, slot};
 
 #[inline(always)]
 fn count(ctx: &TracePointContext, family: usize) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if !is_tracked(tgid) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(s) = slot() else { return 0 };
+    // SAFETY: this CPU's slot; read only.
+    let (slot_tid, hint, epoch) = unsafe { ((*s).tid, (*s).tracked_tgid, (*s).epoch) };
+    // The slot knows whether the running thread is tracked (from the thread
+    // map at its switch-in): most syscalls of untracked tasks stop here
+    // without a hash lookup. A thread missing from the thread map (map full)
+    // has its IO missing too.
+    let tracked = if slot_tid == pid_tgid as u32 { hint == tgid && hint != 0 } else { is_tracked(tgid) };
+    if !tracked {
         return 0;
     }
     // SAFETY: offset from this kernel's tracefs format file.
     let Ok(ret) = (unsafe { ctx.read_at::<i64>(config().sys_exit_ret as usize) }) else {
         return 0;
     };
-    let Some(s) = slot() else { return 0 };
-    // SAFETY: this CPU's slot; only the epoch is read.
-    let epoch = unsafe { (*s).epoch };
     let Some(c) = counters(tgid, epoch) else {
         return 0;
     };

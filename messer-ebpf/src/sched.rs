@@ -52,20 +52,31 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
-    if tid != 0 && is_tracked(tgid) {
+    // The slot says whether the thread switched in was tracked; if it does
+    // not know (or says no), ask the tracked set.
+    let hinted = slot.flags & SLOT_VALID != 0 && slot.tid == tid && slot.tracked_tgid == tgid && tgid != 0;
+    let mut prev_counters = None;
+    if tid != 0 && (hinted || is_tracked(tgid)) {
         // The kernel's own rule (nvcsw vs nivcsw): a switch is voluntary
         // when the task was not preempted and was going to sleep.
         let runnable = preempt & 0xff != 0 || prev_state as u32 == 0;
-        switch_out(slot, tid, tgid, runnable, now);
+        prev_counters = switch_out(slot, tid, tgid, runnable, now);
     }
     slot.flags = SLOT_VALID;
+    slot.tracked_tgid = 0;
     if next != 0
         && let Some(t) = THREADS.get_ptr_mut(next)
     {
         // SAFETY: map value pointer from a successful lookup.
         let t = unsafe { &mut *t };
+        slot.tracked_tgid = t.tgid;
         if t.runnable_since_ns != 0 {
-            if let Some(c) = counters(t.tgid, slot.epoch) {
+            // Threads of one process often switch to each other.
+            let c = match prev_counters {
+                Some(c) if tgid == t.tgid => Some(c),
+                _ => counters(t.tgid, slot.epoch),
+            };
+            if let Some(c) = c {
                 // SAFETY: map value pointer; irqs are off.
                 let c = unsafe { &mut *c };
                 c.runq_wait_ns += now.saturating_sub(t.runnable_since_ns);
@@ -83,15 +94,22 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
 /// Settles the stint of tracked thread `tid` that ends now: the gain of its
 /// `sum_exec_runtime` since its previous switch-out, less what flushes
 /// credited meanwhile. Keyed by thread, so it holds even when this CPU's
-/// slot did not see the thread switched in.
+/// slot did not see the thread switched in. Returns the process's counters.
 #[inline(always)]
-fn switch_out(slot: &mut messer_common::RunSlot, tid: u32, tgid: u32, runnable: bool, now: u64) {
+fn switch_out(
+    slot: &mut messer_common::RunSlot,
+    tid: u32,
+    tgid: u32,
+    runnable: bool,
+    now: u64,
+) -> Option<*mut messer_common::Counters> {
     let sum_out = current_sum_exec();
     let thread = THREADS.get_ptr_mut(tid);
     // SAFETY: map value pointer from a successful lookup.
     let before = thread.and_then(|t| unsafe { ((*t).flags & THREAD_SUM_VALID != 0).then_some((*t).sum_exec_ns) });
     let seen_in = slot.flags & SLOT_VALID != 0 && slot.tid == tid;
-    if let Some(c) = counters(tgid, slot.epoch) {
+    let counters = counters(tgid, slot.epoch);
+    if let Some(c) = counters {
         // SAFETY: map value pointer; irqs are off.
         let c = unsafe { &mut *c };
         let credited = if seen_in { slot.credited_ns } else { 0 };
@@ -133,6 +151,7 @@ fn switch_out(slot: &mut messer_common::RunSlot, tid: u32, tgid: u32, runnable: 
             }
         }
     }
+    counters
 }
 
 /// sched_wakeup and sched_wakeup_new (`struct task_struct *p`): a tracked
@@ -168,11 +187,10 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
+    let tracked = tid != 0 && is_tracked(tgid);
+    slot.tracked_tgid = if tracked { tgid } else { 0 };
     if slot.flags & SLOT_VALID != 0 && slot.tid == tid {
-        if tid != 0
-            && is_tracked(tgid)
-            && let Some(c) = counters(tgid, slot.epoch)
-        {
+        if tracked && let Some(c) = counters(tgid, slot.epoch) {
             let piece = now.wrapping_sub(slot.start_ns);
             // SAFETY: map value pointer; interrupts are off.
             unsafe { (*c).on_cpu_ns = (*c).on_cpu_ns.wrapping_add(piece) };

@@ -56,6 +56,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub max_threads: u32,
 
+    /// ebpf mode: do not count read/write/send/recv syscalls. Their exit
+    /// tracepoints cost every such syscall on the machine a few hundred ns.
+    #[arg(long)]
+    pub no_io: bool,
+
     /// Do not read /proc/<pid>/smaps_rollup (PSS, USS, dirty memory): it walks
     /// each process's page tables, which costs time on huge processes.
     #[arg(long)]

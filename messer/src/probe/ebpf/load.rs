@@ -142,7 +142,8 @@ pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, E
     raise_memlock();
     let root = tracefs::root()?;
     let btf = Btf::from_kernel()?;
-    let (cfg, io) = config(&root, &btf, opts.follow_children)?;
+    let (cfg, io_available) = config(&root, &btf, opts.follow_children)?;
+    let io = io_available && opts.count_io;
     let mut bpf = EbpfLoader::new()
         .override_global(CONFIG_SYMBOL, &cfg, true)
         .map_max_entries("TRACKED", opts.max_processes)
@@ -163,8 +164,8 @@ pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, E
             let events: Vec<&str> = events.iter().map(String::as_str).collect();
             attach(&mut bpf, prog, "syscalls", &events)?;
         }
-    } else {
-        log::warn!("this kernel has no syscall tracepoints: IO columns will be missing (NaN)");
+    } else if !io_available {
+        log::warn!("this kernel has no syscall tracepoints: syscall IO columns are left out");
     }
     seed(&mut bpf, proc, target, opts.follow_children)?;
     Ok(Loaded { bpf, io })

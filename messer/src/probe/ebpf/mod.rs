@@ -85,6 +85,8 @@ pub struct EbpfOptions {
     pub max_threads: u32,
     /// Track new child processes of tracked processes.
     pub follow_children: bool,
+    /// Count read/write/send/recv syscalls (a program on every such syscall's exit).
+    pub count_io: bool,
     /// Optional /proc reads (smaps_rollup).
     pub reads: crate::probe::procfs::process::Reads,
 }

@@ -9,9 +9,11 @@ use super::Hdf5Error;
 use super::attrs::{self, AttrValue};
 use crate::sink::table::{Kind, Row, Schema, pack};
 
-/// Rows per chunk: ~a minute at the default interval, small enough that a
-/// crash loses little, large enough to compress well.
-const CHUNK_ROWS: usize = 128;
+/// Rows per chunk. Every flush (after each batch, for crash safety) writes
+/// the partly filled chunk compressed again, so its size is paid per sample:
+/// 32 rows cost 1.9 ms of CPU per sample with ~140 columns where 128 rows
+/// cost 2.7 ms, for the same file size (measured at 10 ms intervals).
+const CHUNK_ROWS: usize = 32;
 
 /// A table being appended to.
 pub struct Table {

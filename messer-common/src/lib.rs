@@ -73,8 +73,10 @@ pub struct RunSlot {
     /// `bpf_ktime_get_ns()` of the last flush on this CPU: the boundary of
     /// the loader's window on this CPU.
     pub flushed_ns: u64,
-    /// The last epoch in which a tracked thread ran on this CPU.
-    pub used_epoch: u64,
+    /// Per epoch parity: the last epoch of that parity in which a tracked
+    /// thread ran on this CPU (a switch-out after a flush must not hide that
+    /// the CPU was used in the epoch before).
+    pub used_epoch: [u64; 2],
     /// Nanoseconds flushes credited to `tid` during its current stint.
     pub credited_ns: u64,
     /// `tid`'s process if it is tracked (known from the thread map at

@@ -124,7 +124,7 @@ fn switch_out(
             Some(ns) => c.on_cpu_ns = c.on_cpu_ns.wrapping_add(ns),
             None => bump(stat::STINT_UNKNOWN),
         }
-        slot.used_epoch = slot.epoch;
+        mark_used(slot);
         if runnable {
             c.switches_involuntary += 1;
         } else {
@@ -152,6 +152,17 @@ fn switch_out(
         }
     }
     counters
+}
+
+/// Notes that a tracked thread ran on this CPU in its current epoch.
+#[inline(always)]
+fn mark_used(slot: &mut messer_common::RunSlot) {
+    let e = slot.epoch;
+    if e & 1 == 0 {
+        slot.used_epoch[0] = e;
+    } else {
+        slot.used_epoch[1] = e;
+    }
 }
 
 /// sched_wakeup and sched_wakeup_new (`struct task_struct *p`): a tracked
@@ -195,7 +206,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
             // SAFETY: map value pointer; interrupts are off.
             unsafe { (*c).on_cpu_ns = (*c).on_cpu_ns.wrapping_add(piece) };
             slot.credited_ns = slot.credited_ns.wrapping_add(piece);
-            slot.used_epoch = slot.epoch;
+            mark_used(slot);
         }
     } else {
         if slot.flags & SLOT_VALID != 0 {

@@ -97,7 +97,8 @@ fn no_panic_reaches_the_user() {
         });
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-        if !o.status.success() {
+        // A launched command's own status is passed on without a message.
+        if matches!(o.status.code(), Some(1 | 2 | 126 | 127)) {
             let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" INFO ") && !l.contains(" WARN ")).collect();
             assert_eq!(lines.len(), 1, "{args:?}: one line, got {lines:?}");
         }
@@ -135,18 +136,13 @@ fn nothing_is_left_loaded_or_pinned_after_exit() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let during = bpf_prog_ids();
-    assert!(
-        during.len() >= before.len() + 8,
-        "messer's programs are visible while it runs: {} vs {}",
-        during.len(),
-        before.len()
-    );
+    let ours: Vec<u32> = bpf_prog_ids().into_iter().filter(|id| !before.contains(id)).collect();
+    assert!(ours.len() >= 8, "messer's programs are visible while it runs: {ours:?}");
     assert!(m.wait().unwrap().success());
     // Programs are freed once their last reference (our fds and links) is gone.
     std::thread::sleep(Duration::from_millis(200));
     let after = bpf_prog_ids();
-    let left: Vec<&u32> = after.iter().filter(|id| !before.contains(id)).collect();
+    let left: Vec<&u32> = ours.iter().filter(|id| after.contains(id)).collect();
     assert!(left.is_empty(), "programs left loaded: {left:?}");
     let pinned = std::fs::read_dir("/sys/fs/bpf").map(|d| d.count()).unwrap_or(0);
     assert_eq!(pinned, 0, "nothing pinned in bpffs");

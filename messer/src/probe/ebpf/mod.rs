@@ -187,7 +187,8 @@ impl EbpfProbe {
             if let Some(s) = slots.get(cpu as usize).filter(|s| s.epoch == self.epoch) {
                 first = first.min(s.flushed_ns);
                 last = last.max(s.flushed_ns);
-                used += u32::from(s.used_epoch == self.epoch - 1);
+                let prev = self.epoch - 1;
+                used += u32::from(s.used_epoch[(prev & 1) as usize] == prev);
             }
         }
         if first > last {

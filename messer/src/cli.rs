@@ -2,12 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Records the resource use of one process tree over time into an HDF5 file.
 #[derive(Debug, Parser)]
-#[command(name = "messer", version, about, long_about = None)]
+#[command(name = "messer", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Read a recording back instead of recording.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
     /// Process id of the process to record (with its child processes).
     #[arg(long, value_name = "PID", allow_negative_numbers = true, conflicts_with = "command")]
     pub pid: Option<i32>,
@@ -82,4 +86,27 @@ pub enum Mode {
     Auto,
     Ebpf,
     Procfs,
+}
+
+/// Commands that read recordings.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Show a recording's metadata, tables, time span and per-column min/mean/max.
+    Inspect {
+        /// The HDF5 file.
+        file: PathBuf,
+    },
+    /// Write a table of a recording as CSV or JSON.
+    Export {
+        /// The HDF5 file.
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: crate::analysis::export::Format,
+        /// The table to write.
+        #[arg(long, default_value = "messer_timeseries")]
+        table: String,
+        /// Where to write [default: standard output].
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
 }

@@ -4,6 +4,7 @@
 //! (ebpf, procfs) → `sample` (windows, rates, the sampling loop) → `sink`
 //! (the HDF5 file). `record` wires one recording together.
 
+pub mod analysis;
 pub mod cli;
 pub mod probe;
 pub mod record;

@@ -2,7 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use messer::cli::Cli;
+use std::io::Write as _;
+
+use messer::analysis::{self, read::ReadError};
+use messer::cli::{Action, Cli};
 use messer::record::{self, RecordError};
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -27,6 +30,9 @@ fn run() -> anyhow::Result<ExitCode> {
         _ => "trace",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_target(false).init();
+    if let Some(action) = &cli.action {
+        return analyse(action);
+    }
     match record::record(&cli) {
         Ok(outcome) => Ok(ExitCode::from(outcome.child_exit.unwrap_or(0))),
         Err(RecordError::Launch(msg, code)) => {
@@ -39,6 +45,38 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Err(RecordError::Runtime(msg)) => {
             eprintln!("messer: error: {msg}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `inspect` and `export`: a file that cannot be opened is bad input (2).
+fn analyse(action: &Action) -> anyhow::Result<ExitCode> {
+    let result = match action {
+        Action::Inspect { file } => analysis::inspect::report(file).map(|r| print!("{r}")),
+        Action::Export { file, format, table, output } => match output {
+            Some(path) => match std::fs::File::create(path) {
+                Ok(f) => {
+                    let mut w = std::io::BufWriter::new(f);
+                    analysis::export::export(file, table, *format, &mut w)
+                        .and_then(|()| w.flush().map_err(|e| ReadError::Lib(e.to_string())))
+                }
+                Err(e) => {
+                    eprintln!("messer: error: cannot create {}: {e}", path.display());
+                    return Ok(ExitCode::from(2));
+                }
+            },
+            None => analysis::export::export(file, table, *format, &mut std::io::stdout().lock()),
+        },
+    };
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ (ReadError::Open { .. } | ReadError::NoTable(..))) => {
+            eprintln!("messer: error: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("messer: error: {e}");
             Ok(ExitCode::from(1))
         }
     }

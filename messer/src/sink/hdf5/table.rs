@@ -9,10 +9,7 @@ use super::Hdf5Error;
 use super::attrs::{self, AttrValue};
 use crate::sink::table::{Kind, Row, Schema, pack};
 
-/// Rows per chunk. Every flush (after each batch, for crash safety) writes
-/// the partly filled chunk compressed again, so its size is paid per sample:
-/// 32 rows cost 1.9 ms of CPU per sample with ~140 columns where 128 rows
-/// cost 2.7 ms, for the same file size (measured at 10 ms intervals).
+/// Rows per chunk (space is allocated a chunk at a time).
 const CHUNK_ROWS: usize = 32;
 
 /// A table being appended to.
@@ -49,10 +46,11 @@ impl Table {
     pub fn create(file: &File, name: &str, title: &str, schema: Schema) -> Result<Self, Hdf5Error> {
         let desc = descriptor(&schema);
         let dtype = Datatype::from_descriptor(&desc).map_err(Hdf5Error::lib)?;
-        let mut builder = file.new_dataset_builder().empty_as(&desc).shape(0..).chunk(CHUNK_ROWS);
-        if hdf5::filters::deflate_available() {
-            builder = builder.deflate(4);
-        }
+        // No compression filter: a compressed chunk is rewritten whole (and
+        // may move) at every flush, and a kill -9 in the middle left a chunk
+        // that failed to decompress (seen in CI). Uncompressed chunks are
+        // written in place, so a crash cannot make older rows unreadable.
+        let builder = file.new_dataset_builder().empty_as(&desc).shape(0..).chunk(CHUNK_ROWS);
         let dataset = builder.create(name).map_err(Hdf5Error::lib)?;
         // PyTables' Table attributes: https://www.pytables.org/usersguide/file_format.html
         attrs::set(&dataset, "CLASS", &AttrValue::Str("TABLE".into()))?;

@@ -1,0 +1,72 @@
+//! `messer inspect FILE`: what a recording holds.
+
+use std::fmt::Write as _;
+
+use super::read::{self, Cell, ReadError, TableData};
+
+/// Attributes PyTables needs and users do not.
+fn is_plumbing(name: &str) -> bool {
+    matches!(name, "CLASS" | "VERSION" | "TITLE" | "NROWS") || name.starts_with("FIELD_")
+}
+
+fn cell(c: &Cell) -> String {
+    match c {
+        Cell::F64(v) => format!("{v}"),
+        Cell::I64(v) => format!("{v}"),
+        Cell::Str(s) => s.clone(),
+    }
+}
+
+/// Per numeric column: min, mean, max over the values that are not missing,
+/// and how many are missing.
+fn column_stats(t: &TableData, out: &mut String) -> std::fmt::Result {
+    writeln!(out, "  {:<44} {:>14} {:>14} {:>14} {:>8}", "column", "min", "mean", "max", "missing")?;
+    for (i, name) in t.columns.iter().enumerate() {
+        let values: Vec<f64> = t.rows.iter().filter_map(|r| r[i].number()).collect();
+        if values.is_empty() && !t.rows.is_empty() {
+            continue; // a text column
+        }
+        let known: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        let missing = values.len() - known.len();
+        if known.is_empty() {
+            writeln!(out, "  {name:<44} {:>14} {:>14} {:>14} {missing:>8}", "-", "-", "-")?;
+            continue;
+        }
+        let min = known.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = known.iter().sum::<f64>() / known.len() as f64;
+        writeln!(out, "  {name:<44} {min:>14.6} {mean:>14.6} {max:>14.6} {missing:>8}")?;
+    }
+    Ok(())
+}
+
+/// The report for `path`.
+pub fn report(path: &std::path::Path) -> Result<String, ReadError> {
+    let file = read::open(path)?;
+    let mut out = String::new();
+    let w = |e: std::fmt::Error| ReadError::Lib(e.to_string());
+    let ts = read::read_table(&file, "messer_timeseries")?;
+    writeln!(out, "{}", path.display()).map_err(w)?;
+    writeln!(out, "metadata:").map_err(w)?;
+    for (k, v) in ts.attrs.iter().filter(|(k, _)| !is_plumbing(k)) {
+        writeln!(out, "  {k}: {}", cell(v)).map_err(w)?;
+    }
+    for name in read::tables(&file)? {
+        let t = if name == "messer_timeseries" { None } else { Some(read::read_table(&file, &name)?) };
+        let t = t.as_ref().unwrap_or(&ts);
+        writeln!(out, "\ntable /{name}: {} rows, {} columns", t.rows.len(), t.columns.len()).map_err(w)?;
+        if let (Some(ix), Some(first), Some(last)) =
+            (t.columns.iter().position(|c| c == "unixtime"), t.rows.first(), t.rows.last())
+            && let (Some(a), Some(b)) = (first[ix].number(), last[ix].number())
+        {
+            let iso = |s: f64| {
+                chrono::DateTime::from_timestamp(s.floor() as i64, 0)
+                    .map(|d| d.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S %Z").to_string())
+                    .unwrap_or_default()
+            };
+            writeln!(out, "  time span: {} to {} ({:.3} s)", iso(a), iso(b), b - a).map_err(w)?;
+        }
+        column_stats(t, &mut out).map_err(w)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,91 @@
+//! `messer inspect` and `messer export` read a real recording back: the
+//! export equals what pandas reads from the HDF5 file.
+
+use messer_tests::*;
+
+fn recording(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("rec.h5");
+    let status = messer()
+        .args(["--mode", "procfs", "--interval", "0.2", "-o"])
+        .arg(&out)
+        .args(["--", "sh", "-c", "sleep 0.5 & sleep 1; wait"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+#[test]
+fn inspect_shows_metadata_tables_and_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recording(dir.path());
+    let o = run({
+        let mut c = messer();
+        c.arg("inspect").arg(&file);
+        c
+    });
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "messer_mode: procfs",
+        "messer_launched_command: sh -c",
+        "table /messer_timeseries:",
+        "table /messer_processes:",
+        "table /messer_process_info:",
+        "time span:",
+        "proc_cpu_util_percent_total",
+        "system_mem_total",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn csv_and_json_exports_equal_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recording(dir.path());
+    for table in ["messer_timeseries", "messer_processes", "messer_process_info"] {
+        let csv = dir.path().join(format!("{table}.csv"));
+        let o = run({
+            let mut c = messer();
+            c.arg("export").arg(&file).args(["--format", "csv", "--table", table, "-o"]).arg(&csv);
+            c
+        });
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let check = std::process::Command::new(python())
+            .arg(workspace().join("tests/py/compare_export.py"))
+            .arg(&file)
+            .arg(table)
+            .arg(&csv)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{table}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    let o = run({
+        let mut c = messer();
+        c.arg("export").arg(&file).args(["--format", "json"]);
+        c
+    });
+    assert!(o.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let t = read_table(&file, "messer_timeseries", &["proc_cpu_util_percent_user"]);
+    assert_eq!(rows.len(), t["_rows"].as_u64().unwrap() as usize);
+    let user = column(&t, "proc_cpu_util_percent_user");
+    for (r, u) in rows.iter().zip(&user) {
+        match u {
+            Some(v) => assert_eq!(r["proc_cpu_util_percent_user"].as_f64(), Some(*v)),
+            None => assert!(r["proc_cpu_util_percent_user"].is_null(), "a missing value is null"),
+        }
+    }
+}
+
+#[test]
+fn a_file_that_is_not_there_is_bad_input() {
+    let o = run({
+        let mut c = messer();
+        c.args(["inspect", "/no/such/file.h5"]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+}

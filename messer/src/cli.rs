@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_io: bool,
 
+    /// Leave the file uncompressed at the end (it is written uncompressed
+    /// while recording, for crash safety, and compressed after a clean end).
+    #[arg(long)]
+    pub no_compress: bool,
+
     /// Do not read /proc/<pid>/smaps_rollup (PSS, USS, dirty memory): it walks
     /// each process's page tables, which costs time on huge processes.
     #[arg(long)]

@@ -89,3 +89,39 @@ fn a_file_that_is_not_there_is_bad_input() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
 }
+
+fn storage(file: &std::path::Path) -> serde_json::Value {
+    let o =
+        std::process::Command::new(python()).arg(workspace().join("tests/py/storage.py")).arg(file).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// After a clean end the tables are compressed, with every row and
+/// attribute; `--no-compress` leaves them as written.
+#[test]
+fn a_finished_file_is_compressed_with_everything_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recording(dir.path());
+    let s = storage(&file);
+    for table in ["messer_timeseries", "messer_processes", "messer_process_info"] {
+        assert_eq!(s[table]["compression"], "gzip", "{table}");
+        assert_eq!(s[table]["rows"], s[table]["nrows_attr"], "{table}");
+    }
+    let attrs: Vec<&str> =
+        s["messer_timeseries"]["attrs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    for a in ["messer_mode", "messer_child_exit_code", "invocation_time_unix", "FIELD_0_NAME", "TITLE"] {
+        assert!(attrs.contains(&a), "attribute {a} kept: {attrs:?}");
+    }
+    assert!(!dir.path().join("rec.h5.compacting").exists());
+
+    let raw = dir.path().join("raw.h5");
+    let status = messer()
+        .args(["--mode", "procfs", "--no-compress", "-o"])
+        .arg(&raw)
+        .args(["--", "sleep", "0.3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(storage(&raw)["messer_timeseries"]["compression"].is_null());
+}

@@ -256,6 +256,13 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     }
     let rows = written?;
     log::info!("wrote {rows} rows to {}", path.display());
+    if !cli.no_compress {
+        let t0 = std::time::Instant::now();
+        match h5::compact::compact(&path) {
+            Ok(()) => log::info!("compressed {} in {:.2} s", path.display(), t0.elapsed().as_secs_f64()),
+            Err(e) => log::warn!("could not compress {} ({e}); it stays uncompressed and complete", path.display()),
+        }
+    }
     Ok(Outcome { rows, child_exit })
 }
 

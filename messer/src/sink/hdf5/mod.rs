@@ -1,6 +1,7 @@
 //! The HDF5 file: tables of the original Messer's layout plus metadata.
 
 pub mod attrs;
+pub mod compact;
 pub mod table;
 
 use std::path::{Path, PathBuf};

@@ -102,6 +102,16 @@ impl Table {
 }
 
 /// Writes `count` packed records from `buf` at row `start` of `dataset`.
+pub(crate) fn write_raw(
+    dataset: &Dataset,
+    dtype: &Datatype,
+    start: usize,
+    count: usize,
+    buf: &[u8],
+) -> Result<(), Hdf5Error> {
+    write_rows(dataset, dtype, start, count, buf)
+}
+
 fn write_rows(dataset: &Dataset, dtype: &Datatype, start: usize, count: usize, buf: &[u8]) -> Result<(), Hdf5Error> {
     let start = [start as u64];
     let count_dims = [count as u64];

@@ -101,7 +101,7 @@ fn syscall_io_is_counted_exactly() {
         .flat_map(|(f, _)| [format!("proc_{f}_rate_hz"), format!("proc_{f}_throughput_mibps")])
         .collect();
     let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let (w, t) = record(&args, &[], &col_refs, dir.path());
+    let (w, t) = record(&args, &["--io-syscalls"], &col_refs, dir.path());
     for (family, i) in families {
         let calls = w["io_calls"][i].as_f64().unwrap();
         let bytes = w["io_bytes"][i].as_f64().unwrap();

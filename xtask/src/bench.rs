@@ -175,7 +175,9 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     // Slowdown of the switch-heavy workload: interleaved runs without and with messer.
     let pairs = if quick { 3 } else { 5 };
     let pp = strings(&["pingpong", "--pairs", "1", "--seconds", "2"]);
-    for (label, opts) in [("ebpf", &["--mode", "ebpf"][..]), ("ebpf --no-io", &["--mode", "ebpf", "--no-io"][..])] {
+    for (label, opts) in
+        [("ebpf", &["--mode", "ebpf"][..]), ("ebpf --io-syscalls", &["--mode", "ebpf", "--io-syscalls"][..])]
+    {
         let mut ratios = Vec::new();
         for _ in 0..pairs {
             let alone = Command::new(b.workload()).args(&pp).output()?;

@@ -61,7 +61,7 @@ fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn P
             max_processes: cli.max_processes,
             max_threads: cli.max_threads,
             follow_children: follow,
-            count_io: !cli.no_io,
+            count_io: cli.io_syscalls,
             reads,
         };
         EbpfProbe::start(target.pid, opts, proc.clone()).map(|p| Box::new(p) as Box<dyn Probe>)

@@ -162,7 +162,9 @@ impl EbpfProbe {
             exited: HashSet::new(),
             split: SplitTicks::default(),
             programs,
-            figures: TreeFigures::new(proc.clone(), opts.reads, false),
+            // Without kernel-side syscall counting, read/write come from
+            // /proc/<pid>/io under the same column names as in procfs mode.
+            figures: TreeFigures::new(proc.clone(), opts.reads, !io),
             system: SystemProbe::new(proc.clone(), "/sys"),
             host: Host::new(&proc),
         })

@@ -137,7 +137,7 @@ fn nothing_is_left_loaded_or_pinned_after_exit() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let ours: Vec<u32> = bpf_prog_ids().into_iter().filter(|id| !before.contains(id)).collect();
-    assert!(ours.len() >= 8, "messer's programs are visible while it runs: {ours:?}");
+    assert!(ours.len() >= 5, "messer's programs are visible while it runs: {ours:?}");
     assert!(m.wait().unwrap().success());
     // Programs are freed once their last reference (our fds and links) is gone.
     std::thread::sleep(Duration::from_millis(200));

@@ -1,4 +1,4 @@
-//! A recording ends cleanly on SIGINT and SIGTERM: exit 0, every sample
+//! A recording ends cleanly on SIGINT, SIGTERM and SIGHUP: exit 0, every sample
 //! written, the file readable; and when the target exits, the last partial
 //! window is written.
 
@@ -31,6 +31,11 @@ fn stop_with(signal: i32, mode: &str) {
 #[test]
 fn sigint_procfs() {
     stop_with(libc::SIGINT, "procfs");
+}
+
+#[test]
+fn sighup_procfs() {
+    stop_with(libc::SIGHUP, "procfs");
 }
 
 #[test]

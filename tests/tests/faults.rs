@@ -147,3 +147,39 @@ fn nothing_is_left_loaded_or_pinned_after_exit() {
     let pinned = std::fs::read_dir("/sys/fs/bpf").map(|d| d.count()).unwrap_or(0);
     assert_eq!(pinned, 0, "nothing pinned in bpffs");
 }
+
+/// The disk filling up mid-recording: exit 1 with one line that says so,
+/// and the rows written before stay readable.
+#[test]
+fn a_full_disk_is_a_clear_error_and_keeps_the_rows() {
+    if !require_root("a_full_disk_is_a_clear_error_and_keeps_the_rows") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let out = mnt.join("f.h5");
+    let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let o = run({
+        let mut c = messer();
+        c.args(["--pid", &sleeper.id().to_string(), "--mode", "procfs", "--interval", "0.01", "-o"]).arg(&out);
+        c
+    });
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" INFO ") && !l.contains(" WARN ")).collect();
+    let t = std::panic::catch_unwind(|| read_table(&out, "messer_timeseries", &["monotime"]));
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("file system is full"), "{}", lines[0]);
+    let t = t.expect("the file is readable");
+    assert!(t["_rows"].as_u64().unwrap() > 50, "rows kept: {}", t["_rows"]);
+}

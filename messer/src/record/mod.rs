@@ -241,7 +241,15 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         let _ = writer.send(PROCESS_INFO, row);
     }
     // Whatever happened, write what was sampled.
-    let written = writer.finish().map_err(runtime);
+    // A failed write says why, and whether the file system is full.
+    let written = writer.finish().map_err(|e| {
+        let full = output::free_bytes(&path).is_some_and(|b| b < 1 << 20);
+        let hint = if full { "the file system is full; " } else { "" };
+        RecordError::Runtime(format!(
+            "writing {} failed ({e}); {hint}the rows written before are in the file",
+            path.display()
+        ))
+    });
     drop(probe);
     if let Some(e) = launch_error {
         // Nothing of the command was recorded: leave no file behind.
@@ -252,6 +260,8 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         Ok(Stop::TargetExited) => log::info!("pid {} exited", target.pid),
         Ok(Stop::Signal(sig)) => log::info!("stopped by signal {sig}"),
         Ok(Stop::Duration) => log::info!("--duration elapsed"),
+        // The writer's own error says more than "the writer stopped".
+        Err(sampler::SamplerError::Sink(_)) if written.is_err() => {}
         Err(e) => return Err(RecordError::Runtime(e.to_string())),
     }
     let rows = written?;

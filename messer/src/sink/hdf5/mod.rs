@@ -24,7 +24,8 @@ pub enum Hdf5Error {
 
 impl Hdf5Error {
     pub(crate) fn lib(e: hdf5::Error) -> Self {
-        Hdf5Error::Lib(e.to_string())
+        // HDF5's messages span lines; errors are reported on one.
+        Hdf5Error::Lib(e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
     }
 }
 

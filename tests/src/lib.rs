@@ -86,18 +86,6 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The kernel's own on-CPU ns of process `pid`: the sum of its threads'
-/// `schedstat` run times. None once the process is gone.
-pub fn schedstat_ns(pid: u32) -> Option<u64> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut sum = 0;
-    for e in dir.flatten() {
-        let text = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
-        sum += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(sum)
-}
-
 /// One sample of the workload's exact truth (see `--truth`).
 #[derive(Debug, Clone, Copy)]
 pub struct TruthSample {

@@ -24,11 +24,6 @@ pub enum Measure {
     Missing,
 }
 
-/// Kind of column a measure is stored in.
-pub fn kind_of_total() -> Kind {
-    Kind::I64
-}
-
 /// Declares an F64 column.
 pub fn float(name: impl Into<String>) -> Column {
     Column::new(name, Kind::F64)
@@ -36,7 +31,7 @@ pub fn float(name: impl Into<String>) -> Column {
 
 /// Declares an I64 column (for [`Measure::Total`]).
 pub fn integer(name: impl Into<String>) -> Column {
-    Column::new(name, kind_of_total())
+    Column::new(name, Kind::I64)
 }
 
 impl Measure {

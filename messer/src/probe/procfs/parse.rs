@@ -108,14 +108,6 @@ pub fn schedstat(text: &str) -> Result<(u64, u64), ParseError> {
     }
 }
 
-/// Parses `/proc/<pid>/task/<tid>/schedstat`: the first field, nanoseconds
-/// the task has run on a CPU (`se.sum_exec_runtime`).
-pub fn schedstat_run_ns(text: &str) -> Result<u64, ParseError> {
-    const F: &str = "schedstat";
-    let first = text.split_whitespace().next().ok_or_else(|| err(F, "empty"))?;
-    first.parse().map_err(|_| err(F, "run time is not a number"))
-}
-
 /// Parses a space-separated list of ids (`/proc/<pid>/task/<tid>/children`).
 pub fn id_list(text: &str) -> Result<Vec<i32>, ParseError> {
     text.split_whitespace().map(|t| t.parse().map_err(|_| err("children", format!("{t:?} is not a pid")))).collect()
@@ -161,9 +153,9 @@ mod tests {
 
     #[test]
     fn schedstat_and_children() {
-        assert_eq!(schedstat_run_ns("123456789 2000 17\n").unwrap(), 123456789);
-        assert!(schedstat_run_ns("").is_err());
-        assert!(schedstat_run_ns("x 1 2").is_err());
+        assert_eq!(schedstat("123456789 2000 17\n").unwrap().0, 123456789);
+        assert!(schedstat("").is_err());
+        assert!(schedstat("x 1 2").is_err());
         assert_eq!(id_list("12 13 \n").unwrap(), vec![12, 13]);
         assert_eq!(id_list("").unwrap(), Vec::<i32>::new());
         assert!(id_list("12 x").is_err());

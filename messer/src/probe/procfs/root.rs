@@ -92,11 +92,6 @@ impl ProcRoot {
         self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat)
     }
 
-    /// On-CPU nanoseconds of thread `tid` of process `pid`.
-    pub fn task_run_ns(&self, pid: i32, tid: i32) -> Result<u64, ReadError> {
-        self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat_run_ns)
-    }
-
     /// Child processes forked by thread `tid` of process `pid`.
     pub fn task_children(&self, pid: i32, tid: i32) -> Result<Vec<i32>, ReadError> {
         self.parsed(format!("{pid}/task/{tid}/children"), parse::id_list)
@@ -119,7 +114,7 @@ mod tests {
         assert!(!e.is_gone());
         assert!(e.to_string().contains("5/stat"), "{e}");
         std::fs::write(dir.path().join("5/task/5/schedstat"), "77 0 0\n").unwrap();
-        assert_eq!(root.task_run_ns(5, 5).unwrap(), 77);
+        assert_eq!(root.task_schedstat(5, 5).unwrap().0, 77);
         assert_eq!(root.tasks(5).unwrap(), vec![5]);
     }
 }

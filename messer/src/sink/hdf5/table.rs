@@ -63,11 +63,6 @@ impl Table {
         Ok(Self { dataset, dtype, schema, rows: 0, buf: Vec::new() })
     }
 
-    /// The table's columns.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
-    }
-
     /// Rows written so far.
     pub fn len(&self) -> usize {
         self.rows

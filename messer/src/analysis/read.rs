@@ -3,7 +3,7 @@
 //! attributes on it.
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
-use hdf5_sys::{h5a, h5d, h5p, h5s, h5t};
+use hdf5_sys::{h5a, h5t};
 
 /// A value read from a table or an attribute.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,24 +116,8 @@ pub fn read_table(file: &hdf5::File, name: &str) -> Result<TableData, ReadError>
         fields.push((f.name.clone(), f.offset, kind));
     }
     let n = ds.size();
-    let mut buf = vec![0u8; n * ct.size];
-    if n > 0 {
-        // SAFETY: reading all rows with the dataset's own (packed, little-
-        // endian as written) type into a buffer of rows x record size.
-        let ok = hdf5::sync::sync(|| unsafe {
-            let tid = h5d::H5Dget_type(ds.id());
-            let ok = tid >= 0
-                && h5d::H5Dread(ds.id(), tid, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast())
-                    >= 0;
-            if tid >= 0 {
-                h5t::H5Tclose(tid);
-            }
-            ok
-        });
-        if !ok {
-            return Err(ReadError::Lib(format!("reading table {name}")));
-        }
-    }
+    let buf = crate::sink::hdf5::table::read_raw(&ds, ct.size)
+        .map_err(|e| ReadError::Lib(format!("reading table {name}: {e}")))?;
     let rows = buf
         .chunks_exact(ct.size.max(1))
         .take(n)

@@ -28,10 +28,15 @@ pub fn prepare(path: &Path, force: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The invoking user's uid and gid under sudo (SUDO_UID, SUDO_GID).
+pub fn sudo_ids() -> Option<(u32, u32)> {
+    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    Some((id("SUDO_UID")?, id("SUDO_GID")?))
+}
+
 /// Under sudo, gives the file to the invoking user.
 pub fn chown_to_invoker(path: &Path) {
-    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    if let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID"))
+    if let Some((uid, gid)) = sudo_ids()
         && let Err(e) = std::os::unix::fs::chown(path, Some(uid), Some(gid))
     {
         log::warn!("could not give {} to uid {uid}: {e}", path.display());

@@ -169,11 +169,3 @@ mod tests {
         assert_eq!(s.extra, vec![Value::F64(6.0), Value::I64(7)]);
     }
 }
-
-/// CPU nanoseconds this process (all threads) has used.
-pub fn own_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid clock id and pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}

@@ -93,15 +93,8 @@ struct Info {
 
 /// The user name of `uid` from /etc/passwd (empty if none).
 fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2)? == &uid.to_string()).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_default()
+    let uid = uid.to_string();
+    crate::target::launch::passwd_entry(|f| f.get(2) == Some(&uid.as_str())).map(|f| f[0].clone()).unwrap_or_default()
 }
 
 /// Effective uid: the second field of `Uid:` in /proc/<pid>/status.
@@ -135,20 +128,20 @@ impl Registry {
         let host = crate::probe::procfs::host::Host::new(&self.proc);
         if let Ok(stat) = self.proc.stat(pid) {
             let w = host.window(&stat, crate::probe::CpuWindow::default(), None);
-            let gone = self.observe_one(&w, unixtime);
-            debug_assert!(gone.is_none());
+            let (key, info) = self.seen_now(&w, unixtime);
+            self.seen.insert(key, info);
         }
     }
 
-    /// Adds or refreshes one process; returns nothing (kept for symmetry).
-    fn observe_one(&mut self, p: &ProcessWindow, unixtime: f64) -> Option<()> {
+    /// Process `p` seen at `unixtime`: what is known of it (taken out of
+    /// `seen`), or, the first time, what /proc says now.
+    fn seen_now(&mut self, p: &ProcessWindow, unixtime: f64) -> ((i32, u64), Info) {
         let key = (p.pid, p.start_unixtime.to_bits());
         let info = match self.seen.remove(&key) {
             Some(i) => i,
             None => self.info(p, unixtime),
         };
-        self.seen.insert(key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info });
-        None
+        (key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info })
     }
 
     fn info(&self, p: &ProcessWindow, unixtime: f64) -> Info {
@@ -177,12 +170,8 @@ impl Registry {
     pub fn observe(&mut self, processes: &[ProcessWindow], unixtime: f64) -> Vec<Row> {
         let mut now = HashMap::with_capacity(processes.len());
         for p in processes {
-            let key = (p.pid, p.start_unixtime.to_bits());
-            let info = match self.seen.remove(&key) {
-                Some(i) => i,
-                None => self.info(p, unixtime),
-            };
-            now.insert(key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info });
+            let (key, info) = self.seen_now(p, unixtime);
+            now.insert(key, info);
         }
         let gone = std::mem::replace(&mut self.seen, now);
         let (held, rows): (Vec<Info>, Vec<Info>) = gone.into_values().partition(|i| Some(i.pid) == self.hold);

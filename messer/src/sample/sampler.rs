@@ -92,7 +92,7 @@ pub fn run(
 ) -> Result<Stop, SamplerError> {
     tighten_timer_slack();
     let baseline = probe.read()?;
-    let mut own_prev = super::own_cpu_ns();
+    let mut own_prev = clock::own_cpu_ns();
     // From the baseline on everything is counted: now a launched command may run.
     start().map_err(SamplerError::Start)?;
     let mut prev = baseline.mono_ns;
@@ -113,7 +113,7 @@ pub fn run(
         };
         let reading = probe.read()?;
         let mut sample = Sample::from_reading(&reading, prev, target.pid);
-        let own = super::own_cpu_ns();
+        let own = clock::own_cpu_ns();
         if sample.window_ns > 0 {
             sample.messer_cpu_percent = own.saturating_sub(own_prev) as f64 / sample.window_ns as f64 * 100.0;
         }

@@ -44,16 +44,19 @@ pub struct RunAs {
 
 /// The invoking user under sudo (SUDO_UID, SUDO_GID, SUDO_USER), if any.
 pub fn sudo_invoker() -> Option<RunAs> {
-    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    let (uid, gid) = (id("SUDO_UID")?, id("SUDO_GID")?);
+    let (uid, gid) = crate::record::output::sudo_ids()?;
     let user = std::env::var("SUDO_USER").ok()?;
-    let home = std::fs::read_to_string("/etc/passwd").ok().and_then(|t| {
-        t.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&user.as_str())).then(|| f.get(5).map(|h| h.to_string())).flatten()
-        })
-    });
+    let home = passwd_entry(|f| f.first() == Some(&user.as_str())).and_then(|f| f.get(5).cloned());
     Some(RunAs { uid, gid, user: CString::new(user).ok()?, home })
+}
+
+/// The fields of the first /etc/passwd line for which `matches` holds.
+pub fn passwd_entry(matches: impl Fn(&[&str]) -> bool) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<&str>>())
+        .find(|f| matches(f))
+        .map(|f| f.into_iter().map(String::from).collect())
 }
 
 /// A child forked and waiting for `release` before it execs.

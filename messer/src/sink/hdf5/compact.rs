@@ -7,33 +7,12 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use hdf5_sys::{h5a, h5d, h5p, h5s, h5t};
+use hdf5_sys::{h5a, h5p, h5s, h5t};
 
 use super::Hdf5Error;
 
 /// Rows per chunk of a compressed, finished table.
 const CHUNK_ROWS: usize = 1024;
-
-/// Reads all of `ds` in its own (packed) type.
-fn read_raw(ds: &hdf5::Dataset, record: usize) -> Result<Vec<u8>, Hdf5Error> {
-    let n = ds.size();
-    let mut buf = vec![0u8; n * record];
-    if n == 0 {
-        return Ok(buf);
-    }
-    // SAFETY: reading every row with the dataset's type into a buffer of
-    // rows x record size, under the library lock.
-    let ok = hdf5::sync::sync(|| unsafe {
-        let tid = h5d::H5Dget_type(ds.id());
-        let ok = tid >= 0
-            && h5d::H5Dread(ds.id(), tid, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast()) >= 0;
-        if tid >= 0 {
-            h5t::H5Tclose(tid);
-        }
-        ok
-    });
-    if ok { Ok(buf) } else { Err(Hdf5Error::Call("H5Dread")) }
-}
 
 /// Copies every attribute of `from` to `to` byte for byte (messer writes
 /// only fixed-size scalars and strings).
@@ -87,7 +66,7 @@ pub fn compact(path: &Path) -> Result<(), Hdf5Error> {
             let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(Hdf5Error::lib)?;
             let dtype = hdf5::Datatype::from_descriptor(&desc).map_err(Hdf5Error::lib)?;
             let record = dtype.size();
-            let raw = read_raw(&ds, record)?;
+            let raw = super::table::read_raw(&ds, record)?;
             let n = ds.size();
             let mut b = dst.new_dataset_builder().empty_as(&desc).shape(0..).chunk(CHUNK_ROWS);
             if hdf5::filters::deflate_available() {

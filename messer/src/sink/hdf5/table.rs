@@ -96,6 +96,28 @@ impl Table {
     }
 }
 
+/// Reads every row of `dataset` in its own (packed) type: rows x `record` bytes.
+pub fn read_raw(dataset: &Dataset, record: usize) -> Result<Vec<u8>, Hdf5Error> {
+    let n = dataset.size();
+    let mut buf = vec![0u8; n * record];
+    if n == 0 {
+        return Ok(buf);
+    }
+    // SAFETY: reading every row with the dataset's type into a buffer of
+    // rows x record size, under the library lock.
+    let ok = hdf5::sync::sync(|| unsafe {
+        let tid = h5d::H5Dget_type(dataset.id());
+        let ok = tid >= 0
+            && h5d::H5Dread(dataset.id(), tid, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast())
+                >= 0;
+        if tid >= 0 {
+            hdf5_sys::h5t::H5Tclose(tid);
+        }
+        ok
+    });
+    if ok { Ok(buf) } else { Err(Hdf5Error::Call("H5Dread")) }
+}
+
 /// Writes `count` packed records from `buf` at row `start` of `dataset`.
 pub(crate) fn write_raw(
     dataset: &Dataset,

@@ -89,6 +89,14 @@ pub struct RunSlot {
 /// `RunSlot::flags`: the slot describes the running thread.
 pub const SLOT_VALID: u32 = 1;
 
+impl RunSlot {
+    /// The slot saw thread `tid` switched in (or flushed) and describes it.
+    #[inline(always)]
+    pub fn holds(&self, tid: u32) -> bool {
+        self.flags & SLOT_VALID != 0 && self.tid == tid
+    }
+}
+
 /// A thread of a tracked process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -3,15 +3,14 @@
 //! are the sum of non-negative return values. One program per family, each
 //! attached to the exit tracepoints of that family's syscalls.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use messer_common::io;
 
-use crate::maps::{config, counters, is_tracked, slot};
+use crate::maps::{config, counters, current_ids, is_tracked, slot};
 
 #[inline(always)]
 fn count(ctx: &TracePointContext, family: usize) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
+    let (tid, tgid) = current_ids();
     let Some(s) = slot() else { return 0 };
     // SAFETY: this CPU's slot; read only.
     let (slot_tid, hint, epoch) = unsafe { ((*s).tid, (*s).tracked_tgid, (*s).epoch) };
@@ -19,7 +18,7 @@ fn count(ctx: &TracePointContext, family: usize) -> u32 {
     // map at its switch-in): most syscalls of untracked tasks stop here
     // without a hash lookup. A thread missing from the thread map (map full)
     // has its IO missing too.
-    let tracked = if slot_tid == pid_tgid as u32 { hint == tgid && hint != 0 } else { is_tracked(tgid) };
+    let tracked = if slot_tid == tid { hint == tgid && hint != 0 } else { is_tracked(tgid) };
     if !tracked {
         return 0;
     }

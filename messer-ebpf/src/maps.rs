@@ -56,6 +56,13 @@ pub fn bump(which: u32) {
     }
 }
 
+/// (thread id, process id) of `current`.
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
+}
+
 /// Is `tgid` in the tracked set?
 #[inline(always)]
 pub fn is_tracked(tgid: u32) -> bool {

@@ -16,13 +16,13 @@
 //! preempted while runnable) to its next switch-in, and is credited then.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use messer_common::{SLOT_VALID, THREAD_SUM_VALID, ThreadState, stat};
 
-use crate::maps::{BPF_NOEXIST, THREADS, bump, config, counters, is_tracked, read_field, slot};
+use crate::maps::{BPF_NOEXIST, THREADS, bump, config, counters, current_ids, is_tracked, read_field, slot};
 
 /// The current task's `se.sum_exec_runtime`.
 #[inline(always)]
@@ -49,12 +49,10 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     // interrupts off, so they cannot interleave on one CPU.
     let slot = unsafe { &mut *slot };
     // `current` is still the task being switched out.
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let tgid = (pid_tgid >> 32) as u32;
+    let (tid, tgid) = current_ids();
     // The slot says whether the thread switched in was tracked; if it does
     // not know (or says no), ask the tracked set.
-    let hinted = slot.flags & SLOT_VALID != 0 && slot.tid == tid && slot.tracked_tgid == tgid && tgid != 0;
+    let hinted = slot.holds(tid) && slot.tracked_tgid == tgid && tgid != 0;
     let mut prev_counters = None;
     if tid != 0 && (hinted || is_tracked(tgid)) {
         // The kernel's own rule (nvcsw vs nivcsw): a switch is voluntary
@@ -107,7 +105,7 @@ fn switch_out(
     let thread = THREADS.get_ptr_mut(tid);
     // SAFETY: map value pointer from a successful lookup.
     let before = thread.and_then(|t| unsafe { ((*t).flags & THREAD_SUM_VALID != 0).then_some((*t).sum_exec_ns) });
-    let seen_in = slot.flags & SLOT_VALID != 0 && slot.tid == tid;
+    let seen_in = slot.holds(tid);
     let counters = counters(tgid, slot.epoch);
     if let Some(c) = counters {
         // SAFETY: map value pointer; irqs are off.
@@ -195,12 +193,10 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     let Some(slot) = slot() else { return 0 };
     // SAFETY: this CPU's slot; we run in an IPI with interrupts off.
     let slot = unsafe { &mut *slot };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let tgid = (pid_tgid >> 32) as u32;
+    let (tid, tgid) = current_ids();
     let tracked = tid != 0 && is_tracked(tgid);
     slot.tracked_tgid = if tracked { tgid } else { 0 };
-    if slot.flags & SLOT_VALID != 0 && slot.tid == tid {
+    if slot.holds(tid) {
         if tracked && let Some(c) = counters(tgid, slot.epoch) {
             let piece = now.wrapping_sub(slot.start_ns);
             // SAFETY: map value pointer; interrupts are off.

@@ -105,12 +105,19 @@ fn raise_memlock() {
     }
 }
 
-fn attach_raw(bpf: &mut Ebpf, prog: &str, events: &[&str]) -> Result<(), EbpfError> {
-    let p: &mut RawTracePoint = bpf
-        .program_mut(prog)
-        .ok_or_else(|| EbpfError::Load(format!("no program {prog}")))?
+/// Program `name` of the object as its type `T`.
+pub fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, EbpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    bpf.program_mut(name)
+        .ok_or_else(|| EbpfError::Load(format!("no program {name}")))?
         .try_into()
-        .map_err(EbpfError::load)?;
+        .map_err(EbpfError::load)
+}
+
+fn attach_raw(bpf: &mut Ebpf, prog: &str, events: &[&str]) -> Result<(), EbpfError> {
+    let p: &mut RawTracePoint = program(bpf, prog)?;
     p.load().map_err(EbpfError::load)?;
     for ev in events {
         p.attach(ev).map_err(EbpfError::load)?;
@@ -119,11 +126,7 @@ fn attach_raw(bpf: &mut Ebpf, prog: &str, events: &[&str]) -> Result<(), EbpfErr
 }
 
 fn attach(bpf: &mut Ebpf, prog: &str, category: &str, events: &[&str]) -> Result<(), EbpfError> {
-    let p: &mut TracePoint = bpf
-        .program_mut(prog)
-        .ok_or_else(|| EbpfError::Load(format!("no program {prog}")))?
-        .try_into()
-        .map_err(EbpfError::load)?;
+    let p: &mut TracePoint = program(bpf, prog)?;
     p.load().map_err(EbpfError::load)?;
     for ev in events {
         p.attach(category, ev).map_err(EbpfError::load)?;

@@ -143,11 +143,7 @@ impl EbpfProbe {
     pub fn start(target: i32, opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
         let load::Loaded { mut bpf, io } = load::load(target, opts, &proc)?;
         let programs = ProgramStats::enable(io);
-        let flush: &mut RawTracePoint = bpf
-            .program_mut("messer_flush")
-            .ok_or_else(|| EbpfError::Load("no program messer_flush".into()))?
-            .try_into()
-            .map_err(EbpfError::load)?;
+        let flush: &mut RawTracePoint = load::program(&mut bpf, "messer_flush")?;
         flush.load().map_err(EbpfError::load)?;
         let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;

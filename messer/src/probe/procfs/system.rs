@@ -143,6 +143,17 @@ pub fn memory(meminfo: &HashMap<String, u64>) -> Result<[u64; 12], ParseError> {
     ])
 }
 
+/// Records counters `now` of device `key`; returns what each gained since
+/// the previous read, or None when either read is missing.
+fn gain<const N: usize>(prev: &mut HashMap<String, [u64; N]>, key: &str, now: Option<[u64; N]>) -> Option<[f64; N]> {
+    let before = match now {
+        Some(v) => prev.insert(key.to_string(), v),
+        None => prev.remove(key),
+    };
+    let (n, p) = (now?, before?);
+    Some(std::array::from_fn(|i| n[i].wrapping_sub(p[i]) as f64))
+}
+
 impl SystemProbe {
     /// Finds the devices, interfaces and pressure files to record. `sys`
     /// is the sysfs root (to tell whole disks from partitions).
@@ -269,51 +280,37 @@ impl SystemProbe {
 
         let disks = self.proc.read("diskstats").ok().and_then(|t| parse_diskstats(&t).ok()).unwrap_or_default();
         for d in &self.disks {
-            let now = disks.get(d).copied();
-            let prev = match now {
-                Some(v) => self.prev_disk.insert(d.clone(), v),
-                None => self.prev_disk.remove(d),
-            };
-            match (now, prev) {
-                (Some(n), Some(p)) => {
-                    let x = |i: usize| n[i].wrapping_sub(p[i]) as f64;
+            match gain(&mut self.prev_disk, d, disks.get(d).copied()) {
+                Some(x) => {
                     // 0 reads 1 reads merged 2 sectors read 3 ms reading
                     // 4 writes 5 merged 6 sectors written 7 ms writing 8 in flight
                     // 9 ms doing IO 10 weighted ms
                     m.extend([
-                        Measure::PercentOfWindow(x(9) * 1e6),
-                        Measure::Mean { sum: x(3), count: x(0), scale: 1.0 },
-                        Measure::Mean { sum: x(7), count: x(4), scale: 1.0 },
-                        Measure::PerSecond(x(0)),
-                        Measure::PerSecond(x(4)),
-                        Measure::PerSecond(x(1)),
-                        Measure::PerSecond(x(5)),
-                        Measure::MibPerSecond(x(2) * 512.0),
-                        Measure::MibPerSecond(x(6) * 512.0),
+                        Measure::PercentOfWindow(x[9] * 1e6),
+                        Measure::Mean { sum: x[3], count: x[0], scale: 1.0 },
+                        Measure::Mean { sum: x[7], count: x[4], scale: 1.0 },
+                        Measure::PerSecond(x[0]),
+                        Measure::PerSecond(x[4]),
+                        Measure::PerSecond(x[1]),
+                        Measure::PerSecond(x[5]),
+                        Measure::MibPerSecond(x[2] * 512.0),
+                        Measure::MibPerSecond(x[6] * 512.0),
                     ]);
                 }
-                _ => m.extend((0..9).map(|_| Measure::Missing)),
+                None => m.extend((0..9).map(|_| Measure::Missing)),
             }
         }
 
         let net = self.proc.read("net/dev").ok().and_then(|t| parse_net_dev(&t).ok()).unwrap_or_default();
         for i in &self.ifaces {
-            let now = net.get(i).copied();
-            let prev = match now {
-                Some(v) => self.prev_net.insert(i.clone(), v),
-                None => self.prev_net.remove(i),
-            };
-            match (now, prev) {
-                (Some(n), Some(p)) => {
-                    let x = |k: usize| n[k].wrapping_sub(p[k]) as f64;
-                    m.extend([
-                        Measure::MibPerSecond(x(0)),
-                        Measure::PerSecond(x(1)),
-                        Measure::MibPerSecond(x(2)),
-                        Measure::PerSecond(x(3)),
-                    ]);
-                }
-                _ => m.extend((0..4).map(|_| Measure::Missing)),
+            match gain(&mut self.prev_net, i, net.get(i).copied()) {
+                Some(x) => m.extend([
+                    Measure::MibPerSecond(x[0]),
+                    Measure::PerSecond(x[1]),
+                    Measure::MibPerSecond(x[2]),
+                    Measure::PerSecond(x[3]),
+                ]),
+                None => m.extend((0..4).map(|_| Measure::Missing)),
             }
         }
         Ok(m)

@@ -144,11 +144,19 @@ pub mod stat {
     /// A flush found a CPU whose slot did not match the running thread (a
     /// missed sched_switch): that thread's time until then is not counted.
     pub const FLUSH_RESYNC: u32 = 4;
+    /// An event could not be put into the `EVENTS` ring buffer (full).
+    pub const EVENTS_LOST: u32 = 5;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
     /// Names as used in column names.
-    pub const NAMES: [&str; COUNT as usize] =
-        ["tracked_insert_failed", "counters_insert_failed", "thread_insert_failed", "stint_unknown", "flush_resync"];
+    pub const NAMES: [&str; COUNT as usize] = [
+        "tracked_insert_failed",
+        "counters_insert_failed",
+        "thread_insert_failed",
+        "stint_unknown",
+        "flush_resync",
+        "events_lost",
+    ];
 }
 
 /// Load-time settings, written into the BPF object's read-only data.
@@ -171,6 +179,51 @@ pub struct Config {
     pub exit_has_group_dead: u32,
     /// 1: new child processes of tracked processes are tracked too.
     pub follow_children: u32,
+    /// Byte offset of `task_struct.tgid`.
+    pub task_tgid: u32,
+    /// Byte offset of `task_struct.real_parent` (a pointer).
+    pub task_real_parent: u32,
+    /// Byte offset of `task_struct.exit_code` (wait status encoding).
+    pub task_exit_code: u32,
+    /// 1: a process whose new program's comm equals `comm` starts being
+    /// tracked at its exec (`--comm`).
+    pub match_comm: u32,
+    /// The comm to match, NUL-padded (the kernel's comm is at most 15 bytes).
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Size of the kernel's `task_struct.comm` (TASK_COMM_LEN), NUL included.
+pub const COMM_LEN: usize = 16;
+
+/// A process event of the tracked tree, sent through the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when it happened.
+    pub time_ns: u64,
+    /// `event::*`.
+    pub kind: u32,
+    /// The process (tgid) it is about.
+    pub pid: u32,
+    /// Its parent process (tgid of `real_parent`; the forking one for a fork).
+    pub ppid: u32,
+    /// Exit: `task_struct.exit_code` (exit code << 8 | signal); else 0.
+    pub status: u32,
+    /// Its comm (after an exec: the new program's).
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `Event::kind` values.
+pub mod event {
+    /// A tracked process forked a new (tracked) process.
+    pub const FORK: u32 = 1;
+    /// A tracked process ran a new program.
+    pub const EXEC: u32 = 2;
+    /// The last thread of a tracked process exited.
+    pub const EXIT: u32 = 3;
+    /// A process not tracked before ran a program whose comm matches
+    /// `Config::comm`; it is tracked from this exec on.
+    pub const MATCH: u32 = 4;
 }
 
 /// Name of the global that holds [`Config`] in the BPF object.
@@ -189,4 +242,5 @@ mod pod {
     unsafe impl aya::Pod for super::RunSlot {}
     unsafe impl aya::Pod for super::Tracked {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Event {}
 }

@@ -6,9 +6,9 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use messer_common::{Config, Counters, EpochCounters, RunSlot, ThreadState, Tracked, stat};
+use messer_common::{COMM_LEN, Config, Counters, EpochCounters, Event, RunSlot, ThreadState, Tracked, stat};
 
 /// The tracked set: tgid -> what we know about it.
 #[map]
@@ -32,10 +32,25 @@ pub static RUNNING: PerCpuArray<RunSlot> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
+/// Process events of the tracked tree (fork, exec, exit, comm match), read
+/// by the loader at every sample. 256 KiB: about 6500 events between reads.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
 /// Filled in by the loader (tracefs offsets, options) before loading.
 #[unsafe(no_mangle)]
-static MESSER_CONFIG: Config =
-    Config { task_pid: 0, task_sum_exec_runtime: 0, sys_exit_ret: 0, exit_has_group_dead: 0, follow_children: 0 };
+static MESSER_CONFIG: Config = Config {
+    task_pid: 0,
+    task_sum_exec_runtime: 0,
+    sys_exit_ret: 0,
+    exit_has_group_dead: 0,
+    follow_children: 0,
+    task_tgid: 0,
+    task_real_parent: 0,
+    task_exit_code: 0,
+    match_comm: 0,
+    comm: [0; COMM_LEN],
+};
 
 /// The configuration as the loader wrote it.
 #[inline(always)]
@@ -107,3 +122,23 @@ pub fn read_field<T>(base: u64, offset: u32) -> Option<T> {
 
 /// BPF_NOEXIST: insert only if the key is absent.
 pub const BPF_NOEXIST: u64 = 1;
+
+/// Sends an event about process `pid` (comm of `current`); a full ring
+/// buffer is counted.
+#[inline(always)]
+pub fn emit(kind: u32, pid: u32, ppid: u32, status: u32) {
+    let comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // SAFETY: helper without arguments.
+    let time_ns = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let ev = Event { time_ns, kind, pid, ppid, status, comm };
+    if EVENTS.output::<Event>(&ev, 0).is_err() {
+        bump(stat::EVENTS_LOST);
+    }
+}
+
+/// The tgid of the parent (`real_parent`) of kernel task `task`.
+#[inline(always)]
+pub fn parent_tgid(task: u64) -> u32 {
+    let cfg = config();
+    read_field::<u64>(task, cfg.task_real_parent).and_then(|p| read_field::<u32>(p, cfg.task_tgid)).unwrap_or(0)
+}

@@ -6,10 +6,16 @@
 //! `task_newtask` is used rather than `sched_process_fork` because only it
 //! carries `clone_flags`, which tells a new process from a new thread.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext};
-use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, stat};
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
-use crate::maps::{BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, is_tracked, read_field};
+use crate::maps::{
+    BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field, slot,
+};
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
 /// parent (`current`) in copy_process().
@@ -42,6 +48,54 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     add_thread(pid, pid);
+    emit(event::FORK, pid, parent_tgid, 0);
+    0
+}
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
+/// linux_binprm *bprm)`, run by the task (now its process's only thread)
+/// once the new program is in place and `comm` is its name.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+    let (tid, tgid) = current_ids();
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    if is_tracked(tgid) {
+        emit(event::EXEC, tgid, parent_tgid(task), 0);
+        return 0;
+    }
+    let cfg = config();
+    if cfg.match_comm == 0 || bpf_get_current_comm().ok() != Some(cfg.comm) {
+        return 0;
+    }
+    // A new instance of the program we wait for: count it from now on.
+    if TRACKED.insert(tgid, Tracked { parent_tgid: 0, flags: 0 }, 0).is_err() {
+        bump(stat::TRACKED_INSERT_FAILED);
+        return 0;
+    }
+    if COUNTERS.insert(tgid, EpochCounters::default(), 0).is_err() {
+        bump(stat::COUNTERS_INSERT_FAILED);
+    }
+    // Its stint so far predates the program: settle from here.
+    let Some(sum) = read_field::<u64>(task, cfg.task_sum_exec_runtime) else {
+        return 0;
+    };
+    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, runnable_since_ns: 0, sum_exec_ns: sum };
+    if THREADS.insert(tid, t, 0).is_err() {
+        bump(stat::THREAD_INSERT_FAILED);
+    }
+    if let Some(s) = slot() {
+        // SAFETY: this CPU's slot; tracepoints run with preemption off and
+        // the flush (an IPI) cannot interrupt a program.
+        let s = unsafe { &mut *s };
+        if s.holds(tid) {
+            // SAFETY: helper without arguments.
+            s.start_ns = unsafe { bpf_ktime_get_ns() };
+            s.credited_ns = 0;
+            s.tracked_tgid = tgid;
+        }
+    }
+    emit(event::MATCH, tgid, parent_tgid(task), 0);
     0
 }
 
@@ -69,6 +123,9 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     if group_dead {
         // SAFETY: map value pointer from a successful lookup.
         unsafe { (*entry).flags |= TRACKED_EXITED }
+        let task: u64 = ctx.arg(0);
+        let status = read_field::<u32>(task, config().task_exit_code).unwrap_or(0);
+        emit(event::EXIT, tgid, parent_tgid(task), status);
     }
     0
 }

@@ -13,8 +13,22 @@ pub struct Cli {
     pub action: Option<Action>,
 
     /// Process id of the process to record (with its child processes).
-    #[arg(long, value_name = "PID", allow_negative_numbers = true, conflicts_with = "command")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true, group = "target")]
     pub pid: Option<i32>,
+
+    /// A shell command that prints the pid to record (run with `sh -c`, as
+    /// the invoking user under sudo). Re-run every interval until it prints
+    /// exactly one pid; when that process is gone, run again to follow the
+    /// next one. Records until stopped or --duration.
+    #[arg(long, value_name = "CMD", group = "target")]
+    pub pid_command: Option<String>,
+
+    /// Record every process running a program of this name (the kernel's
+    /// comm, at most 15 characters), including instances started later;
+    /// ebpf mode starts counting at their exec. Records until stopped or
+    /// --duration.
+    #[arg(long, value_name = "NAME", group = "target")]
+    pub comm: Option<String>,
 
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
@@ -22,11 +36,13 @@ pub struct Cli {
 
     /// A command to launch and record from its first instruction (as the
     /// invoking user under sudo); messer exits with its exit status.
-    #[arg(last = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD", group = "target")]
     pub command: Vec<String>,
 
-    /// How to measure: ebpf (exact, needs root), procfs (/proc only), or auto
-    /// (ebpf when BPF programs can be loaded, else procfs with a warning).
+    /// How to measure: ebpf (exact, needs root), procfs (/proc only), auto
+    /// (ebpf when BPF programs can be loaded, else procfs with a warning), or
+    /// both (ebpf into /messer_timeseries and procfs into
+    /// /messer_procfs_timeseries, on the same ticks; see `messer compare`).
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
 
@@ -94,6 +110,7 @@ pub enum Mode {
     Auto,
     Ebpf,
     Procfs,
+    Both,
 }
 
 /// Commands that read recordings.
@@ -116,5 +133,15 @@ pub enum Action {
         /// Where to write [default: standard output].
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+    },
+    /// Compare the ebpf and procfs measurements of a `--mode both` recording.
+    Compare {
+        /// The HDF5 file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = crate::analysis::compare::Format::Text)]
+        format: crate::analysis::compare::Format,
+        /// How many of the most different windows to list per metric.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        worst: usize,
     },
 }

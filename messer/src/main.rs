@@ -50,9 +50,12 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `inspect` and `export`: a file that cannot be opened is bad input (2).
+/// `inspect`, `export` and `compare`: a file that cannot be opened is bad input (2).
 fn analyse(action: &Action) -> anyhow::Result<ExitCode> {
     let result = match action {
+        Action::Compare { file, format, worst } => {
+            analysis::compare::compare(file, *worst).map(|m| print!("{}", analysis::compare::render(&m, *format)))
+        }
         Action::Inspect { file } => analysis::inspect::report(file).map(|r| print!("{r}")),
         Action::Export { file, format, table, output } => match output {
             Some(path) => match std::fs::File::create(path) {

@@ -39,6 +39,12 @@ impl<K: Eq + Hash + Copy> DeltaTracker<K> {
         }
     }
 
+    /// Takes `value` as the baseline of entity `key` for the next read: it
+    /// existed before and only what it gains from now on counts.
+    pub fn prime(&mut self, key: K, value: u64) {
+        self.prev.insert(key, value);
+    }
+
     /// Ends a read: what was observed becomes the baseline for the next one.
     pub fn commit(&mut self) {
         std::mem::swap(&mut self.prev, &mut self.next);

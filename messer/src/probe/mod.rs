@@ -3,9 +3,11 @@
 
 pub mod delta;
 pub mod ebpf;
+pub mod event;
 pub mod measure;
 pub mod procfs;
 
+pub use event::{EventKind, ProcEvent};
 pub use measure::Measure;
 
 use crate::sample::clock;
@@ -38,6 +40,12 @@ pub struct Reading {
     pub extra: Vec<Measure>,
     /// The tree's processes alive at this read, each with its own window.
     pub processes: Vec<ProcessWindow>,
+    /// Whether anything was tracked in this window (a process alive at the
+    /// read, or one that exited during the window). Without, the process
+    /// figures of the sample are missing, not zero.
+    pub present: bool,
+    /// Fork, exec and exit events of the tree since the previous read.
+    pub events: Vec<ProcEvent>,
 }
 
 /// One process's part of a reading.
@@ -66,6 +74,12 @@ pub trait Probe {
 
     /// Reads now. The first call sets the baseline.
     fn read(&mut self) -> Result<Reading, ProbeError>;
+
+    /// Starts tracking process `pid` (with its children unless
+    /// `--no-children`) from now on; with `since_start`, processes of its
+    /// tree that started after the previous read count from their start
+    /// (a process found by a /proc scan just before a read).
+    fn add_root(&mut self, pid: i32, since_start: bool) -> Result<(), ProbeError>;
 }
 
 /// What can go wrong reading a probe.

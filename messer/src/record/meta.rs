@@ -4,7 +4,13 @@
 use crate::sink::hdf5::AttrValue;
 
 /// Facts about this machine and invocation, as (name, value) attributes.
-pub fn attributes(pid: i32, interval_s: f64, label: &str, mode: &str) -> Vec<(&'static str, AttrValue)> {
+pub fn attributes(
+    pid: i32,
+    pid_command: &str,
+    interval_s: f64,
+    label: &str,
+    mode: &str,
+) -> Vec<(&'static str, AttrValue)> {
     let now_ns = crate::sample::clock::realtime_ns();
     let s = |v: String| AttrValue::Str(v);
     // SAFETY: sysconf with valid names.
@@ -16,7 +22,7 @@ pub fn attributes(pid: i32, interval_s: f64, label: &str, mode: &str) -> Vec<(&'
         ("invocation_time_unix", AttrValue::F64(now_ns as f64 / 1e9)),
         ("invocation_time_local", s(crate::sample::clock::isotime_local(now_ns))),
         ("system_hostname", s(read("/proc/sys/kernel/hostname"))),
-        ("messer_pid_command", s(String::new())),
+        ("messer_pid_command", s(pid_command.to_string())),
         ("messer_pid", AttrValue::I64(i64::from(pid))),
         ("messer_sampling_interval_seconds", AttrValue::F64(interval_s)),
         ("messer_custom_label", s(label.to_string())),

@@ -5,6 +5,7 @@ pub mod output;
 
 use crate::cli::{Cli, Mode};
 use crate::probe::Probe;
+use crate::probe::ProcEvent;
 use crate::probe::ebpf::{EbpfError, EbpfOptions, EbpfProbe};
 use crate::probe::procfs::{ProcRoot, ProcfsProbe};
 use crate::sample::sampler::{self, Stop};
@@ -12,6 +13,7 @@ use crate::sample::{Sample, processes};
 use crate::signals::Signals;
 use crate::sink::hdf5::{self as h5, Table};
 use crate::sink::writer::{QUEUE_ROWS, Writer};
+use crate::target::follow::Follow;
 use crate::target::{Target, launch};
 
 /// How a recording failed: bad input (exit 2), a runtime failure (exit 1),
@@ -38,6 +40,9 @@ pub struct Outcome {
 const TIMESERIES: usize = 0;
 const PROCESSES: usize = 1;
 const PROCESS_INFO: usize = 2;
+const EVENTS: usize = 3;
+/// `--mode both`: the procfs measurement.
+const PROCFS_TIMESERIES: usize = 4;
 
 /// Shortest interval accepted.
 const MIN_INTERVAL_S: f64 = 0.001;
@@ -51,11 +56,27 @@ fn interval_ns(interval: f64) -> Result<u64, RecordError> {
     Ok((interval * 1e9).round() as u64)
 }
 
-/// Starts the probe the mode asks for; returns it with the mode's name.
-fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn Probe>, &'static str), RecordError> {
+/// `--comm` as the kernel's NUL-padded comm.
+fn comm_bytes(name: &str) -> Result<[u8; messer_common::COMM_LEN], RecordError> {
+    let max = messer_common::COMM_LEN - 1;
+    if name.is_empty() || name.len() > max || name.contains(['\0', '/']) {
+        return Err(RecordError::Usage(format!(
+            "--comm {name:?}: the kernel keeps at most {max} bytes of a program's name (see `ps -o comm`); \
+             pass the name as ps shows it"
+        )));
+    }
+    let mut b = [0; messer_common::COMM_LEN];
+    b[..name.len()].copy_from_slice(name.as_bytes());
+    Ok(b)
+}
+
+/// The probes the mode asks for, each with its mode's name; `both` gives
+/// ebpf first, then procfs.
+fn start_probes(cli: &Cli, roots: &[i32], proc: &ProcRoot) -> Result<Vec<(Box<dyn Probe>, &'static str)>, RecordError> {
     let follow = !cli.no_children;
     let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss, sockets: true };
-    let procfs = || Box::new(ProcfsProbe::new(proc.clone(), target.pid, follow, reads)) as Box<dyn Probe>;
+    let procfs = || (Box::new(ProcfsProbe::new(proc.clone(), roots, follow, reads)) as Box<dyn Probe>, "procfs");
+    let comm = cli.comm.as_deref().map(comm_bytes).transpose()?;
     let ebpf = || {
         let opts = EbpfOptions {
             max_processes: cli.max_processes,
@@ -63,47 +84,75 @@ fn start_probe(cli: &Cli, target: &Target, proc: &ProcRoot) -> Result<(Box<dyn P
             follow_children: follow,
             count_io: cli.io_syscalls,
             reads,
+            comm,
         };
-        EbpfProbe::start(target.pid, opts, proc.clone()).map(|p| Box::new(p) as Box<dyn Probe>)
+        EbpfProbe::start(roots, opts, proc.clone()).map(|p| (Box::new(p) as Box<dyn Probe>, "ebpf"))
+    };
+    let required = || match ebpf() {
+        Ok(p) => Ok(p),
+        Err(e @ (EbpfError::NoPermission(_) | EbpfError::Tracefs(_) | EbpfError::Btf(_))) => {
+            Err(RecordError::Usage(e.to_string()))
+        }
+        Err(e) => Err(RecordError::Runtime(e.to_string())),
     };
     match cli.mode {
-        Mode::Procfs => Ok((procfs(), "procfs")),
-        Mode::Ebpf => match ebpf() {
-            Ok(p) => Ok((p, "ebpf")),
-            Err(e @ (EbpfError::NoPermission(_) | EbpfError::Tracefs(_) | EbpfError::Btf(_))) => {
-                Err(RecordError::Usage(e.to_string()))
-            }
-            Err(e) => Err(RecordError::Runtime(e.to_string())),
-        },
+        Mode::Procfs => Ok(vec![procfs()]),
+        Mode::Ebpf => Ok(vec![required()?]),
+        Mode::Both => Ok(vec![required()?, procfs()]),
         Mode::Auto => match ebpf() {
-            Ok(p) => Ok((p, "ebpf")),
+            Ok(p) => Ok(vec![p]),
             Err(e) => {
                 log::warn!("eBPF unavailable, recording in procfs mode: {e}");
-                Ok((procfs(), "procfs"))
+                Ok(vec![procfs()])
             }
         },
     }
 }
 
-/// The process to record: given by pid, or launched and held before exec.
-fn find_target(cli: &Cli, proc: &ProcRoot) -> Result<(Target, Option<launch::Paused>), RecordError> {
+/// What to record, as the user said it.
+enum Spec<'a> {
+    Pid(i32),
+    Launch(&'a [String]),
+    PidCommand(&'a str),
+    Comm(&'a str),
+}
+
+fn spec(cli: &Cli) -> Result<Spec<'_>, RecordError> {
+    match (cli.pid, &cli.pid_command, &cli.comm, cli.command.is_empty()) {
+        (Some(pid), None, None, true) => Ok(Spec::Pid(pid)),
+        (None, Some(c), None, true) if !c.trim().is_empty() => Ok(Spec::PidCommand(c)),
+        (None, Some(_), None, true) => Err(RecordError::Usage("--pid-command is empty; give a shell command".into())),
+        (None, None, Some(name), true) => {
+            comm_bytes(name)?;
+            Ok(Spec::Comm(name))
+        }
+        (None, None, None, false) => Ok(Spec::Launch(&cli.command)),
+        (None, None, None, true) => Err(RecordError::Usage(
+            "say what to record: --pid PID, --pid-command CMD, --comm NAME, or a command after `--` \
+             (e.g. `messer -- sleep 1`)"
+                .into(),
+        )),
+        _ => Err(RecordError::Usage("give one target: --pid, --pid-command, --comm or a command after `--`".into())),
+    }
+}
+
+/// The fixed process to record: given by pid, or launched and held before exec.
+fn find_target(spec: &Spec, proc: &ProcRoot) -> Result<Option<(Target, Option<launch::Paused>)>, RecordError> {
     let usage = |e: crate::target::TargetError| RecordError::Usage(e.to_string());
-    match (cli.pid, cli.command.is_empty()) {
-        (Some(pid), true) => Ok((Target::attach(proc, pid).map_err(usage)?, None)),
-        (None, false) => {
-            let paused = launch::spawn_paused(&cli.command, launch::sudo_invoker().as_ref())
+    match spec {
+        Spec::Pid(pid) => Ok(Some((Target::attach(proc, *pid).map_err(usage)?, None))),
+        Spec::Launch(cmd) => {
+            let paused = launch::spawn_paused(cmd, launch::sudo_invoker().as_ref())
                 .map_err(|e| RecordError::Launch(e.to_string(), e.exit_code()))?;
             match Target::attach(proc, paused.pid) {
-                Ok(t) => Ok((t, Some(paused))),
+                Ok(t) => Ok(Some((t, Some(paused)))),
                 Err(e) => {
                     paused.abandon();
                     Err(RecordError::Runtime(e.to_string()))
                 }
             }
         }
-        _ => Err(RecordError::Usage(
-            "say what to record: --pid PID, or a command after `--` (e.g. `messer -- sleep 1`)".into(),
-        )),
+        Spec::PidCommand(_) | Spec::Comm(_) => Ok(None),
     }
 }
 
@@ -115,13 +164,14 @@ fn duration_ns(d: Option<f64>) -> Result<Option<u64>, RecordError> {
     }
 }
 
-/// Records until the target exits, a stop signal, or `--duration`.
+/// Records until a fixed target exits, a stop signal, or `--duration`.
 pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let interval_ns = interval_ns(cli.interval)?;
     let duration_ns = duration_ns(cli.duration)?;
     if cli.max_processes == 0 || cli.max_threads == 0 {
         return Err(RecordError::Usage("--max-processes and --max-threads must be at least 1".into()));
     }
+    let spec = spec(cli)?;
     if let Some(path) = &cli.output {
         output::prepare(path, cli.force).map_err(RecordError::Usage)?;
     }
@@ -132,14 +182,22 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     // Before any other thread exists, so that all inherit the mask (and
     // before a launched command is forked, which needs a single thread).
     let signals = Signals::block().map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;
-    let (target, mut paused) = find_target(cli, &proc)?;
+    let fixed = find_target(&spec, &proc)?;
+    let (target_pid, mut paused) = match fixed {
+        Some((t, p)) => (Some(t), p),
+        None => (None, None),
+    };
     let abandon = |paused: Option<launch::Paused>| {
         if let Some(p) = paused {
             p.abandon();
         }
     };
-
-    let path = cli.output.clone().unwrap_or_else(|| output::default_path(target.pid));
+    let name = match (&spec, &target_pid) {
+        (Spec::Comm(c), _) => (*c).to_string(),
+        (_, Some(t)) => t.pid.to_string(),
+        _ => "pid-command".to_string(),
+    };
+    let path = cli.output.clone().unwrap_or_else(|| output::default_path(&name));
     if cli.output.is_none()
         && let Err(e) = output::prepare(&path, cli.force)
     {
@@ -155,7 +213,17 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     };
     output::chown_to_invoker(&path);
 
-    let (mut probe, mode) = match start_probe(cli, &target, &proc) {
+    let (mut follow, first_event) = match (&spec, target_pid) {
+        (_, Some(t)) => {
+            let (f, e) = Follow::fixed(t, proc.clone());
+            (f, Some(e))
+        }
+        (Spec::PidCommand(cmd), None) => {
+            (Follow::pid_command((*cmd).to_string(), launch::sudo_invoker(), proc.clone()), None)
+        }
+        (_, None) => (Follow::comm(cli.comm.clone().unwrap_or_default(), cli.mode == Mode::Procfs, proc.clone()), None),
+    };
+    let started = match start_probes(cli, &follow.initial(), &proc) {
         Ok(p) => p,
         Err(e) => {
             drop(file);
@@ -164,26 +232,70 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             return Err(e);
         }
     };
-    let runtime = |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
-    let schema = Sample::schema(probe.columns());
-    let table = Table::create(&file, "messer_timeseries", "messer time series", schema).map_err(runtime)?;
-    for (name, value) in meta::attributes(target.pid, cli.interval, &cli.label, mode) {
-        table.set_attr(name, &value).map_err(runtime)?;
+    let mode = if started.len() == 2 { "both" } else { started[0].1 };
+    // Auto mode fell back to procfs: /proc is scanned for --comm every tick.
+    if started[0].1 == "procfs" && cli.comm.is_some() && cli.mode != Mode::Procfs {
+        follow = Follow::comm(cli.comm.clone().unwrap_or_default(), true, proc.clone());
     }
-    if !cli.command.is_empty() {
-        table.set_attr("messer_launched_command", &h5::AttrValue::Str(cli.command.join(" "))).map_err(runtime)?;
+    let mut probes: Vec<Box<dyn Probe>> = started.into_iter().map(|(p, _)| p).collect();
+    let runtime = |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
+    let mut tables = Vec::new();
+    for (i, probe) in probes.iter().enumerate() {
+        let (table_name, title) = if i == 0 {
+            ("messer_timeseries", "messer time series")
+        } else {
+            ("messer_procfs_timeseries", "messer time series (procfs measurement)")
+        };
+        let table = Table::create(&file, table_name, title, Sample::schema(probe.columns())).map_err(runtime)?;
+        let probe_mode = if i == 0 && mode == "both" {
+            "ebpf"
+        } else if i == 0 {
+            mode
+        } else {
+            "procfs"
+        };
+        let pid = follow.pid();
+        for (name, value) in
+            meta::attributes(pid, cli.pid_command.as_deref().unwrap_or(""), cli.interval, &cli.label, probe_mode)
+        {
+            table.set_attr(name, &value).map_err(runtime)?;
+        }
+        if i == 0 && mode == "both" {
+            table.set_attr("messer_recording_mode", &h5::AttrValue::Str("both".into())).map_err(runtime)?;
+        }
+        if let Some(c) = &cli.comm {
+            table.set_attr("messer_comm", &h5::AttrValue::Str(c.clone())).map_err(runtime)?;
+        }
+        if !cli.command.is_empty() {
+            table.set_attr("messer_launched_command", &h5::AttrValue::Str(cli.command.join(" "))).map_err(runtime)?;
+        }
+        tables.push(table);
     }
     let procs = Table::create(&file, "messer_processes", "messer per-process time series", processes::schema())
         .map_err(runtime)?;
     let info = Table::create(&file, "messer_process_info", "messer processes seen", processes::info_schema())
         .map_err(runtime)?;
-    let what = if cli.command.is_empty() { target.comm.clone() } else { cli.command.join(" ") };
-    log::info!("recording pid {} ({what}) in {mode} mode every {} s into {}", target.pid, cli.interval, path.display());
-    let writer = Writer::spawn(file, vec![table, procs, info], QUEUE_ROWS)
+    let events =
+        Table::create(&file, "messer_events", "messer process events", ProcEvent::schema()).map_err(runtime)?;
+    let procfs_table = if tables.len() == 2 { tables.pop() } else { None };
+    let mut all = vec![tables.remove(0), procs, info, events];
+    all.extend(procfs_table);
+    let what = match &spec {
+        Spec::Pid(p) => format!("pid {p}"),
+        Spec::Launch(c) => c.join(" "),
+        Spec::PidCommand(c) => format!("the pid `{c}` prints"),
+        Spec::Comm(c) => format!("every process named {c}"),
+    };
+    log::info!("recording {what} in {mode} mode every {} s into {}", cli.interval, path.display());
+    let writer = Writer::spawn(file, all, QUEUE_ROWS)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
+    if let Some(e) = first_event {
+        let _ = writer.send(EVENTS, e.row());
+    }
 
     // Used by both the start hook and the sampling callback.
     let registry = std::cell::RefCell::new(processes::Registry::new(proc.clone()));
+    let launched_pid = paused.as_ref().map(|p| p.pid);
     let mut launch_error = None;
     // After the baseline read: let a launched command run.
     let start = || match paused.as_mut().map(launch::Paused::release) {
@@ -193,21 +305,33 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             Err(msg)
         }
         Some(Ok(())) => {
-            registry.borrow_mut().note(target.pid, crate::sample::clock::realtime_ns() as f64 / 1e9);
+            if let Some(pid) = launched_pid {
+                registry.borrow_mut().note(pid, crate::sample::clock::realtime_ns() as f64 / 1e9);
+            }
             Ok(())
         }
         None => Ok(()),
     };
-    let result = sampler::run(probe.as_mut(), &target, &signals, interval_ns, duration_ns, start, |s| {
-        writer.send(TIMESERIES, s.row())?;
-        for row in s.process_rows() {
-            writer.send(PROCESSES, row)?;
-        }
-        for row in registry.borrow_mut().observe(&s.processes, s.unixtime) {
-            writer.send(PROCESS_INFO, row)?;
-        }
-        Ok(())
-    });
+    let result =
+        sampler::run(&mut probes, &mut follow, &signals, interval_ns, duration_ns, start, |samples, events| {
+            for e in &events {
+                writer.send(EVENTS, e.row())?;
+            }
+            let mut samples = samples.into_iter();
+            if let Some(s) = samples.next() {
+                writer.send(TIMESERIES, s.row())?;
+                for row in s.process_rows() {
+                    writer.send(PROCESSES, row)?;
+                }
+                for row in registry.borrow_mut().observe(&s.processes, s.unixtime) {
+                    writer.send(PROCESS_INFO, row)?;
+                }
+            }
+            if let Some(s) = samples.next() {
+                writer.send(PROCFS_TIMESERIES, s.row())?;
+            }
+            Ok(())
+        });
     let mut child_status = None;
     let child_exit = match (&paused, &result) {
         (Some(p), Ok(Stop::TargetExited)) => match launch::wait(p.pid) {
@@ -226,16 +350,16 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
                 None
             }
         },
-        (Some(_), _) => {
-            log::info!("the command is still running (pid {}); it is no longer recorded", target.pid);
+        (Some(p), _) => {
+            log::info!("the command is still running (pid {}); it is no longer recorded", p.pid);
             None
         }
         _ => None,
     };
     // A launched command's status as a number: its exit code, or minus the signal.
-    let status = child_status.map(|e| match e {
-        launch::Exit::Code(c) => (target.pid, f64::from(c)),
-        launch::Exit::Signal(s) => (target.pid, -f64::from(s)),
+    let status = child_status.zip(launched_pid).map(|(e, pid)| match e {
+        launch::Exit::Code(c) => (pid, f64::from(c)),
+        launch::Exit::Signal(s) => (pid, -f64::from(s)),
     });
     for row in registry.into_inner().finish(status) {
         let _ = writer.send(PROCESS_INFO, row);
@@ -250,14 +374,14 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             path.display()
         ))
     });
-    drop(probe);
+    drop(probes);
     if let Some(e) = launch_error {
         // Nothing of the command was recorded: leave no file behind.
         let _ = std::fs::remove_file(&path);
         return Err(RecordError::Launch(e.to_string(), e.exit_code()));
     }
     match result {
-        Ok(Stop::TargetExited) => log::info!("pid {} exited", target.pid),
+        Ok(Stop::TargetExited) => log::info!("the target exited"),
         Ok(Stop::Signal(sig)) => log::info!("stopped by signal {sig}"),
         Ok(Stop::Duration) => log::info!("--duration elapsed"),
         // The writer's own error says more than "the writer stopped".
@@ -286,6 +410,15 @@ mod tests {
         assert_eq!(interval_ns(0.001).unwrap(), 1_000_000);
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 0.0009] {
             assert!(matches!(interval_ns(bad), Err(RecordError::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn comm_fits_the_kernel() {
+        assert_eq!(&comm_bytes("supertool").unwrap()[..10], b"supertool\0");
+        assert!(comm_bytes(&"x".repeat(15)).is_ok());
+        for bad in ["", "sixteen_chars_xx", "a/b"] {
+            assert!(matches!(comm_bytes(bad), Err(RecordError::Usage(_))), "{bad}");
         }
     }
 }

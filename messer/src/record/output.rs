@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 /// `messer_<pid>_<YYYYmmddTHHMMSS>.h5` in the current directory.
-pub fn default_path(pid: i32) -> PathBuf {
+/// `what` names the target (a pid or a comm).
+pub fn default_path(what: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
-    PathBuf::from(format!("messer_{pid}_{stamp}.h5"))
+    let what: String = what.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    PathBuf::from(format!("messer_{what}_{stamp}.h5"))
 }
 
 /// Checks that `path` can be created: its directory exists and it does not

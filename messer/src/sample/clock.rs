@@ -16,6 +16,14 @@ pub fn realtime_ns() -> u64 {
     read(libc::CLOCK_REALTIME)
 }
 
+/// When the system booted, in ns since the epoch: CLOCK_REALTIME minus
+/// CLOCK_BOOTTIME (the clock process start times count in), to the
+/// microsecond rather than /proc/stat's whole seconds.
+pub fn boot_unix_ns() -> u64 {
+    let (b, r) = (read(libc::CLOCK_BOOTTIME), realtime_ns());
+    r.saturating_sub(b)
+}
+
 fn read(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime with a valid clock id and out pointer; it cannot

@@ -59,7 +59,8 @@ impl Sample {
     /// The sample for the window that ends at `now` and began at `prev_mono_ns`.
     pub fn from_reading(now: &Reading, prev_mono_ns: u64, pid: i32) -> Self {
         let window_ns = now.mono_ns.saturating_sub(prev_mono_ns);
-        let (total, user, system) = cpu_percent(&now.cpu, window_ns);
+        let (total, user, system) =
+            if now.present { cpu_percent(&now.cpu, window_ns) } else { (f64::NAN, f64::NAN, f64::NAN) };
         let unix_ns = clock::wall_of(now.mono_ns);
         Sample {
             unixtime: unix_ns as f64 / 1e9,
@@ -161,6 +162,8 @@ mod tests {
             num_processes: 1,
             extra: vec![Measure::PerSecond(3.0), Measure::Total(7)],
             processes: Vec::new(),
+            present: true,
+            events: Vec::new(),
         };
         let s = Sample::from_reading(&r, 1_500_000_000, 42);
         assert_eq!(s.window_seconds, 0.5);

@@ -8,9 +8,9 @@ use std::os::fd::AsRawFd as _;
 
 use super::Sample;
 use super::clock::{self, Deadlines};
-use crate::probe::{Probe, ProbeError};
+use crate::probe::{Probe, ProbeError, ProcEvent};
 use crate::signals::Signals;
-use crate::target::Target;
+use crate::target::follow::{Follow, Moment};
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum Stop {
 /// What woke the loop.
 enum Wake {
     Deadline,
+    /// The watched process exited.
+    TargetExited,
     Stop(Stop),
 }
 
@@ -46,13 +48,15 @@ fn tighten_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0, 0, 0) };
 }
 
-fn wait_until(deadline_ns: u64, target: &Target, signals: &Signals) -> Result<Wake, SamplerError> {
+fn wait_until(deadline_ns: u64, follow: &Follow, signals: &Signals) -> Result<Wake, SamplerError> {
     loop {
         let now = clock::monotonic_ns();
         let left = deadline_ns.saturating_sub(now);
         let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as i64, tv_nsec: (left % 1_000_000_000) as i64 };
+        // A negative fd is ignored by poll.
+        let pidfd = follow.pidfd().map_or(-1, |f| f.as_raw_fd());
         let mut fds = [
-            libc::pollfd { fd: target.pidfd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: signals.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: ppoll on a local array with a valid timeout and no mask change.
@@ -70,7 +74,7 @@ fn wait_until(deadline_ns: u64, target: &Target, signals: &Signals) -> Result<Wa
             return Ok(Wake::Stop(Stop::Signal(sig)));
         }
         if fds[0].revents != 0 {
-            return Ok(Wake::Stop(Stop::TargetExited));
+            return Ok(Wake::TargetExited);
         }
         if n == 0 || clock::monotonic_ns() >= deadline_ns {
             return Ok(Wake::Deadline);
@@ -78,26 +82,41 @@ fn wait_until(deadline_ns: u64, target: &Target, signals: &Signals) -> Result<Wa
     }
 }
 
-/// Samples until the target exits, a stop signal arrives or `duration_ns`
-/// has passed. `start` runs right after the baseline read; `emit` gets every
-/// sample; an error from either ends the loop.
+/// Samples until the target exits (a fixed target), a stop signal arrives or
+/// `duration_ns` has passed. Every probe is read on the same ticks; `follow`
+/// adds new targets between reads. `start` runs right after the baseline
+/// read; `emit` gets each tick's samples (one per probe, possibly none) and
+/// process events; an error from either ends the loop.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
-    probe: &mut dyn Probe,
-    target: &Target,
+    probes: &mut [Box<dyn Probe>],
+    follow: &mut Follow,
     signals: &Signals,
     interval_ns: u64,
     duration_ns: Option<u64>,
     start: impl FnOnce() -> Result<(), String>,
-    mut emit: impl FnMut(Sample) -> Result<(), String>,
+    mut emit: impl FnMut(Vec<Sample>, Vec<ProcEvent>) -> Result<(), String>,
 ) -> Result<Stop, SamplerError> {
     tighten_timer_slack();
-    let baseline = probe.read()?;
+    let found = follow.poll(probes, Moment::Start)?;
+    let mut prev = Vec::with_capacity(probes.len());
+    let mut events = found;
+    for i in 0..probes.len() {
+        let baseline = probes[i].read()?;
+        if i == 0 {
+            let found = follow.observe(&baseline.events, &mut probes[1..]);
+            events.extend(baseline.events);
+            events.extend(found);
+        }
+        prev.push(baseline.mono_ns);
+    }
+    emit(Vec::new(), events).map_err(SamplerError::Sink)?;
+    follow.window_pid();
     let mut own_prev = clock::own_cpu_ns();
     // From the baseline on everything is counted: now a launched command may run.
     start().map_err(SamplerError::Start)?;
-    let mut prev = baseline.mono_ns;
-    let end = duration_ns.map(|d| baseline.mono_ns.saturating_add(d));
-    let mut deadlines = Deadlines::new(baseline.mono_ns, interval_ns);
+    let end = duration_ns.map(|d| prev[0].saturating_add(d));
+    let mut deadlines = Deadlines::new(prev[0], interval_ns);
     loop {
         let (deadline, skipped) = deadlines.next(clock::monotonic_ns());
         if skipped > 0 {
@@ -107,21 +126,51 @@ pub fn run(
             Some(e) if e <= deadline => (e, true),
             _ => (deadline, false),
         };
-        let wake = match wait_until(deadline, target, signals)? {
-            Wake::Deadline if last => Wake::Stop(Stop::Duration),
-            w => w,
+        let mut events = Vec::new();
+        let stop = loop {
+            match wait_until(deadline, follow, signals)? {
+                Wake::Deadline if last => break Some(Stop::Duration),
+                Wake::Deadline => break None,
+                Wake::Stop(s) => break Some(s),
+                Wake::TargetExited => {
+                    events.extend(follow.watched_exited());
+                    if follow.ends_with_target() {
+                        break Some(Stop::TargetExited);
+                    }
+                }
+            }
         };
-        let reading = probe.read()?;
-        let mut sample = Sample::from_reading(&reading, prev, target.pid);
+        // New targets join before the read: a --comm process found by a
+        // /proc scan counts from its start if it started in this window.
+        events.extend(follow.poll(probes, Moment::BeforeRead)?);
+        let mut readings = Vec::with_capacity(probes.len());
+        for i in 0..probes.len() {
+            let reading = probes[i].read()?;
+            if i == 0 {
+                let found = follow.observe(&reading.events, &mut probes[1..]);
+                events.extend(reading.events.iter().cloned());
+                events.extend(found);
+            }
+            readings.push(reading);
+        }
+        let pid = follow.window_pid();
+        let mut samples = Vec::with_capacity(probes.len());
+        for (reading, prev) in readings.iter().zip(prev.iter_mut()) {
+            samples.push(Sample::from_reading(reading, *prev, pid));
+            *prev = reading.mono_ns;
+        }
         let own = clock::own_cpu_ns();
-        if sample.window_ns > 0 {
-            sample.messer_cpu_percent = own.saturating_sub(own_prev) as f64 / sample.window_ns as f64 * 100.0;
+        for s in samples.iter_mut().filter(|s| s.window_ns > 0) {
+            s.messer_cpu_percent = own.saturating_sub(own_prev) as f64 / s.window_ns as f64 * 100.0;
         }
         own_prev = own;
-        emit(sample).map_err(SamplerError::Sink)?;
-        prev = reading.mono_ns;
-        if let Wake::Stop(stop) = wake {
+        emit(samples, events).map_err(SamplerError::Sink)?;
+        if let Some(stop) = stop {
             return Ok(stop);
+        }
+        let found = follow.poll(probes, Moment::AfterRead)?;
+        if !found.is_empty() {
+            emit(Vec::new(), found).map_err(SamplerError::Sink)?;
         }
     }
 }

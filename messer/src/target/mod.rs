@@ -1,6 +1,8 @@
 //! The process the user asked about: found, identified and watched for exit.
 
+pub mod follow;
 pub mod launch;
+pub mod pid_command;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd as _, OwnedFd};
@@ -30,6 +32,7 @@ pub struct Target {
     pub pid: i32,
     /// Start time after boot in clock ticks (identity together with the pid).
     pub start_ticks: u64,
+    pub ppid: i32,
     pub comm: String,
     pidfd: OwnedFd,
 }
@@ -59,7 +62,7 @@ impl Target {
         if stat.flags & PF_KTHREAD != 0 {
             return Err(TargetError::KernelThread(pid));
         }
-        Ok(Self { pid, start_ticks: stat.starttime, comm: stat.comm, pidfd })
+        Ok(Self { pid, start_ticks: stat.starttime, ppid: stat.ppid, comm: stat.comm, pidfd })
     }
 
     /// Readable once the process has exited.

@@ -28,10 +28,11 @@ pub const IO_FAMILIES: [(&str, &[&str]); 4] = [
 /// program the kernel's own arguments directly; classic (perf) tracepoints
 /// were seen to drop sched_switch events when the perf buffer's recursion
 /// guard was taken, which loses a whole stint.
-pub const SCHED_PROGRAMS: [(&str, &[&str], usize); 4] = [
+pub const SCHED_PROGRAMS: [(&str, &[&str], usize); 5] = [
     ("sched_switch", &["sched_switch"], 4),
     ("sched_wakeup", &["sched_wakeup", "sched_wakeup_new"], 1),
     ("task_newtask", &["task_newtask"], 2),
+    ("sched_process_exec", &["sched_process_exec"], 1),
     ("sched_process_exit", &["sched_process_exit"], 1),
 ];
 
@@ -68,7 +69,7 @@ fn present_syscalls(root: &Path, names: &[&str]) -> Vec<String> {
 
 /// Builds the load-time configuration; the second value says whether
 /// syscall tracepoints are there (IO counting).
-fn config(root: &Path, btf: &Btf, follow_children: bool) -> Result<(Config, bool), EbpfError> {
+fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), EbpfError> {
     for (_, events, min_args) in SCHED_PROGRAMS {
         for ev in events {
             let n = btf.tracepoint_args(ev)?;
@@ -90,7 +91,12 @@ fn config(root: &Path, btf: &Btf, follow_children: bool) -> Result<(Config, bool
             task_sum_exec_runtime,
             sys_exit_ret,
             exit_has_group_dead: u32::from(btf.tracepoint_args("sched_process_exit")? >= 2),
-            follow_children: u32::from(follow_children),
+            follow_children: u32::from(opts.follow_children),
+            task_tgid: btf.offset("task_struct", &["tgid"])?,
+            task_real_parent: btf.offset("task_struct", &["real_parent"])?,
+            task_exit_code: btf.offset("task_struct", &["exit_code"])?,
+            match_comm: u32::from(opts.comm.is_some()),
+            comm: opts.comm.unwrap_or_default(),
         },
         !events.is_empty(),
     ))
@@ -140,12 +146,12 @@ pub struct Loaded {
     pub io: bool,
 }
 
-/// Loads the object, tracks `target` and attaches everything.
-pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, EbpfError> {
+/// Loads the object, tracks `targets` and attaches everything.
+pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, EbpfError> {
     raise_memlock();
     let root = tracefs::root()?;
     let btf = Btf::from_kernel()?;
-    let (cfg, io_available) = config(&root, &btf, opts.follow_children)?;
+    let (cfg, io_available) = config(&root, &btf, &opts)?;
     let io = io_available && opts.count_io;
     let mut bpf = EbpfLoader::new()
         .override_global(CONFIG_SYMBOL, &cfg, true)
@@ -156,7 +162,9 @@ pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, E
         .map_err(EbpfError::load)?;
     {
         let mut tracked = tracked_map(&mut bpf)?;
-        tracked.insert(target as u32, Tracked::default(), 0).map_err(EbpfError::load)?;
+        for &t in targets {
+            tracked.insert(t as u32, Tracked::default(), 0).map_err(EbpfError::load)?;
+        }
     }
     for (prog, events, _) in SCHED_PROGRAMS {
         attach_raw(&mut bpf, prog, events)?;
@@ -170,8 +178,16 @@ pub fn load(target: i32, opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, E
     } else if !io_available {
         log::warn!("this kernel has no syscall tracepoints: syscall IO columns are left out");
     }
-    seed(&mut bpf, proc, target, opts.follow_children)?;
+    for &t in targets {
+        seed(&mut bpf, proc, t, opts.follow_children)?;
+    }
     Ok(Loaded { bpf, io })
+}
+
+/// Starts tracking `pid` (and its tree) in a running recording.
+pub fn add_root(bpf: &mut Ebpf, proc: &ProcRoot, pid: i32, follow_children: bool) -> Result<(), EbpfError> {
+    insert_new(&mut tracked_map(bpf)?, pid as u32, Tracked::default(), "process");
+    seed(bpf, proc, pid, follow_children)
 }
 
 fn tracked_map(bpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u32, Tracked>, EbpfError> {

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
 use aya::Ebpf;
-use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::RawTracePoint;
-use messer_common::{Counters, EpochCounters, RunSlot, TRACKED_EXITED, Tracked, io, stat};
+use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, Tracked, io, stat};
 
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
@@ -22,7 +22,7 @@ use crate::probe::procfs::figures::TreeFigures;
 use crate::probe::procfs::host::Host;
 use crate::probe::procfs::system::SystemProbe;
 use crate::probe::procfs::ticks::SplitTicks;
-use crate::probe::{CpuWindow, Measure, Probe, ProbeError, Reading};
+use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
 use crate::sink::table::Column;
 use counters::EpochDeltas;
 use stats::ProgramStats;
@@ -89,12 +89,17 @@ pub struct EbpfOptions {
     pub count_io: bool,
     /// Optional /proc reads (smaps_rollup).
     pub reads: crate::probe::procfs::process::Reads,
+    /// `--comm`: track every process that runs a program of this comm.
+    pub comm: Option<[u8; messer_common::COMM_LEN]>,
 }
 
 /// The loaded programs and what the probe remembers between reads.
 pub struct EbpfProbe {
     bpf: Ebpf,
     io: bool,
+    follow_children: bool,
+    /// The `EVENTS` ring buffer, taken out of `bpf`.
+    events: RingBuf<MapData>,
     flush_fd: RawFd,
     cpus: Vec<u32>,
     epoch: u64,
@@ -139,9 +144,11 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
 }
 
 impl EbpfProbe {
-    /// Loads and attaches the programs and starts tracking `target`.
-    pub fn start(target: i32, opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        let load::Loaded { mut bpf, io } = load::load(target, opts, &proc)?;
+    /// Loads and attaches the programs and starts tracking `targets`.
+    pub fn start(targets: &[i32], opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
+        let load::Loaded { mut bpf, io } = load::load(targets, opts, &proc)?;
+        let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
+        let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::enable(io);
         let flush: &mut RawTracePoint = load::program(&mut bpf, "messer_flush")?;
         flush.load().map_err(EbpfError::load)?;
@@ -150,6 +157,8 @@ impl EbpfProbe {
         Ok(Self {
             bpf,
             io,
+            follow_children: opts.follow_children,
+            events,
             flush_fd,
             cpus,
             epoch: 0,
@@ -232,7 +241,21 @@ impl EbpfProbe {
         Ok(())
     }
 
-    fn measures(&mut self, sum: &Counters, spread_ns: u64, cpus_used: u32) -> Vec<Measure> {
+    /// Events the kernel side sent since the last drain.
+    fn drain_events(&mut self) -> Vec<ProcEvent> {
+        let mut out = Vec::new();
+        while let Some(item) = self.events.next() {
+            if item.len() >= std::mem::size_of::<Event>() {
+                // SAFETY: the kernel side writes whole `Event`s; read unaligned.
+                let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                out.extend(ProcEvent::from_kernel(&e));
+            }
+        }
+        out
+    }
+
+    /// The ebpf columns' values; the tree's are missing when nothing was tracked.
+    fn measures(&mut self, sum: &Counters, spread_ns: u64, cpus_used: u32, present: bool) -> Vec<Measure> {
         let f = |x: u64| x as f64;
         let mut m = vec![
             Measure::Value(f64::from(cpus_used)),
@@ -247,6 +270,9 @@ impl EbpfProbe {
                 m.push(Measure::PerSecond(f(sum.io_calls[family])));
                 m.push(Measure::MibPerSecond(f(sum.io_bytes[family])));
             }
+        }
+        if !present {
+            m.iter_mut().for_each(|x| *x = Measure::Missing);
         }
         m.push(Measure::Value(spread_ns as f64 / 1e3));
         match stats::failures(&self.bpf) {
@@ -271,21 +297,43 @@ impl Probe for EbpfProbe {
         c
     }
 
+    fn add_root(&mut self, pid: i32, _since_start: bool) -> Result<(), ProbeError> {
+        let before: HashSet<u32> = self.tracked()?.into_iter().map(|(t, _)| t).collect();
+        load::add_root(&mut self.bpf, &self.proc, pid, self.follow_children)?;
+        // The kernel counts from now; so must the /proc-based figures (of
+        // processes not tracked before).
+        let pids =
+            if self.follow_children { crate::probe::procfs::tree::descendants(&self.proc, pid) } else { vec![pid] };
+        let stats: Vec<_> =
+            pids.iter().filter(|&&p| !before.contains(&(p as u32))).filter_map(|&p| self.proc.stat(p).ok()).collect();
+        for s in &stats {
+            self.split.prime(s);
+        }
+        self.figures.prime(&stats);
+        Ok(())
+    }
+
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let (first, last, cpus_used) = self.flush()?;
+        // After the flush: every event up to the window's end is in the ring.
+        let events = self.drain_events();
         let tracked = self.tracked()?;
         let frozen = self.frozen(&tracked)?;
         let mut sum = Counters::default();
         let mut stats = Vec::new();
         let mut processes = Vec::new();
         let mut retire = Vec::new();
+        let mut exited_now = 0;
         for (&(tgid, info), now) in tracked.iter().zip(&frozen) {
             let d = self.deltas.observe(tgid, *now);
             let own = d;
             log::trace!("epoch {} tgid {tgid}: frozen on_cpu {} delta {}", self.epoch, now.on_cpu_ns, d.on_cpu_ns);
             sum = counters::add(&sum, &d);
             if info.flags & TRACKED_EXITED != 0 {
-                if !self.exited.insert(tgid) {
+                if self.exited.insert(tgid) {
+                    // Exited during this window: its last part is in it.
+                    exited_now += 1;
+                } else {
                     retire.push(tgid);
                 }
                 continue;
@@ -306,7 +354,8 @@ impl Probe for EbpfProbe {
             self.retire(tgid)?;
         }
         let (user_ticks, system_ticks) = self.split.commit();
-        let mut extra = self.measures(&sum, last - first, cpus_used);
+        let present = !stats.is_empty() || exited_now > 0;
+        let mut extra = self.measures(&sum, last - first, cpus_used, present);
         extra.extend(self.figures.read(&stats)?.0);
         extra.extend(self.system.read()?);
         Ok(Reading {
@@ -315,6 +364,8 @@ impl Probe for EbpfProbe {
             num_processes: stats.len() as u32,
             extra,
             processes,
+            present,
+            events,
         })
     }
 }

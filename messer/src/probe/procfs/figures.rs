@@ -134,10 +134,30 @@ impl TreeFigures {
         names(self.procfs_mode).into_iter().map(float).collect()
     }
 
+    /// Baselines processes that existed before they were tracked: their IO
+    /// counts from now on.
+    pub fn prime(&mut self, stats: &[Stat]) {
+        for s in stats {
+            let key = (s.pid, s.starttime);
+            if let Some(v) = process::io(&self.proc, s.pid) {
+                for (t, v) in self.io.iter_mut().zip(v) {
+                    t.prime(key, v);
+                }
+            }
+            if let Some(t) = s.blkio_ticks {
+                self.blkio.prime(key, t);
+            }
+        }
+    }
+
     /// Reads the processes whose stats are `stats` (the tree now; the ones
     /// that vanished meanwhile are skipped).
     /// Also returns each process's window (rchar, wchar) gain, by pid.
     pub fn read(&mut self, stats: &[Stat]) -> Result<(Vec<Measure>, HashMap<i32, (u64, u64)>), ReadError> {
+        if stats.is_empty() {
+            // No process: the figures are unknown, not zero.
+            return Ok((vec![Measure::Missing; names(self.procfs_mode).len()], HashMap::new()));
+        }
         // Sockets cost a readlink per file descriptor: counted at most once
         // per SOCKET_SCAN_NS; rows in between have them missing.
         let now = crate::sample::clock::monotonic_ns();

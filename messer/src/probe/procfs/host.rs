@@ -6,7 +6,8 @@ use crate::probe::{CpuWindow, ProcessWindow};
 /// Boot time, clock ticks per second and page size.
 #[derive(Debug, Clone, Copy)]
 pub struct Host {
-    /// Boot time in seconds since the epoch (`btime` of /proc/stat); NaN if unknown.
+    /// Boot time in seconds since the epoch (from the clocks; `btime` of a
+    /// /proc/stat for another root); NaN if unknown.
     pub boot_unixtime: f64,
     pub ticks_per_second: f64,
     pub page_size: u64,
@@ -22,10 +23,20 @@ impl Host {
         // SAFETY: sysconf has no preconditions.
         let (page, hz) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
         Self {
-            boot_unixtime: proc.read("stat").ok().and_then(|t| parse_btime(&t)).unwrap_or(f64::NAN),
+            // From the clocks, unless reading a /proc other than this system's.
+            boot_unixtime: if proc.path() == std::path::Path::new("/proc") {
+                crate::sample::clock::boot_unix_ns() as f64 / 1e9
+            } else {
+                proc.read("stat").ok().and_then(|t| parse_btime(&t)).unwrap_or(f64::NAN)
+            },
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             page_size: u64::try_from(page).unwrap_or(4096),
         }
+    }
+
+    /// A process's start in seconds since the epoch.
+    pub fn start_unixtime(&self, stat: &super::parse::Stat) -> f64 {
+        self.boot_unixtime + stat.starttime as f64 / self.ticks_per_second
     }
 
     /// A process's window from its stat and what was measured for it.
@@ -33,7 +44,7 @@ impl Host {
         ProcessWindow {
             pid: stat.pid,
             ppid: stat.ppid,
-            start_unixtime: self.boot_unixtime + stat.starttime as f64 / self.ticks_per_second,
+            start_unixtime: self.start_unixtime(stat),
             comm: stat.comm.clone(),
             cpu,
             rss_bytes: (stat.rss_pages * self.page_size) as f64,

@@ -18,15 +18,23 @@ mod testutil;
 pub mod ticks;
 pub mod tree;
 
+use std::collections::HashMap;
+
 use crate::probe::delta::DeltaTracker;
-use crate::probe::{CpuWindow, Probe, ProbeError, Reading, Span};
+use crate::probe::{CpuWindow, EventKind, Probe, ProbeError, ProcEvent, Reading, Span};
 pub use root::{ProcRoot, ReadError};
 use ticks::SplitTicks;
 
 /// Reads the tracked tree from /proc.
 pub struct ProcfsProbe {
     proc: ProcRoot,
-    target: i32,
+    /// Target processes: pid and start time (identity).
+    roots: Vec<(i32, u64)>,
+    /// Every process of the tree at the previous read: pid -> (start time,
+    /// comm, ppid). Kept tracked by identity even when reparented.
+    members: HashMap<i32, (u64, String, i32)>,
+    /// Unix time of the previous read (for fork events); NaN before it.
+    prev_unixtime: f64,
     follow_children: bool,
     run_ns: DeltaTracker<(i32, u64, i32)>,
     switches: DeltaTracker<(i32, u64, i32)>,
@@ -37,18 +45,119 @@ pub struct ProcfsProbe {
 }
 
 impl ProcfsProbe {
-    pub fn new(proc: ProcRoot, target: i32, follow_children: bool, reads: process::Reads) -> Self {
-        Self {
+    /// A probe for the trees of `roots` (more can be added with `add_root`).
+    pub fn new(proc: ProcRoot, roots: &[i32], follow_children: bool, reads: process::Reads) -> Self {
+        let mut p = Self {
             figures: figures::TreeFigures::new(proc.clone(), reads, true),
             system: system::SystemProbe::new(proc.clone(), "/sys"),
             host: host::Host::new(&proc),
             proc,
-            target,
+            roots: Vec::new(),
+            members: HashMap::new(),
+            prev_unixtime: f64::NAN,
             follow_children,
             run_ns: DeltaTracker::default(),
             switches: DeltaTracker::default(),
             split: SplitTicks::default(),
+        };
+        for &r in roots {
+            // A root that is gone already is simply not there.
+            let _ = p.track(r, false);
         }
+        p
+    }
+
+    /// Adds target `pid`. Processes of its tree are baselined now (only what
+    /// they gain from now on counts); with `since_start`, those that
+    /// started after the previous read count from their start.
+    fn track(&mut self, pid: i32, since_start: bool) -> Result<(), ReadError> {
+        let stat = self.proc.stat(pid)?;
+        if self.roots.contains(&(pid, stat.starttime)) {
+            return Ok(());
+        }
+        self.roots.push((pid, stat.starttime));
+        let pids = if self.follow_children { tree::descendants(&self.proc, pid) } else { vec![pid] };
+        let mut stats = Vec::with_capacity(pids.len());
+        for p in pids {
+            let Ok(stat) = self.proc.stat(p) else { continue };
+            if self.members.get(&p).is_some_and(|m| m.0 == stat.starttime) {
+                // Tracked already (in another target's tree).
+                continue;
+            }
+            // Born since the previous read: all of it belongs to this window.
+            if since_start && self.host.start_unixtime(&stat) + 1.0 / self.host.ticks_per_second > self.prev_unixtime {
+                continue;
+            }
+            for tid in self.proc.tasks(p).unwrap_or_default() {
+                if let Ok((ns, pcount)) = self.proc.task_schedstat(p, tid) {
+                    let key = (p, stat.starttime, tid);
+                    self.run_ns.prime(key, ns);
+                    self.switches.prime(key, pcount);
+                }
+            }
+            self.split.prime(&stat);
+            self.members.entry(p).or_insert_with(|| (stat.starttime, stat.comm.clone(), stat.ppid));
+            stats.push(stat);
+        }
+        self.figures.prime(&stats);
+        Ok(())
+    }
+
+    /// The processes to read: the roots and every process seen in the tree
+    /// before, with their descendants now.
+    fn walk(&self) -> Vec<i32> {
+        let mut start: Vec<i32> = self.roots.iter().map(|r| r.0).collect();
+        if !self.follow_children {
+            return start;
+        }
+        start.extend(self.members.keys());
+        tree::descendants_of(&self.proc, &start)
+    }
+
+    /// Is `stat` the process we knew under its pid (not a reused pid)?
+    fn same_identity(&self, stat: &parse::Stat) -> bool {
+        let known = self.roots.iter().find(|r| r.0 == stat.pid).map(|r| r.1);
+        let known = known.or_else(|| self.members.get(&stat.pid).map(|m| m.0));
+        known.is_none_or(|start| start == stat.starttime)
+    }
+
+    /// Fork, exec and exit events between the previous tree and `now`; the
+    /// tree becomes `now`. Exits and execs are dated when noticed, forks at
+    /// the process's start time.
+    fn events(&mut self, stats: &[parse::Stat], now_unixtime: f64) -> Vec<ProcEvent> {
+        let now: HashMap<i32, (u64, String, i32)> =
+            stats.iter().map(|s| (s.pid, (s.starttime, s.comm.clone(), s.ppid))).collect();
+        let mut events = Vec::new();
+        for s in stats {
+            let started = self.host.start_unixtime(s);
+            match self.members.get(&s.pid) {
+                Some((start, comm, _)) if *start == s.starttime => {
+                    if *comm != s.comm {
+                        events.push(ProcEvent { unixtime: now_unixtime, ..event(EventKind::Exec, s) });
+                    }
+                }
+                // New in the tree: a fork if it started in this window
+                // from a process of the tree.
+                _ => {
+                    let from_tree = self.members.contains_key(&s.ppid) || now.contains_key(&s.ppid);
+                    if from_tree && started >= self.prev_unixtime - 1.0 / self.host.ticks_per_second {
+                        events.push(ProcEvent { unixtime: started, ..event(EventKind::Fork, s) });
+                    }
+                }
+            }
+        }
+        for (pid, (start, comm, ppid)) in &self.members {
+            if now.get(pid).is_none_or(|n| n.0 != *start) {
+                let mut e = ProcEvent::now(EventKind::Exit, *pid, *ppid, comm);
+                e.unixtime = now_unixtime;
+                events.push(e);
+            }
+        }
+        self.roots.retain(|r| now.get(&r.0).is_some_and(|n| n.0 == r.1));
+        self.members = now;
+        self.prev_unixtime = now_unixtime;
+        events.sort_by(|a, b| a.unixtime.total_cmp(&b.unixtime));
+        events
     }
 
     /// Adds process `pid`'s threads' CPU time and switch-ins; returns its
@@ -60,6 +169,10 @@ impl ProcfsProbe {
         switches: &mut u64,
     ) -> Result<(parse::Stat, CpuWindow), ReadError> {
         let stat = self.proc.stat(pid)?;
+        if !self.same_identity(&stat) {
+            // A reused pid: the process we tracked is gone.
+            return Err(ReadError::Gone(format!("{pid}").into()));
+        }
         let mut own_ns = 0;
         for tid in self.proc.tasks(pid)? {
             match self.proc.task_schedstat(pid, tid) {
@@ -90,9 +203,13 @@ impl Probe for ProcfsProbe {
         c
     }
 
+    fn add_root(&mut self, pid: i32, since_start: bool) -> Result<(), ProbeError> {
+        Ok(self.track(pid, since_start)?)
+    }
+
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let span = Span::start();
-        let pids = if self.follow_children { tree::descendants(&self.proc, self.target) } else { vec![self.target] };
+        let pids = self.walk();
         let mut on_cpu_ns = 0;
         let mut switches = 0;
         let mut stats = Vec::with_capacity(pids.len());
@@ -121,7 +238,15 @@ impl Probe for ProcfsProbe {
         extra.extend(self.system.read()?);
         let processes =
             stats.iter().zip(cpus).map(|(s, cpu)| self.host.window(s, cpu, rw.get(&s.pid).copied())).collect();
+        let events = self.events(&stats, crate::sample::clock::wall_of(mono_ns) as f64 / 1e9);
+        let present = !stats.is_empty();
+        if !present {
+            extra[0] = crate::probe::Measure::Missing;
+            extra[1] = crate::probe::Measure::Missing;
+        }
         Ok(Reading {
+            present,
+            events,
             mono_ns,
             cpu: CpuWindow { on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
             num_processes: stats.len() as u32,
@@ -129,4 +254,8 @@ impl Probe for ProcfsProbe {
             processes,
         })
     }
+}
+
+fn event(kind: EventKind, s: &parse::Stat) -> ProcEvent {
+    ProcEvent { unixtime: f64::NAN, kind, pid: s.pid, ppid: s.ppid, comm: s.comm.clone(), exit_status: f64::NAN }
 }

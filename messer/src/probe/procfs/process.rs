@@ -87,6 +87,20 @@ fn fds(proc: &ProcRoot, pid: i32, sockets: bool) -> Result<(u64, Option<Vec<u64>
     Ok((n, sockets.then_some(found)))
 }
 
+/// /proc/<pid>/io in `IO_FIELDS` order; None if unreadable or incomplete.
+pub fn io(proc: &ProcRoot, pid: i32) -> Option<[u64; 6]> {
+    io_fields(kv_file(proc, pid, "io").ok().as_ref())
+}
+
+fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 6]> {
+    let m = m?;
+    let mut v = [0; 6];
+    for (slot, k) in v.iter_mut().zip(IO_FIELDS) {
+        *slot = *m.get(k)?;
+    }
+    Some(v)
+}
+
 /// Reads process `pid` whose stat is `stat`.
 pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Result<ProcessFigures, ReadError> {
     let pid = stat.pid;
@@ -107,13 +121,7 @@ pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Resul
         dirty_bytes: sum(&smaps, "Private_Dirty", "Shared_Dirty"),
         num_fds: fds.as_ref().map(|f| f.0),
         socket_inodes: fds.and_then(|f| f.1),
-        io: io.as_ref().and_then(|m| {
-            let mut v = [0; 6];
-            for (slot, k) in v.iter_mut().zip(IO_FIELDS) {
-                *slot = *m.get(k)?;
-            }
-            Some(v)
-        }),
+        io: io_fields(io.as_ref()),
         children_user_ticks: stat.cutime,
         children_system_ticks: stat.cstime,
         blkio_ticks: stat.blkio_ticks,

@@ -71,6 +71,12 @@ impl ProcRoot {
         self.parsed(format!("{pid}/stat"), parse::stat)
     }
 
+    /// Every process id (the numeric entries of the root).
+    pub fn pids(&self) -> Result<Vec<i32>, ReadError> {
+        let dir = std::fs::read_dir(&self.root).map_err(|e| ReadError::Io { path: self.root.clone(), source: e })?;
+        Ok(dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
+    }
+
     /// Thread ids of process `pid` (`/proc/<pid>/task`).
     pub fn tasks(&self, pid: i32) -> Result<Vec<i32>, ReadError> {
         let path = self.root.join(format!("{pid}/task"));

@@ -29,6 +29,13 @@ impl SplitTicks {
         (u, s)
     }
 
+    /// Baselines a process that existed before it was tracked.
+    pub fn prime(&mut self, stat: &Stat) {
+        let key = (stat.pid, stat.starttime);
+        self.user.prime(key, stat.utime);
+        self.system.prime(key, stat.stime);
+    }
+
     /// Ends a read; returns (user, system) ticks gained during the window.
     pub fn commit(&mut self) -> (u64, u64) {
         self.user.commit();

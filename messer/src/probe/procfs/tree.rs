@@ -6,8 +6,18 @@ use super::root::ProcRoot;
 /// `root` and all of its descendants that exist now, root first.
 /// Processes that exit during the walk are left out.
 pub fn descendants(proc: &ProcRoot, root: i32) -> Vec<i32> {
-    let mut out = vec![root];
-    let mut seen = std::collections::HashSet::from([root]);
+    descendants_of(proc, &[root])
+}
+
+/// `roots` (each once) and all of their descendants that exist now.
+pub fn descendants_of(proc: &ProcRoot, roots: &[i32]) -> Vec<i32> {
+    let mut out = Vec::with_capacity(roots.len());
+    let mut seen = std::collections::HashSet::new();
+    for &r in roots {
+        if seen.insert(r) {
+            out.push(r);
+        }
+    }
     let mut i = 0;
     while i < out.len() {
         let pid = out[i];

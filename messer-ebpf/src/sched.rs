@@ -24,6 +24,10 @@ use messer_common::{SLOT_VALID, THREAD_SUM_VALID, ThreadState, stat};
 
 use crate::maps::{BPF_NOEXIST, THREADS, bump, config, counters, current_ids, is_tracked, read_field, slot};
 
+/// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
+/// (the value of include/linux/sched.h since Linux 4.14).
+const TASK_DEAD: u32 = 0x80;
+
 /// The current task's `se.sum_exec_runtime`.
 #[inline(always)]
 fn current_sum_exec() -> Option<u64> {
@@ -58,7 +62,8 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
         // The kernel's own rule (nvcsw vs nivcsw): a switch is voluntary
         // when the task was not preempted and was going to sleep.
         let runnable = preempt & 0xff != 0 || prev_state as u32 == 0;
-        prev_counters = switch_out(slot, tid, tgid, runnable, now);
+        let dead = prev_state as u32 & TASK_DEAD != 0;
+        prev_counters = switch_out(slot, tid, tgid, runnable, dead, now);
     }
     slot.flags = SLOT_VALID;
     slot.tracked_tgid = 0;
@@ -99,6 +104,7 @@ fn switch_out(
     tid: u32,
     tgid: u32,
     runnable: bool,
+    dead: bool,
     now: u64,
 ) -> Option<*mut messer_common::Counters> {
     let sum_out = current_sum_exec();
@@ -135,6 +141,10 @@ fn switch_out(
         None => (0, 0),
     };
     match thread {
+        // The thread's last switch-out: settled above, forgotten now.
+        Some(_) if dead => {
+            let _ = THREADS.remove(tid);
+        }
         Some(t) => {
             // SAFETY: map value pointer from a successful lookup.
             let t = unsafe { &mut *t };
@@ -142,6 +152,7 @@ fn switch_out(
             t.sum_exec_ns = sum;
             t.flags = flags;
         }
+        None if dead => {}
         None => {
             let t = ThreadState { tgid, flags, runnable_since_ns: since, sum_exec_ns: sum };
             if THREADS.insert(tid, t, BPF_NOEXIST).is_err() {

@@ -117,7 +117,8 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let Some(entry) = TRACKED.get_ptr_mut(tgid) else {
         return 0;
     };
-    let _ = THREADS.remove(pid_tgid as u32);
+    // The thread's THREADS entry stays until its last switch-out, which
+    // settles its final stint.
     let group_dead =
         if config().exit_has_group_dead != 0 { ctx.arg::<u64>(1) & 0xff != 0 } else { pid_tgid as u32 == tgid };
     if group_dead {

@@ -124,3 +124,52 @@ pub fn truth_at(samples: &[TruthSample], t: u64, field: fn(&TruthSample) -> u64)
 pub fn run(mut c: Command) -> Output {
     c.output().expect("run command")
 }
+
+/// Starts messer with `args` and waits until it has started recording (its
+/// "recording ..." log line): from then on its probes are attached.
+/// stderr keeps being drained into the returned buffer.
+pub fn start_recording(args: &[&str]) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead as _;
+    let mut child = messer().args(args).stderr(Stdio::piped()).spawn().expect("start messer");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" recording ")
+                && let Some(t) = tx.take()
+            {
+                let _ = t.send(());
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    if rx.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        panic!("messer did not start recording: {}", log.lock().unwrap());
+    }
+    (child, log)
+}
+
+/// Sends SIGINT to `child` and waits for it; returns its exit code.
+pub fn interrupt(mut child: Child) -> Option<i32> {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait().expect("wait for messer").code()
+}
+
+/// The workload binary under another name (a symlink in `dir`): its
+/// processes then have that comm.
+pub fn workload_named(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::os::unix::fs::symlink(workload_bin(), &p).expect("symlink the workload");
+    p
+}
+
+/// CPU seconds a workload reported for itself (getrusage user + system).
+pub fn reported_cpu_s(stdout: &[u8]) -> f64 {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("workload prints its truth as JSON");
+    v["user_s"].as_f64().expect("user_s") + v["system_s"].as_f64().expect("system_s")
+}

@@ -74,3 +74,44 @@ fn ebpf_mode_without_privilege() {
     assert_usage_error(&run(c), "--mode procfs");
     assert!(!path.exists(), "no file is left behind");
 }
+
+#[test]
+fn comm_longer_than_the_kernel_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = messer();
+    c.args(["--comm", "a_name_of_20_chars__", "-o"]).arg(dir.path().join("x.h5"));
+    assert_usage_error(&run(c), "at most 15 bytes");
+    assert!(!dir.path().join("x.h5").exists());
+}
+
+#[test]
+fn conflicting_targets() {
+    let mut c = messer();
+    c.args(["--pid", "1", "--comm", "sshd"]);
+    assert_usage_error(&run(c), "cannot be used with");
+    let mut c = messer();
+    c.args(["--pid-command", "echo 1", "--", "true"]);
+    assert_usage_error(&run(c), "cannot be used with");
+}
+
+#[test]
+fn pid_command_without_a_usable_pid_keeps_trying() {
+    for (cmd, said) in [
+        ("true", "printed nothing"),
+        ("echo hello", "not a pid"),
+        ("echo 1 2", "printed 2 pids"),
+        ("echo broken >&2; exit 4", "exited with status 4: broken"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.h5");
+        let mut c = messer();
+        c.args(["--mode", "procfs", "--pid-command", cmd, "--interval", "0.1", "--duration", "0.5", "-o"]).arg(&out);
+        let o = run(c);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{cmd}: {err}");
+        assert_eq!(err.matches(said).count(), 1, "{cmd}: said once, not every interval: {err}");
+        let t = read_table(&out, "messer_timeseries", &["proc_pid", "proc_cpu_util_percent_total"]);
+        assert!(column(&t, "proc_cpu_util_percent_total").iter().all(Option::is_none), "{cmd}: no target, no figures");
+        assert!(column(&t, "proc_pid").iter().all(|p| *p == Some(0.0)));
+    }
+}

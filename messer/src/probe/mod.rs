@@ -72,7 +72,14 @@ pub trait Probe {
         Vec::new()
     }
 
-    /// Reads now. The first call sets the baseline.
+    /// Takes the counters of this instant (the exact, quick part of a
+    /// read); the next `read` completes the reading from them. Probes read
+    /// on one tick are all snapped first, so that their windows end at
+    /// nearly the same instant.
+    fn snap(&mut self) -> Result<(), ProbeError>;
+
+    /// Reads now (from the snapshot, if one was taken). The first call sets
+    /// the baseline.
     fn read(&mut self) -> Result<Reading, ProbeError>;
 
     /// Starts tracking process `pid` (with its children unless

@@ -101,6 +101,9 @@ pub fn run(
     let found = follow.poll(probes, Moment::Start)?;
     let mut prev = Vec::with_capacity(probes.len());
     let mut events = found;
+    for p in probes.iter_mut() {
+        p.snap()?;
+    }
     for i in 0..probes.len() {
         let baseline = probes[i].read()?;
         if i == 0 {
@@ -143,6 +146,9 @@ pub fn run(
         // New targets join before the read: a --comm process found by a
         // /proc scan counts from its start if it started in this window.
         events.extend(follow.poll(probes, Moment::BeforeRead)?);
+        for p in probes.iter_mut() {
+            p.snap()?;
+        }
         let mut readings = Vec::with_capacity(probes.len());
         for i in 0..probes.len() {
             let reading = probes[i].read()?;

@@ -52,7 +52,17 @@ impl Follow {
     pub fn fixed(target: Target, proc: ProcRoot) -> (Self, ProcEvent) {
         let ev = ProcEvent::now(EventKind::TargetFound, target.pid, target.ppid, &target.comm);
         let roots = BTreeSet::from([target.pid]);
-        (Follow { how: How::Fixed, proc, current: Some(target), roots: roots.clone(), lost: false, in_window: roots }, ev)
+        (
+            Follow {
+                how: How::Fixed,
+                proc,
+                current: Some(target),
+                roots: roots.clone(),
+                lost: false,
+                in_window: roots,
+            },
+            ev,
+        )
     }
 
     pub fn pid_command(cmd: String, run_as: Option<RunAs>, proc: ProcRoot) -> Self {
@@ -135,6 +145,7 @@ impl Follow {
     /// before a read: a process that started in the window counts whole).
     /// `when` says which of the two moments this is (both at the start).
     pub fn poll(&mut self, probes: &mut [Box<dyn Probe>], when: Moment) -> Result<Vec<ProcEvent>, ProbeError> {
+        let mut lost = Vec::new();
         let found: Vec<Target> = match &mut self.how {
             How::Fixed => return Ok(Vec::new()),
             How::PidCommand { cmd, run_as, problem } => {
@@ -163,6 +174,12 @@ impl Follow {
                     return Ok(Vec::new());
                 }
                 *scanned = true;
+                let name = name.clone();
+                // Targets gone since: lost before any new one is found.
+                let gone: Vec<i32> = self.roots.iter().copied().filter(|&p| self.proc.stat(p).is_err()).collect();
+                for pid in gone {
+                    lost.extend(self.lose(pid, 0, &name));
+                }
                 let mut found = Vec::new();
                 for pid in self.proc.pids().unwrap_or_default() {
                     if self.roots.contains(&pid) {
@@ -178,7 +195,7 @@ impl Follow {
             }
         };
         let since_start = matches!(self.how, How::Comm { .. }) && when == Moment::BeforeRead;
-        let mut events = Vec::new();
+        let mut events = lost;
         for t in found {
             for p in probes.iter_mut() {
                 match p.add_root(t.pid, since_start) {

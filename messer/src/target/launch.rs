@@ -112,6 +112,9 @@ pub fn spawn_paused(argv: &[String], run_as: Option<&RunAs>) -> Result<Paused, L
     if pid == 0 {
         // SAFETY: child side, async-signal-safe calls only.
         unsafe {
+            // Only messer holds the write ends: EOF then means it gave up.
+            libc::close(go_w.as_raw_fd());
+            libc::close(err_r.as_raw_fd());
             // Wait for the go byte (or EOF if messer gave up).
             let mut b = 0u8;
             if libc::read(go_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1) != 1 {

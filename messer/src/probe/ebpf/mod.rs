@@ -93,8 +93,20 @@ pub struct EbpfOptions {
     pub comm: Option<[u8; messer_common::COMM_LEN]>,
 }
 
+/// The exact part of a read (see `Probe::snap`): flush instants, events and
+/// the frozen counters.
+struct Snap {
+    first: u64,
+    last: u64,
+    cpus_used: u32,
+    events: Vec<ProcEvent>,
+    tracked: Vec<(u32, Tracked)>,
+    frozen: Vec<Counters>,
+}
+
 /// The loaded programs and what the probe remembers between reads.
 pub struct EbpfProbe {
+    snap: Option<Snap>,
     bpf: Ebpf,
     io: bool,
     follow_children: bool,
@@ -155,6 +167,7 @@ impl EbpfProbe {
         let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
+            snap: None,
             bpf,
             io,
             follow_children: opts.follow_children,
@@ -313,12 +326,25 @@ impl Probe for EbpfProbe {
         Ok(())
     }
 
-    fn read(&mut self) -> Result<Reading, ProbeError> {
+    fn snap(&mut self) -> Result<(), ProbeError> {
         let (first, last, cpus_used) = self.flush()?;
         // After the flush: every event up to the window's end is in the ring.
         let events = self.drain_events();
         let tracked = self.tracked()?;
         let frozen = self.frozen(&tracked)?;
+        self.snap = Some(Snap { first, last, cpus_used, events, tracked, frozen });
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Reading, ProbeError> {
+        let snap = match self.snap.take() {
+            Some(s) => s,
+            None => {
+                self.snap()?;
+                self.snap.take().ok_or_else(|| EbpfError::Map("no snapshot".into()))?
+            }
+        };
+        let Snap { first, last, cpus_used, events, tracked, frozen } = snap;
         let mut sum = Counters::default();
         let mut stats = Vec::new();
         let mut processes = Vec::new();

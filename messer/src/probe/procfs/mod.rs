@@ -25,8 +25,19 @@ use crate::probe::{CpuWindow, EventKind, Probe, ProbeError, ProcEvent, Reading, 
 pub use root::{ProcRoot, ReadError};
 use ticks::SplitTicks;
 
+/// The exact part of a read (see `Probe::snap`).
+struct Snap {
+    stats: Vec<parse::Stat>,
+    cpus: Vec<CpuWindow>,
+    on_cpu_ns: u64,
+    switches: u64,
+    mono_ns: u64,
+    ticks: (u64, u64),
+}
+
 /// Reads the tracked tree from /proc.
 pub struct ProcfsProbe {
+    snap: Option<Snap>,
     proc: ProcRoot,
     /// Target processes: pid and start time (identity).
     roots: Vec<(i32, u64)>,
@@ -48,6 +59,7 @@ impl ProcfsProbe {
     /// A probe for the trees of `roots` (more can be added with `add_root`).
     pub fn new(proc: ProcRoot, roots: &[i32], follow_children: bool, reads: process::Reads) -> Self {
         let mut p = Self {
+            snap: None,
             figures: figures::TreeFigures::new(proc.clone(), reads, true),
             system: system::SystemProbe::new(proc.clone(), "/sys"),
             host: host::Host::new(&proc),
@@ -207,7 +219,7 @@ impl Probe for ProcfsProbe {
         Ok(self.track(pid, since_start)?)
     }
 
-    fn read(&mut self) -> Result<Reading, ProbeError> {
+    fn snap(&mut self) -> Result<(), ProbeError> {
         let span = Span::start();
         let pids = self.walk();
         let mut on_cpu_ns = 0;
@@ -224,11 +236,24 @@ impl Probe for ProcfsProbe {
                 Err(e) => return Err(ProbeError::Procfs(e)),
             }
         }
-        // The CPU figures' instant; the momentary ones below follow it.
+        // The CPU figures' instant; the momentary ones read later follow it.
         let mono_ns = span.end();
         self.run_ns.commit();
         self.switches.commit();
-        let (user_ticks, system_ticks) = self.split.commit();
+        let ticks = self.split.commit();
+        self.snap = Some(Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks });
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Reading, ProbeError> {
+        let snap = match self.snap.take() {
+            Some(s) => s,
+            None => {
+                self.snap()?;
+                self.snap.take().ok_or_else(|| ProbeError::Procfs(ReadError::Gone("snapshot".into())))?
+            }
+        };
+        let Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks: (user_ticks, system_ticks) } = snap;
         // Distinct CPUs the processes' main threads were last on.
         let used: std::collections::HashSet<u32> = stats.iter().filter_map(|s| s.processor).collect();
         let mut extra =

@@ -1,0 +1,180 @@
+//! Targets that come and go: `--comm` (kernel exec matching and /proc
+//! scans), `--pid-command` across restarts, and `--mode both` with
+//! `messer compare`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use messer_tests::{column, interrupt, read_table, reported_cpu_s, require_root, start_recording, workload_named};
+
+fn strings(v: &serde_json::Value, name: &str) -> Vec<String> {
+    v[name].as_array().unwrap().iter().map(|x| x.as_str().unwrap_or("").to_string()).collect()
+}
+
+/// CPU seconds in the time series: the sum of percent x window.
+fn recorded_cpu_s(path: &std::path::Path, table: &str) -> f64 {
+    let t = read_table(path, table, &["proc_cpu_util_percent_total", "window_seconds"]);
+    let cpu = column(&t, "proc_cpu_util_percent_total");
+    let w = column(&t, "window_seconds");
+    cpu.iter().zip(&w).filter_map(|(c, w)| Some(c.filter(|c| c.is_finite())? / 100.0 * (*w)?)).sum()
+}
+
+#[test]
+fn comm_captures_every_instance_of_a_restarting_program() {
+    if !require_root("comm_captures_every_instance_of_a_restarting_program") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tool = workload_named(dir.path(), "supertool");
+    let out = dir.path().join("comm.h5");
+    let out_s = out.to_str().unwrap();
+    let (m, log) = start_recording(&["--mode", "ebpf", "--comm", "supertool", "--interval", "0.2", "-o", out_s]);
+    let mut truth = 0.0;
+    for _ in 0..5 {
+        let o =
+            Command::new(&tool).args(["busy", "--threads", "2", "--duty", "1", "--seconds", "0.4"]).output().unwrap();
+        assert!(o.status.success());
+        truth += reported_cpu_s(&o.stdout);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(interrupt(m), Some(0), "{}", log.lock().unwrap());
+    let got = recorded_cpu_s(&out, "messer_timeseries");
+    println!(
+        "--comm: recorded {got:.4} s of CPU, the 5 instances reported {truth:.4} s ({:.2} %)",
+        got / truth * 100.0
+    );
+    assert!(got >= 0.99 * truth && got <= 1.01 * truth, "recorded {got} s against {truth} s");
+
+    let ev = read_table(&out, "messer_events", &["kind", "pid", "comm"]);
+    let kinds = strings(&ev, "kind");
+    let pids = column(&ev, "pid");
+    let mut found: Vec<i64> = kinds
+        .iter()
+        .zip(&pids)
+        .filter(|(k, _)| *k == "target_found" || *k == "target_restarted")
+        .map(|(_, p)| p.unwrap() as i64)
+        .collect();
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), 5, "five instances found: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "target_lost").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| *k == "exit").count(), 5);
+    let info = read_table(&out, "messer_process_info", &["pid", "comm"]);
+    assert_eq!(strings(&info, "comm").iter().filter(|c| *c == "supertool").count(), 5);
+    // Between instances there was no target: missing, not zero.
+    let ts = read_table(&out, "messer_timeseries", &["proc_pid", "proc_cpu_util_percent_total"]);
+    let cpu = column(&ts, "proc_cpu_util_percent_total");
+    let pid = column(&ts, "proc_pid");
+    assert!(pid.iter().zip(&cpu).all(|(p, c)| (*p == Some(0.0)) == c.is_none()), "{pid:?} {cpu:?}");
+    assert!(cpu.last().unwrap().is_none(), "no target after the last instance: {cpu:?}");
+    // Two threads on a machine of at least two CPUs: never above 200 %.
+    assert!(cpu.iter().flatten().all(|c| *c <= 201.0), "{cpu:?}");
+}
+
+#[test]
+fn comm_in_procfs_mode_scans_proc() {
+    let dir = tempfile::tempdir().unwrap();
+    let tool = workload_named(dir.path(), "scantool");
+    let out = dir.path().join("scan.h5");
+    let (m, log) =
+        start_recording(&["--mode", "procfs", "--comm", "scantool", "--interval", "0.1", "-o", out.to_str().unwrap()]);
+    let mut truth = 0.0;
+    for _ in 0..2 {
+        let o = Command::new(&tool).args(["busy", "--threads", "1", "--duty", "1", "--seconds", "1"]).output().unwrap();
+        truth += reported_cpu_s(&o.stdout);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(interrupt(m), Some(0), "{}", log.lock().unwrap());
+    let got = recorded_cpu_s(&out, "messer_timeseries");
+    // procfs cannot see the last part of a process that exits within a window.
+    println!("--comm (procfs): recorded {got:.3} s of {truth:.3} s ({:.1} %)", got / truth * 100.0);
+    assert!(got >= 0.8 * truth && got <= 1.01 * truth, "recorded {got} s against {truth} s");
+    let ev = read_table(&out, "messer_events", &["kind"]);
+    let kinds = strings(&ev, "kind");
+    let targets: Vec<&String> = kinds.iter().filter(|k| k.starts_with("target")).collect();
+    assert_eq!(targets, ["target_found", "target_lost", "target_restarted", "target_lost"], "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "exit").count(), 2, "{kinds:?}");
+}
+
+#[test]
+fn pid_command_follows_a_restarted_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let tool = workload_named(dir.path(), "pidcmdtool");
+    let out = dir.path().join("pidcmd.h5");
+    let args = ["--mode", "procfs", "--pid-command", "pgrep -n -x pidcmdtool", "--interval", "0.1", "-o"];
+    let (m, log) = start_recording(&[&args[..], &[out.to_str().unwrap()]].concat());
+    let mut pids = Vec::new();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        let c = Command::new(&tool)
+            .args(["busy", "--threads", "1", "--duty", "1", "--seconds", "1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        pids.push(f64::from(c.id()));
+        c.wait_with_output().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(interrupt(m), Some(0));
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("--pid-command exited with status 1"), "pgrep finding nothing is reported: {log}");
+    let ts = read_table(&out, "messer_timeseries", &["proc_pid", "proc_cpu_util_percent_total"]);
+    let seen: Vec<f64> = column(&ts, "proc_pid").into_iter().flatten().collect();
+    let mut distinct = seen.clone();
+    distinct.dedup();
+    // No target, the first instance, none, the second, none.
+    assert_eq!(distinct, [0.0, pids[0], 0.0, pids[1], 0.0], "proc_pid over time");
+    let cpu = column(&ts, "proc_cpu_util_percent_total");
+    // No target: NaN, not 0 (procfs also cannot measure the window in which
+    // a target exits, so that one is NaN with the pid).
+    assert!(seen.iter().zip(&cpu).all(|(p, c)| *p != 0.0 || c.is_none()), "no target: NaN, not 0: {cpu:?}");
+    let busy = cpu.iter().flatten().filter(|c| **c > 90.0).count();
+    assert!(busy >= 14, "the instances were busy in most of their windows: {cpu:?}");
+    let ev = read_table(&out, "messer_events", &["kind", "pid"]);
+    let kinds: Vec<String> = strings(&ev, "kind").into_iter().filter(|k| k.starts_with("target")).collect();
+    assert_eq!(kinds, ["target_found", "target_lost", "target_restarted", "target_lost"]);
+}
+
+#[test]
+fn both_modes_agree_on_a_steady_workload_and_compare_says_so() {
+    if !require_root("both_modes_agree_on_a_steady_workload_and_compare_says_so") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("both.h5");
+    let o = messer_tests::messer()
+        .args(["--mode", "both", "--interval", "0.5", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(messer_tests::workload_bin())
+        .args(["busy", "--threads", "1", "--duty", "1", "--seconds", "4"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cols = ["proc_cpu_util_percent_total", "window_seconds"];
+    let e = column(&read_table(&out, "messer_timeseries", &cols), "proc_cpu_util_percent_total");
+    let p = column(&read_table(&out, "messer_procfs_timeseries", &cols), "proc_cpu_util_percent_total");
+    assert_eq!(e.len(), p.len(), "one row per tick in each table");
+    // Full windows: all but the first (start) and the last (exit).
+    let worst = e[1..e.len() - 1]
+        .iter()
+        .zip(&p[1..p.len() - 1])
+        .map(|(a, b)| (a.unwrap() - b.unwrap()).abs())
+        .fold(0.0, f64::max);
+    println!("--mode both: worst full-window difference {worst:.3} % of a core");
+    assert!(worst < 1.0, "ebpf {e:?}\nprocfs {p:?}");
+
+    let c = messer_tests::messer().arg("compare").arg(&out).args(["--format", "json"]).output().unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    let cpu = metrics.as_array().unwrap().iter().find(|m| m["name"] == "proc_cpu_util_percent_total").unwrap();
+    let (te, tp) = (cpu["total_ebpf"].as_f64().unwrap(), cpu["total_procfs"].as_f64().unwrap());
+    assert!((te - tp).abs() < 0.02 * te, "totals {te} and {tp} core-s");
+    assert_eq!(cpu["worst"].as_array().unwrap().len(), 3);
+    let text = messer_tests::messer().arg("compare").arg(&out).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("CPU: ebpf and procfs agree within"), "{text}");
+    let csv = messer_tests::messer().arg("compare").arg(&out).args(["--format", "csv"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("metric,total_unit,total_ebpf"));
+}

@@ -99,6 +99,38 @@ pub struct Cli {
     #[arg(long)]
     pub no_realtime: bool,
 
+    /// Serve the latest sample as Prometheus metrics at
+    /// http://ADDR:PORT/metrics (a bare PORT listens on 127.0.0.1 only).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub prometheus: Option<String>,
+
+    /// Also export each tracked process's CPU and memory, labelled with pid
+    /// and comm (one series per process: mind the cardinality).
+    #[arg(long, requires = "prometheus")]
+    pub prometheus_per_process: bool,
+
+    /// Write samples and process summaries to InfluxDB at this URL (e.g.
+    /// http://127.0.0.1:8086), batched in the background.
+    #[arg(long, value_name = "URL")]
+    pub influx: Option<String>,
+
+    /// InfluxDB 1.x database.
+    #[arg(long, value_name = "NAME", requires = "influx")]
+    pub influx_db: Option<String>,
+
+    /// InfluxDB 2.x bucket (with --influx-org).
+    #[arg(long, value_name = "NAME", requires = "influx")]
+    pub influx_bucket: Option<String>,
+
+    /// InfluxDB 2.x organisation.
+    #[arg(long, value_name = "NAME", requires = "influx")]
+    pub influx_org: Option<String>,
+
+    /// InfluxDB API token (sent as `Authorization: Token ...`); default:
+    /// $MESSER_INFLUX_TOKEN, which keeps it out of the process list.
+    #[arg(long, value_name = "TOKEN", requires = "influx")]
+    pub influx_token: Option<String>,
+
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -173,3 +173,4 @@ pub fn reported_cpu_s(stdout: &[u8]) -> f64 {
     let v: serde_json::Value = serde_json::from_slice(stdout).expect("workload prints its truth as JSON");
     v["user_s"].as_f64().expect("user_s") + v["system_s"].as_f64().expect("system_s")
 }
+pub mod servers;

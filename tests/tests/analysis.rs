@@ -35,6 +35,10 @@ fn inspect_shows_metadata_tables_and_statistics() {
         "time span:",
         "proc_cpu_util_percent_total",
         "system_mem_total",
+        "table /messer_events:",
+        "CPU credits per program (1 credit = 1 vCPU-minute):",
+        "CPU credits per user",
+        "(2 processes)",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }

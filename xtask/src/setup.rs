@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 
 /// Debian packages: the BPF toolchain (Debian's rustc with a prebuilt core for
-/// bpfel-unknown-none; LLVM 22 for bpf-linker), HDF5, and what tests use.
+/// bpfel-unknown-none; LLVM 22 for bpf-linker), HDF5, and what tests use
+/// (including the Prometheus and InfluxDB servers the exporter tests start).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -20,6 +21,9 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "python3-venv",
     "util-linux",
+    // Real servers for the exporter tests (started by the tests on loopback).
+    "prometheus",
+    "influxdb",
 ];
 
 /// bpf-linker, built against LLVM 22 (newer releases need a newer rustc).

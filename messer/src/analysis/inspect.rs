@@ -67,6 +67,33 @@ pub fn report(path: &std::path::Path) -> Result<String, ReadError> {
             writeln!(out, "  time span: {} to {} ({:.3} s)", iso(a), iso(b), b - a).map_err(w)?;
         }
         column_stats(t, &mut out).map_err(w)?;
+        if name == "messer_process_info" {
+            credits(t, &mut out).map_err(w)?;
+        }
     }
     Ok(out)
+}
+
+/// CPU credits (one vCPU at 100 % for one minute) per program and per user.
+fn credits(t: &TableData, out: &mut String) -> std::fmt::Result {
+    let col = |n: &str| t.columns.iter().position(|c| c == n);
+    let (Some(comm), Some(user), Some(cred)) = (col("comm"), col("user"), col("cpu_credits")) else {
+        return Ok(());
+    };
+    for (title, key) in [("program", comm), ("user", user)] {
+        let mut sums: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+        for r in &t.rows {
+            let k = cell(&r[key]);
+            let e = sums.entry(if k.is_empty() { "?".into() } else { k }).or_default();
+            e.0 += r[cred].number().filter(|v| v.is_finite()).unwrap_or(0.0);
+            e.1 += 1;
+        }
+        writeln!(out, "  CPU credits per {title} (1 credit = 1 vCPU-minute):")?;
+        let mut v: Vec<_> = sums.into_iter().collect();
+        v.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+        for (k, (c, n)) in v {
+            writeln!(out, "    {k:<32} {c:>12.6} credits  ({n} process{})", if n == 1 { "" } else { "es" })?;
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use crate::probe::procfs::{ProcRoot, ProcfsProbe};
 use crate::sample::sampler::{self, Stop};
 use crate::sample::{Sample, processes};
 use crate::signals::Signals;
+use crate::sink::exporters::Exporters;
 use crate::sink::hdf5::{self as h5, Table};
 use crate::sink::writer::{QUEUE_ROWS, Writer};
 use crate::target::follow::Follow;
@@ -271,6 +272,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         }
         tables.push(table);
     }
+    let ts_schema = tables[0].schema().clone();
     let procs = Table::create(&file, "messer_processes", "messer per-process time series", processes::schema())
         .map_err(runtime)?;
     let info = Table::create(&file, "messer_process_info", "messer processes seen", processes::info_schema())
@@ -287,6 +289,23 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         Spec::Comm(c) => format!("every process named {c}"),
     };
     log::info!("recording {what} in {mode} mode every {} s into {}", cli.interval, path.display());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let target_label = match &spec {
+        Spec::Pid(p) => p.to_string(),
+        Spec::Launch(c) => c.join(" "),
+        Spec::PidCommand(c) | Spec::Comm(c) => (*c).to_string(),
+    };
+    let labels = [("target", target_label), ("host", host), ("messer_mode", mode.to_string())];
+    let mut exporters = match Exporters::start(cli, &ts_schema, &labels) {
+        Ok(e) => e,
+        Err(e) => {
+            drop(all);
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            abandon(paused);
+            return Err(e);
+        }
+    };
     let writer = Writer::spawn(file, all, QUEUE_ROWS)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
     if let Some(e) = first_event {
@@ -294,7 +313,10 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     }
 
     // Used by both the start hook and the sampling callback.
-    let registry = std::cell::RefCell::new(processes::Registry::new(proc.clone()));
+    let registry = std::cell::RefCell::new(processes::Registry::new(
+        proc.clone(),
+        crate::sample::clock::realtime_ns() as f64 / 1e9,
+    ));
     let launched_pid = paused.as_ref().map(|p| p.pid);
     let mut launch_error = None;
     // After the baseline read: let a launched command run.
@@ -319,11 +341,14 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             }
             let mut samples = samples.into_iter();
             if let Some(s) = samples.next() {
-                writer.send(TIMESERIES, s.row())?;
+                let row = s.row();
+                exporters.sample(&row, &s.processes);
+                writer.send(TIMESERIES, row)?;
                 for row in s.process_rows() {
                     writer.send(PROCESSES, row)?;
                 }
                 for row in registry.borrow_mut().observe(&s.processes, s.unixtime) {
+                    exporters.summary(&row);
                     writer.send(PROCESS_INFO, row)?;
                 }
             }
@@ -362,7 +387,11 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         launch::Exit::Signal(s) => (pid, -f64::from(s)),
     });
     for row in registry.into_inner().finish(status) {
+        exporters.summary(&row);
         let _ = writer.send(PROCESS_INFO, row);
+    }
+    for (name, v) in exporters.finish() {
+        let _ = writer.set_attr(TIMESERIES, name, h5::AttrValue::I64(v as i64));
     }
     // Whatever happened, write what was sampled.
     // A failed write says why, and whether the file system is full.

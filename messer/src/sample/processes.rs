@@ -73,9 +73,16 @@ pub fn info_schema() -> Schema {
         Column::new("user", Kind::Ascii(32)),
         f("first_seen_unixtime"),
         f("last_seen_unixtime"),
+        f("cpu_seconds"),
+        f("cpu_credits"),
+        f("cpu_avg_percent"),
+        f("duration_seconds"),
         f("exit_status"),
     ])
 }
+
+/// CPU seconds in one credit: one vCPU at 100 % for one minute.
+pub const CREDIT_SECONDS: f64 = 60.0;
 
 /// What is known about one process.
 #[derive(Debug, Clone)]
@@ -89,6 +96,10 @@ struct Info {
     euid: Option<u32>,
     first_seen: f64,
     last_seen: f64,
+    /// CPU recorded for it (ns, over the windows it was seen in).
+    cpu_ns: f64,
+    /// Since when it was recorded: its start, or the recording's start.
+    since: f64,
 }
 
 /// The user name of `uid` from /etc/passwd (empty if none).
@@ -109,6 +120,8 @@ pub fn parse_euid(status: &str) -> Option<u32> {
 /// Every process seen, by (pid, start time); emits a row when one is gone.
 pub struct Registry {
     proc: ProcRoot,
+    /// When the recording started (unix seconds).
+    started: f64,
     seen: HashMap<(i32, u64), Info>,
     /// A launched command's pid: its row waits for its exit status.
     hold: Option<i32>,
@@ -116,8 +129,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(proc: ProcRoot) -> Self {
-        Self { proc, seen: HashMap::new(), hold: None, held: Vec::new() }
+    pub fn new(proc: ProcRoot, started: f64) -> Self {
+        Self { proc, started, seen: HashMap::new(), hold: None, held: Vec::new() }
     }
 
     /// Notes process `pid` now, before any sample shows it (a launched
@@ -141,7 +154,8 @@ impl Registry {
             Some(i) => i,
             None => self.info(p, unixtime),
         };
-        (key, Info { last_seen: unixtime, comm: p.comm.clone(), ..info })
+        let cpu_ns = info.cpu_ns + p.cpu.on_cpu_ns as f64;
+        (key, Info { last_seen: unixtime, comm: p.comm.clone(), cpu_ns, ..info })
     }
 
     fn info(&self, p: &ProcessWindow, unixtime: f64) -> Info {
@@ -162,6 +176,8 @@ impl Registry {
             euid,
             first_seen: unixtime,
             last_seen: unixtime,
+            cpu_ns: 0.0,
+            since: p.start_unixtime.max(self.started),
         }
     }
 
@@ -209,6 +225,10 @@ fn info_row(i: &Info) -> Row {
         Value::Ascii(ascii(&i.euid.map(user_name).unwrap_or_default(), 32)),
         Value::F64(i.first_seen),
         Value::F64(i.last_seen),
+        Value::F64(i.cpu_ns / 1e9),
+        Value::F64(i.cpu_ns / 1e9 / CREDIT_SECONDS),
+        Value::F64(if i.last_seen > i.since { i.cpu_ns / 1e9 / (i.last_seen - i.since) * 100.0 } else { f64::NAN }),
+        Value::F64(i.last_seen - i.since),
         // Known only for a command messer launched (see `finish`).
         Value::F64(f64::NAN),
     ]
@@ -233,7 +253,7 @@ mod tests {
     #[test]
     fn rows_match_schemas_and_gone_processes_are_reported_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = Registry::new(ProcRoot::new(dir.path()));
+        let mut r = Registry::new(ProcRoot::new(dir.path()), 0.0);
         let p = ProcessWindow { pid: 5, comm: "x".into(), start_unixtime: 100.0, ..Default::default() };
         assert!(r.observe(std::slice::from_ref(&p), 1.0).is_empty());
         assert!(r.observe(std::slice::from_ref(&p), 2.0).is_empty());
@@ -244,6 +264,6 @@ mod tests {
         assert_eq!(row(&p, 1.0, 1.0, 1).len(), schema().columns.len());
         assert!(r.observe(std::slice::from_ref(&p), 4.0).is_empty());
         let end = r.finish(Some((5, 3.0)));
-        assert_eq!(end[0][10], Value::F64(3.0), "exit status of a launched command");
+        assert_eq!(end[0][14], Value::F64(3.0), "exit status of a launched command");
     }
 }

@@ -1,5 +1,9 @@
-//! Where samples go: the HDF5 file (and, later, metric exporters).
+//! Where samples go: the HDF5 file, a Prometheus endpoint, InfluxDB.
 
+pub mod exporters;
 pub mod hdf5;
+pub mod influx;
+pub mod metrics;
+pub mod prometheus;
 pub mod table;
 pub mod writer;

@@ -120,6 +120,8 @@ pub struct EbpfProbe {
     /// Tgids seen exited at the previous read: retired at this one, once the
     /// half holding their final switch-out has been read.
     exited: HashSet<u32>,
+    /// Each live process's last window: its identity for the window in which it exits.
+    last_windows: std::collections::HashMap<u32, crate::probe::ProcessWindow>,
     split: SplitTicks,
     programs: ProgramStats,
     figures: TreeFigures,
@@ -178,6 +180,7 @@ impl EbpfProbe {
             proc: proc.clone(),
             deltas: EpochDeltas::default(),
             exited: HashSet::new(),
+            last_windows: std::collections::HashMap::new(),
             split: SplitTicks::default(),
             programs,
             // Without kernel-side syscall counting, read/write come from
@@ -250,6 +253,7 @@ impl EbpfProbe {
             PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = counters.remove(&tgid);
         self.deltas.forget(tgid);
+        self.last_windows.remove(&tgid);
         self.exited.remove(&tgid);
         Ok(())
     }
@@ -359,6 +363,23 @@ impl Probe for EbpfProbe {
                 if self.exited.insert(tgid) {
                     // Exited during this window: its last part is in it.
                     exited_now += 1;
+                    if let Some(w) = self.last_windows.remove(&tgid) {
+                        let cpu = CpuWindow { on_cpu_ns: own.on_cpu_ns as i64, user_ticks: 0, system_ticks: 0 };
+                        let (rb, wb) = if self.io {
+                            (own.io_bytes[io::READ] as f64, own.io_bytes[io::WRITE] as f64)
+                        } else {
+                            (f64::NAN, f64::NAN)
+                        };
+                        let gone = f64::NAN;
+                        processes.push(crate::probe::ProcessWindow {
+                            cpu,
+                            rss_bytes: gone,
+                            num_threads: gone,
+                            read_bytes: rb,
+                            write_bytes: wb,
+                            ..w
+                        });
+                    }
                 } else {
                     retire.push(tgid);
                 }
@@ -369,7 +390,9 @@ impl Probe for EbpfProbe {
                     let (user_ticks, system_ticks) = self.split.observe(&stat);
                     let cpu = CpuWindow { on_cpu_ns: own.on_cpu_ns as i64, user_ticks, system_ticks };
                     let rw = self.io.then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
-                    processes.push(self.host.window(&stat, cpu, rw));
+                    let w = self.host.window(&stat, cpu, rw);
+                    self.last_windows.insert(tgid, w.clone());
+                    processes.push(w);
                     stats.push(stat);
                 }
                 Err(e) if e.is_gone() => {}

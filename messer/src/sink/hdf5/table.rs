@@ -64,6 +64,11 @@ impl Table {
     }
 
     /// Rows written so far.
+    /// The columns of the table.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
     pub fn len(&self) -> usize {
         self.rows
     }

@@ -1,0 +1,110 @@
+//! The optional live exporters of a recording: a Prometheus endpoint and
+//! InfluxDB writes, fed with every `/messer_timeseries` row and every
+//! process summary (`/messer_process_info` row).
+
+use super::influx::{self, Influx, InfluxOptions};
+use super::metrics::Metrics;
+use super::prometheus::{self, Endpoint};
+use super::table::{Row, Schema};
+use crate::cli::Cli;
+use crate::probe::ProcessWindow;
+use crate::record::RecordError;
+
+pub struct Exporters {
+    prometheus: Option<(Metrics, Endpoint)>,
+    influx: Option<Influx>,
+    schema: Schema,
+    info_schema: Schema,
+    tags: Vec<(&'static str, String)>,
+}
+
+impl Exporters {
+    /// Starts what the command line asks for; bad options are usage errors.
+    pub fn start(cli: &Cli, schema: &Schema, labels: &[(&'static str, String)]) -> Result<Self, RecordError> {
+        let usage = |e: String| RecordError::Usage(e);
+        let prometheus = match &cli.prometheus {
+            Some(a) => {
+                let addr = prometheus::parse_addr(a).map_err(|e| usage(e.to_string()))?;
+                let endpoint = Endpoint::start(addr).map_err(|e| usage(e.to_string()))?;
+                log::info!("Prometheus metrics at http://{}/metrics", endpoint.addr);
+                let mut m = Metrics::new(schema, labels);
+                if cli.prometheus_per_process {
+                    m = m.with_per_process();
+                }
+                endpoint.publish(m.render());
+                Some((m, endpoint))
+            }
+            None => None,
+        };
+        let influx = match &cli.influx {
+            Some(url) => {
+                let opts = InfluxOptions {
+                    url: url.clone(),
+                    database: cli.influx_db.clone(),
+                    bucket: cli.influx_bucket.clone(),
+                    org: cli.influx_org.clone(),
+                    token: cli.influx_token.clone().or_else(|| std::env::var("MESSER_INFLUX_TOKEN").ok()),
+                };
+                let i = Influx::start(&opts).map_err(|e| usage(e.to_string()))?;
+                log::info!("writing to InfluxDB at {}", opts.write_url().unwrap_or_default());
+                Some(i)
+            }
+            None => None,
+        };
+        Ok(Exporters {
+            prometheus,
+            influx,
+            schema: schema.clone(),
+            info_schema: crate::sample::processes::info_schema(),
+            tags: labels.to_vec(),
+        })
+    }
+
+    /// One `/messer_timeseries` row and the window's processes.
+    pub fn sample(&mut self, row: &Row, processes: &[ProcessWindow]) {
+        if let Some((m, e)) = &mut self.prometheus {
+            m.observe(row);
+            m.observe_processes(processes);
+            e.publish(m.render());
+        }
+        if let Some(i) = &self.influx {
+            i.push(influx::line("messer", &self.tags, &self.schema, row, &[("isotime_local", "")], "unixtime"));
+        }
+    }
+
+    /// A process's life summary (a `/messer_process_info` row).
+    pub fn summary(&mut self, row: &Row) {
+        if let Some(i) = &self.influx {
+            let tags = [("comm", "program"), ("user", "user"), ("exe", ""), ("cmdline", "")];
+            let l =
+                influx::line("messer_process_summary", &self.tags, &self.info_schema, row, &tags, "last_seen_unixtime");
+            i.push(l);
+        }
+    }
+
+    /// Stops the exporters; returns counts for the file's metadata.
+    pub fn finish(&mut self) -> Vec<(&'static str, u64)> {
+        self.prometheus = None;
+        match self.influx.take() {
+            Some(i) => {
+                let s = i.finish();
+                let lost = s.dropped + s.unsent;
+                if s.failures > 0 || lost > 0 {
+                    log::warn!(
+                        "InfluxDB: {} lines written, {} failed requests, {lost} lines not delivered",
+                        s.written,
+                        s.failures
+                    );
+                } else {
+                    log::info!("InfluxDB: {} lines written", s.written);
+                }
+                vec![
+                    ("messer_influx_lines_written", s.written),
+                    ("messer_influx_lines_lost", lost),
+                    ("messer_influx_failed_requests", s.failures),
+                ]
+            }
+            None => Vec::new(),
+        }
+    }
+}

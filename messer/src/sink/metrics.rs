@@ -1,0 +1,255 @@
+//! Prometheus metrics from time-series rows: cumulative counters are summed
+//! from each window's figures (so they never go backwards when processes of
+//! the tree exit), gauges take the latest value. A window whose figure is
+//! missing adds nothing and leaves a gauge out of the exposition.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::table::{Row, Schema, Value};
+
+/// Counter: (metric, label, source column, factor from value x window seconds).
+const COUNTERS: &[(&str, &str, &str, f64)] = &[
+    ("messer_process_cpu_seconds_total", "mode=\"user\"", "proc_cpu_util_percent_user", 0.01),
+    ("messer_process_cpu_seconds_total", "mode=\"system\"", "proc_cpu_util_percent_system", 0.01),
+    ("messer_process_runqueue_wait_seconds_total", "", "proc_runq_wait_percent", 0.01),
+    ("messer_process_io_read_bytes_total", "", "proc_disk_read_throughput_mibps", 1048576.0),
+    ("messer_process_io_write_bytes_total", "", "proc_disk_write_throughput_mibps", 1048576.0),
+    ("messer_process_storage_read_bytes_total", "", "proc_io_storage_read_throughput_mibps", 1048576.0),
+    ("messer_process_storage_write_bytes_total", "", "proc_io_storage_write_throughput_mibps", 1048576.0),
+    ("messer_process_context_switches_total", "kind=\"voluntary\"", "proc_ctx_switch_voluntary_rate_hz", 1.0),
+    ("messer_process_context_switches_total", "kind=\"involuntary\"", "proc_ctx_switch_involuntary_rate_hz", 1.0),
+];
+
+/// Gauges: (metric, source column, factor).
+const GAUGES: &[(&str, &str, f64)] = &[
+    ("messer_process_resident_memory_bytes", "proc_mem_rss", 1.0),
+    ("messer_process_virtual_memory_bytes", "proc_mem_vms", 1.0),
+    ("messer_process_proportional_memory_bytes", "proc_mem_pss", 1.0),
+    ("messer_process_swap_bytes", "proc_mem_swap", 1.0),
+    ("messer_process_threads", "proc_num_threads", 1.0),
+    ("messer_process_open_fds", "proc_num_fds", 1.0),
+    ("messer_process_tcp_connections", "proc_num_tcp_connections", 1.0),
+    ("messer_processes", "proc_num_processes", 1.0),
+    ("messer_process_cpu_utilization_ratio", "proc_cpu_util_percent_total", 0.01),
+    ("messer_system_load1", "system_loadavg1", 1.0),
+    ("messer_system_load5", "system_loadavg5", 1.0),
+    ("messer_system_load15", "system_loadavg15", 1.0),
+    ("messer_system_memory_total_bytes", "system_mem_total", 1.0),
+    ("messer_system_memory_available_bytes", "system_mem_available", 1.0),
+    ("messer_system_memory_used_bytes", "system_mem_used", 1.0),
+    ("messer_system_swap_used_bytes", "system_swap_used", 1.0),
+    ("messer_system_cpu_user_ratio", "system_cpu_util_percent_user", 0.01),
+    ("messer_system_cpu_system_ratio", "system_cpu_util_percent_system", 0.01),
+    ("messer_system_cpu_idle_ratio", "system_cpu_util_percent_idle", 0.01),
+    ("messer_system_cpu_iowait_ratio", "system_cpu_util_percent_iowait", 0.01),
+    ("messer_system_cpu_steal_ratio", "system_cpu_util_percent_steal", 0.01),
+    ("messer_system_pressure_cpu_some_ratio", "system_pressure_cpu_some_percent", 0.01),
+    ("messer_system_pressure_memory_some_ratio", "system_pressure_memory_some_percent", 0.01),
+    ("messer_system_pressure_io_some_ratio", "system_pressure_io_some_percent", 0.01),
+];
+
+fn help(metric: &str) -> &'static str {
+    match metric {
+        "messer_process_cpu_seconds_total" => {
+            "CPU time of the tracked process tree (ebpf: exact; user/system split by the kernel's ticks)"
+        }
+        "messer_process_cpu_unsplit_seconds_total" => "CPU time of windows in which the kernel charged no tick",
+        "messer_process_runqueue_wait_seconds_total" => "Time the tree's threads waited runnable (ebpf mode)",
+        "messer_process_io_read_bytes_total" | "messer_process_io_write_bytes_total" => {
+            "Bytes read/written by read/write-family syscalls"
+        }
+        "messer_process_storage_read_bytes_total" | "messer_process_storage_write_bytes_total" => {
+            "Bytes read from / written to storage (/proc/<pid>/io read_bytes, write_bytes)"
+        }
+        "messer_process_context_switches_total" => "Context switches of the tree's threads",
+        "messer_process_cpu_utilization_ratio" => "CPU of the tree over the last window, in cores",
+        m if m.starts_with("messer_system_") => "System-wide figure of the last window (see README)",
+        _ => "Tree figure at the end of the last window (see README)",
+    }
+}
+
+/// Turns rows of `/messer_timeseries` into a Prometheus exposition.
+pub struct Metrics {
+    index: BTreeMap<String, usize>,
+    /// Base labels on every series (target, comm, mode, host).
+    labels: String,
+    counters: BTreeMap<(&'static str, &'static str), f64>,
+    unsplit_s: f64,
+    samples: u64,
+    last: Option<Row>,
+    /// `--prometheus-per-process`: pid -> (comm, CPU seconds, RSS bytes).
+    per_process: Option<BTreeMap<i32, (String, f64, f64)>>,
+}
+
+/// Escapes a label value.
+pub fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// `labels`: (name, value) pairs put on every series.
+    pub fn new(schema: &Schema, labels: &[(&str, String)]) -> Self {
+        let index = schema.columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        let labels = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect::<Vec<_>>().join(",");
+        let mut counters = BTreeMap::new();
+        // Counters exist from the start (at 0) when their column does.
+        let m = Metrics {
+            index,
+            labels,
+            counters: BTreeMap::new(),
+            unsplit_s: 0.0,
+            samples: 0,
+            last: None,
+            per_process: None,
+        };
+        for &(metric, label, col, _) in COUNTERS {
+            if m.index.contains_key(col) {
+                counters.insert((metric, label), 0.0);
+            }
+        }
+        Metrics { counters, ..m }
+    }
+
+    /// Exports each process's series too.
+    pub fn with_per_process(mut self) -> Self {
+        self.per_process = Some(BTreeMap::new());
+        self
+    }
+
+    /// The processes of the window (for `--prometheus-per-process`): a
+    /// process that is gone loses its series.
+    pub fn observe_processes(&mut self, processes: &[crate::probe::ProcessWindow]) {
+        let Some(map) = &mut self.per_process else { return };
+        let mut now = BTreeMap::new();
+        for p in processes {
+            let (_, cpu, _) = map.remove(&p.pid).unwrap_or_default();
+            now.insert(p.pid, (p.comm.clone(), cpu + p.cpu.on_cpu_ns as f64 / 1e9, p.rss_bytes));
+        }
+        *map = now;
+    }
+
+    fn get(&self, row: &Row, col: &str) -> Option<f64> {
+        match row.get(*self.index.get(col)?)? {
+            Value::F64(v) if v.is_finite() => Some(*v),
+            Value::I64(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+
+    /// Adds one row (one window).
+    pub fn observe(&mut self, row: &Row) {
+        self.samples += 1;
+        let Some(window_s) = self.get(row, "window_seconds") else { return };
+        for &(metric, label, col, factor) in COUNTERS {
+            if let Some(v) = self.get(row, col)
+                && let Some(c) = self.counters.get_mut(&(metric, label))
+            {
+                *c += v * window_s * factor;
+            }
+        }
+        // CPU time whose split is unknown still counts, under its own name.
+        if self.get(row, "proc_cpu_util_percent_user").is_none()
+            && let Some(total) = self.get(row, "proc_cpu_util_percent_total")
+        {
+            self.unsplit_s += total * window_s * 0.01;
+        }
+        self.last = Some(row.clone());
+    }
+
+    fn series(&self, extra: &str) -> String {
+        match (self.labels.is_empty(), extra.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => format!("{{{}}}", self.labels),
+            (true, false) => format!("{{{extra}}}"),
+            (false, false) => format!("{{{},{extra}}}", self.labels),
+        }
+    }
+
+    /// The exposition (text format 0.0.4) after the rows seen so far.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let head = |out: &mut String, metric: &str, kind: &str| {
+            let _ = writeln!(out, "# HELP {metric} {}\n# TYPE {metric} {kind}", help(metric));
+        };
+        let mut done = "";
+        for (&(metric, label), v) in &self.counters {
+            if metric != done {
+                head(&mut out, metric, "counter");
+                done = metric;
+            }
+            let _ = writeln!(out, "{metric}{} {v}", self.series(label));
+        }
+        if self.counters.contains_key(&("messer_process_cpu_seconds_total", "mode=\"user\"")) {
+            let metric = "messer_process_cpu_unsplit_seconds_total";
+            head(&mut out, metric, "counter");
+            let _ = writeln!(out, "{metric}{} {}", self.series(""), self.unsplit_s);
+        }
+        if let Some(row) = &self.last {
+            for &(metric, col, factor) in GAUGES {
+                if let Some(v) = self.get(row, col) {
+                    head(&mut out, metric, "gauge");
+                    let _ = writeln!(out, "{metric}{} {}", self.series(""), v * factor);
+                }
+            }
+        }
+        if let Some(map) = &self.per_process {
+            let series = |pid: &i32, comm: &str| self.series(&format!("pid=\"{pid}\",comm=\"{}\"", label_value(comm)));
+            let metric = "messer_tree_process_cpu_seconds_total";
+            let _ = writeln!(
+                out,
+                "# HELP {metric} CPU time of one process of the tree while tracked\n# TYPE {metric} counter"
+            );
+            for (pid, (comm, cpu, _)) in map {
+                let _ = writeln!(out, "{metric}{} {cpu}", series(pid, comm));
+            }
+            let metric = "messer_tree_process_resident_memory_bytes";
+            let _ = writeln!(out, "# HELP {metric} Resident memory of one process of the tree\n# TYPE {metric} gauge");
+            for (pid, (comm, _, rss)) in map.iter().filter(|(_, v)| v.2.is_finite()) {
+                let _ = writeln!(out, "{metric}{} {rss}", series(pid, comm));
+            }
+        }
+        let metric = "messer_samples_total";
+        let _ = writeln!(out, "# HELP {metric} Samples taken\n# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric}{} {}", self.series(""), self.samples);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::table::{Column, Kind};
+
+    fn schema() -> Schema {
+        let f = |n: &str| Column::new(n, Kind::F64);
+        Schema::new(vec![
+            f("window_seconds"),
+            f("proc_cpu_util_percent_total"),
+            f("proc_cpu_util_percent_user"),
+            f("proc_cpu_util_percent_system"),
+            f("proc_mem_rss"),
+        ])
+    }
+
+    #[test]
+    fn counters_integrate_windows_and_skip_missing_values() {
+        let mut m = Metrics::new(&schema(), &[("target", "a\"b".into())]);
+        m.observe(&vec![Value::F64(0.5), Value::F64(100.0), Value::F64(75.0), Value::F64(25.0), Value::F64(1e6)]);
+        m.observe(&vec![
+            Value::F64(0.5),
+            Value::F64(40.0),
+            Value::F64(f64::NAN),
+            Value::F64(f64::NAN),
+            Value::F64(f64::NAN),
+        ]);
+        let text = m.render();
+        assert!(text.contains("messer_process_cpu_seconds_total{target=\"a\\\"b\",mode=\"user\"} 0.375\n"), "{text}");
+        assert!(text.contains("messer_process_cpu_seconds_total{target=\"a\\\"b\",mode=\"system\"} 0.125\n"), "{text}");
+        assert!(text.contains("messer_process_cpu_unsplit_seconds_total{target=\"a\\\"b\"} 0.2\n"), "{text}");
+        // The last row has no RSS: the gauge is left out, not 0.
+        assert!(!text.contains("resident_memory"), "{text}");
+        assert!(text.contains("messer_samples_total{target=\"a\\\"b\"} 2\n"));
+        assert_eq!(text.matches("# TYPE messer_process_cpu_seconds_total counter").count(), 1);
+    }
+}

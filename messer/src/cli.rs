@@ -166,6 +166,29 @@ pub enum Action {
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
+    /// Draw recordings as stacked panels over time (CPU, run-queue wait,
+    /// memory, IO, system CPU and memory), several files overlaid.
+    Plot {
+        /// The HDF5 files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The figure: .png, .svg or .html.
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        /// A label per file, in order [default: the file names].
+        #[arg(long, value_name = "TEXT")]
+        label: Vec<String>,
+        /// Add a panel for this column (repeatable).
+        #[arg(long, value_name = "NAME")]
+        metric: Vec<String>,
+    },
+    /// Print shell completions for messer.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print messer's man page (roff).
+    Man,
     /// Compare the ebpf and procfs measurements of a `--mode both` recording.
     Compare {
         /// The HDF5 file.

@@ -53,6 +53,19 @@ fn run() -> anyhow::Result<ExitCode> {
 /// `inspect`, `export` and `compare`: a file that cannot be opened is bad input (2).
 fn analyse(action: &Action) -> anyhow::Result<ExitCode> {
     let result = match action {
+        Action::Plot { files, output, label, metric } => analysis::plot::plot(files, label, metric, output),
+        Action::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "messer",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Action::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| ReadError::Lib(e.to_string())),
         Action::Compare { file, format, worst } => {
             analysis::compare::compare(file, *worst).map(|m| print!("{}", analysis::compare::render(&m, *format)))
         }

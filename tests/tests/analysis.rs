@@ -129,3 +129,76 @@ fn a_finished_file_is_compressed_with_everything_kept() {
     assert!(status.success());
     assert!(storage(&raw)["messer_timeseries"]["compression"].is_null());
 }
+
+#[test]
+fn the_readme_pandas_snippet_runs_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = recording(dir.path());
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let start = readme.find("## Reading the file").unwrap();
+    let block = &readme[start..];
+    let code = block.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
+    let script = dir.path().join("snippet.py");
+    std::fs::write(&script, code.replace("run1.h5", file.to_str().unwrap())).unwrap();
+    let o = std::process::Command::new(python()).arg(&script).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("count") && out.contains("target_found"), "{out}");
+}
+
+#[test]
+fn plot_renders_a_png_with_content_and_svg_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = recording(dir.path());
+    let b = dir.path().join("rec2.h5");
+    std::fs::copy(&a, &b).unwrap();
+    let png = dir.path().join("fig.png");
+    let o = run({
+        let mut c = messer();
+        c.arg("plot").arg(&a).arg(&b).args(["--label", "one", "--label", "two", "--metric", "proc_num_threads", "-o"]);
+        c.arg(&png);
+        c
+    });
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&png).expect("a PNG that decodes").to_rgb8();
+    let (w, h) = img.dimensions();
+    assert_eq!(w, 1200);
+    assert!(h >= 260 * 4, "several panels: {h} px high");
+    let colored = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    let distinct: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert!(
+        colored > (w * h / 50) as usize && distinct.len() > 20,
+        "{colored} drawn pixels, {} colours",
+        distinct.len()
+    );
+    for ext in ["svg", "html"] {
+        let out = dir.path().join(format!("fig.{ext}"));
+        let o = run({
+            let mut c = messer();
+            c.arg("plot").arg(&a).arg("-o").arg(&out);
+            c
+        });
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("<svg") && text.contains("Process tree CPU"), "{ext}");
+    }
+    let bad = run({
+        let mut c = messer();
+        c.arg("plot").arg(&a).args(["--metric", "no_such_column", "-o"]).arg(dir.path().join("x.png"));
+        c
+    });
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli() {
+    for (args, want) in [(&["completions", "bash"][..], "--pid-command"), (&["man"][..], ".TH messer 1")] {
+        let o = run({
+            let mut c = messer();
+            c.args(args);
+            c
+        });
+        assert!(o.status.success());
+        assert!(String::from_utf8_lossy(&o.stdout).contains(want), "{args:?}");
+    }
+}

@@ -21,6 +21,9 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "python3-venv",
     "util-linux",
+    // `messer plot`: fonts through fontconfig.
+    "libfontconfig-dev",
+    "fonts-dejavu-core",
     // Real servers for the exporter tests (started by the tests on loopback).
     "prometheus",
     "influxdb",

@@ -3,4 +3,5 @@
 pub mod compare;
 pub mod export;
 pub mod inspect;
+pub mod plot;
 pub mod read;

@@ -131,6 +131,10 @@ pub struct Cli {
     #[arg(long, value_name = "TOKEN", requires = "influx")]
     pub influx_token: Option<String>,
 
+    /// No status line on the terminal (it is shown only when stderr is one).
+    #[arg(short, long)]
+    pub quiet: bool,
+
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -29,7 +29,16 @@ fn run() -> anyhow::Result<ExitCode> {
         1 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_target(false).init();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    logger.format_target(false);
+    if messer::record::status::on_terminal() {
+        // A log line first clears the status line it would otherwise follow.
+        logger.format(|buf, r| {
+            let ts = buf.timestamp();
+            writeln!(buf, "{}[{ts} {:<5}] {}", messer::record::status::CLEAR, r.level(), r.args())
+        });
+    }
+    logger.init();
     if let Some(action) = &cli.action {
         return analyse(action);
     }

@@ -2,6 +2,7 @@
 
 pub mod meta;
 pub mod output;
+pub mod status;
 
 use crate::cli::{Cli, Mode};
 use crate::probe::Probe;
@@ -312,6 +313,9 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         let _ = writer.send(EVENTS, e.row());
     }
 
+    let mut status = status::Status::new(cli.quiet, path.clone());
+    let cpu_col = ts_schema.columns.iter().position(|c| c.name == "proc_cpu_util_percent_total");
+    let rss_col = ts_schema.columns.iter().position(|c| c.name == "proc_mem_rss");
     // Used by both the start hook and the sampling callback.
     let registry = std::cell::RefCell::new(processes::Registry::new(
         proc.clone(),
@@ -343,6 +347,13 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             if let Some(s) = samples.next() {
                 let row = s.row();
                 exporters.sample(&row, &s.processes);
+                if let Some(st) = &mut status {
+                    let num = |i: Option<usize>| match i.and_then(|i| row.get(i)) {
+                        Some(crate::sink::table::Value::F64(v)) => *v,
+                        _ => f64::NAN,
+                    };
+                    st.sample(num(cpu_col), num(rss_col), writer.lost());
+                }
                 writer.send(TIMESERIES, row)?;
                 for row in s.process_rows() {
                     writer.send(PROCESSES, row)?;
@@ -382,11 +393,12 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         _ => None,
     };
     // A launched command's status as a number: its exit code, or minus the signal.
-    let status = child_status.zip(launched_pid).map(|(e, pid)| match e {
+    let child = child_status.zip(launched_pid).map(|(e, pid)| match e {
         launch::Exit::Code(c) => (pid, f64::from(c)),
         launch::Exit::Signal(s) => (pid, -f64::from(s)),
     });
-    for row in registry.into_inner().finish(status) {
+    drop(status);
+    for row in registry.into_inner().finish(child) {
         exporters.summary(&row);
         let _ = writer.send(PROCESS_INFO, row);
     }

@@ -40,6 +40,11 @@ impl Writer {
         Ok(Self { tx: Some(tx), lost, handle: Some(handle) })
     }
 
+    /// Rows dropped so far because the queue was full.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     /// Queues a row for table `table`. Fails only when the writer thread has
     /// stopped (its error comes from `finish`).
     pub fn send(&self, table: usize, row: Row) -> Result<(), String> {

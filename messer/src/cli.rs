@@ -84,6 +84,17 @@ pub struct Cli {
     #[arg(long)]
     pub io_syscalls: bool,
 
+    /// Start a new file of the series when the current one reaches this many
+    /// MiB (uncompressed, while recording): run.h5, run.0001.h5, ...; each
+    /// finished file is compressed and carries its `messer_series_index`.
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    pub rotate_size: Option<f64>,
+
+    /// With --rotate-size: delete the oldest files of the series while it
+    /// takes more than this many MiB.
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    pub retain_size: Option<f64>,
+
     /// Leave the file uncompressed at the end (it is written uncompressed
     /// while recording, for crash safety, and compressed after a clean end).
     #[arg(long)]

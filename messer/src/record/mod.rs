@@ -14,7 +14,7 @@ use crate::sample::{Sample, processes};
 use crate::signals::Signals;
 use crate::sink::exporters::Exporters;
 use crate::sink::hdf5::{self as h5, Table};
-use crate::sink::writer::{QUEUE_ROWS, Writer};
+use crate::sink::writer::{QUEUE_ROWS, Rotation, Writer};
 use crate::target::follow::Follow;
 use crate::target::{Target, launch};
 
@@ -111,6 +111,53 @@ fn start_probes(cli: &Cli, roots: &[i32], proc: &ProcRoot) -> Result<Vec<(Box<dy
     }
 }
 
+/// A table to create: name, title, columns and attributes.
+#[derive(Clone)]
+struct TableSpec {
+    name: &'static str,
+    title: &'static str,
+    schema: crate::sink::table::Schema,
+    attrs: Vec<(&'static str, h5::AttrValue)>,
+}
+
+/// Creates `specs` in `file`; the first table carries `messer_series_index`.
+fn create_tables(file: &hdf5::File, specs: &[TableSpec], index: u64) -> Result<Vec<Table>, h5::Hdf5Error> {
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, s) in specs.iter().enumerate() {
+        let t = Table::create(file, s.name, s.title, s.schema.clone())?;
+        for (n, v) in &s.attrs {
+            t.set_attr(n, v)?;
+        }
+        if i == 0 {
+            t.set_attr("messer_series_index", &h5::AttrValue::I64(index as i64))?;
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// `--rotate-size`/`--retain-size` in bytes, checked.
+fn sizes(cli: &Cli) -> Result<(Option<u64>, Option<u64>), RecordError> {
+    let mib = |v: f64, what: &str| {
+        if v.is_finite() && v >= 0.01 {
+            Ok((v * 1048576.0) as u64)
+        } else {
+            Err(RecordError::Usage(format!("{what} must be a number of MiB of at least 0.01, got {v}")))
+        }
+    };
+    let rotate = cli.rotate_size.map(|v| mib(v, "--rotate-size")).transpose()?;
+    let retain = cli.retain_size.map(|v| mib(v, "--retain-size")).transpose()?;
+    match (rotate, retain) {
+        (None, Some(_)) => Err(RecordError::Usage("--retain-size needs --rotate-size".into())),
+        (Some(a), Some(b)) if b < a => Err(RecordError::Usage(format!(
+            "--retain-size ({} MiB) must be at least --rotate-size ({} MiB)",
+            cli.retain_size.unwrap_or_default(),
+            cli.rotate_size.unwrap_or_default()
+        ))),
+        r => Ok(r),
+    }
+}
+
 /// What to record, as the user said it.
 enum Spec<'a> {
     Pid(i32),
@@ -174,6 +221,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         return Err(RecordError::Usage("--max-processes and --max-threads must be at least 1".into()));
     }
     let spec = spec(cli)?;
+    let (rotate_bytes, retain_bytes) = sizes(cli)?;
     if let Some(path) = &cli.output {
         output::prepare(path, cli.force).map_err(RecordError::Usage)?;
     }
@@ -241,14 +289,15 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     }
     let mut probes: Vec<Box<dyn Probe>> = started.into_iter().map(|(p, _)| p).collect();
     let runtime = |e: h5::Hdf5Error| RecordError::Runtime(format!("writing {}: {e}", path.display()));
-    let mut tables = Vec::new();
+    // The tables, in the writer's order, with their attributes: made again
+    // for every file of a rotated series.
+    let mut specs = Vec::new();
     for (i, probe) in probes.iter().enumerate() {
         let (table_name, title) = if i == 0 {
             ("messer_timeseries", "messer time series")
         } else {
             ("messer_procfs_timeseries", "messer time series (procfs measurement)")
         };
-        let table = Table::create(&file, table_name, title, Sample::schema(probe.columns())).map_err(runtime)?;
         let probe_mode = if i == 0 && mode == "both" {
             "ebpf"
         } else if i == 0 {
@@ -256,33 +305,32 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         } else {
             "procfs"
         };
-        let pid = follow.pid();
-        for (name, value) in
-            meta::attributes(pid, cli.pid_command.as_deref().unwrap_or(""), cli.interval, &cli.label, probe_mode)
-        {
-            table.set_attr(name, &value).map_err(runtime)?;
-        }
+        let mut attrs = meta::attributes(
+            follow.pid(),
+            cli.pid_command.as_deref().unwrap_or(""),
+            cli.interval,
+            &cli.label,
+            probe_mode,
+        );
         if i == 0 && mode == "both" {
-            table.set_attr("messer_recording_mode", &h5::AttrValue::Str("both".into())).map_err(runtime)?;
+            attrs.push(("messer_recording_mode", h5::AttrValue::Str("both".into())));
         }
         if let Some(c) = &cli.comm {
-            table.set_attr("messer_comm", &h5::AttrValue::Str(c.clone())).map_err(runtime)?;
+            attrs.push(("messer_comm", h5::AttrValue::Str(c.clone())));
         }
         if !cli.command.is_empty() {
-            table.set_attr("messer_launched_command", &h5::AttrValue::Str(cli.command.join(" "))).map_err(runtime)?;
+            attrs.push(("messer_launched_command", h5::AttrValue::Str(cli.command.join(" "))));
         }
-        tables.push(table);
+        specs.push(TableSpec { name: table_name, title, schema: Sample::schema(probe.columns()), attrs });
     }
-    let ts_schema = tables[0].schema().clone();
-    let procs = Table::create(&file, "messer_processes", "messer per-process time series", processes::schema())
-        .map_err(runtime)?;
-    let info = Table::create(&file, "messer_process_info", "messer processes seen", processes::info_schema())
-        .map_err(runtime)?;
-    let events =
-        Table::create(&file, "messer_events", "messer process events", ProcEvent::schema()).map_err(runtime)?;
-    let procfs_table = if tables.len() == 2 { tables.pop() } else { None };
-    let mut all = vec![tables.remove(0), procs, info, events];
-    all.extend(procfs_table);
+    let ts_schema = specs[0].schema.clone();
+    let procfs_spec = if specs.len() == 2 { specs.pop() } else { None };
+    let plain = |name, title, schema| TableSpec { name, title, schema, attrs: Vec::new() };
+    specs.push(plain("messer_processes", "messer per-process time series", processes::schema()));
+    specs.push(plain("messer_process_info", "messer processes seen", processes::info_schema()));
+    specs.push(plain("messer_events", "messer process events", ProcEvent::schema()));
+    specs.extend(procfs_spec);
+    let all = create_tables(&file, &specs, 0).map_err(runtime)?;
     let what = match &spec {
         Spec::Pid(p) => format!("pid {p}"),
         Spec::Launch(c) => c.join(" "),
@@ -307,7 +355,19 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             return Err(e);
         }
     };
-    let writer = Writer::spawn(file, all, QUEUE_ROWS)
+    let rotation = rotate_bytes.map(|limit| Rotation {
+        limit_bytes: limit,
+        retain_bytes,
+        base: path.clone(),
+        compress: !cli.no_compress,
+        open: Box::new(move |p: &std::path::Path, index: u64| {
+            let f = h5::create_file(p)?;
+            output::chown_to_invoker(p);
+            let t = create_tables(&f, &specs, index)?;
+            Ok((f, t))
+        }),
+    });
+    let writer = Writer::spawn(file, path.clone(), all, QUEUE_ROWS, rotation)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
     if let Some(e) = first_event {
         let _ = writer.send(EVENTS, e.row());
@@ -429,7 +489,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         Err(sampler::SamplerError::Sink(_)) if written.is_err() => {}
         Err(e) => return Err(RecordError::Runtime(e.to_string())),
     }
-    let rows = written?;
+    let (rows, path) = written?;
     log::info!("wrote {rows} rows to {}", path.display());
     if !cli.no_compress {
         let t0 = std::time::Instant::now();

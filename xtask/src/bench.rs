@@ -152,6 +152,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
             "sched_switch",
             "sched_wakeup",
             "task_newtask",
+            "sched_process_exec",
             "sched_process_exit",
             "sys_exit_read_family",
             "sys_exit_write_family",
@@ -249,8 +250,132 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
             b.check(&format!("messer CPU per sample, {mode}, {name}"), pct / 100.0 * 0.1 * 1000.0, "ms", None);
         }
     }
-    b.row("peers (pidstat, psrecord)", "not run".into(), "", "not installed by setup yet");
+    accuracy_side_by_side(&mut b)?;
     write_report(&b)
+}
+
+fn mono_s() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock and pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn real_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(f64::NAN, |d| d.as_secs_f64())
+}
+
+/// messer (ebpf and procfs, one `--mode both` recording), pidstat and
+/// psrecord on the same run of 4 threads at 50 % duty, against the
+/// workload's exact truth (thread CPU clocks sampled every millisecond).
+fn accuracy_side_by_side(b: &mut Bench) -> Result<()> {
+    let secs = format!("{}", b.secs(12.0));
+    let dir = b.dir.path().to_path_buf();
+    let truth = dir.join("acc.truth");
+    let w = Command::new(b.workload())
+        .args(["busy", "--threads", "4", "--duty", "0.5", "--period-ms", "10", "--seconds", &secs, "--delay", "1"])
+        .arg("--truth")
+        .arg(&truth)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("workload")?;
+    let pid = w.id().to_string();
+    let h5 = dir.join("acc.h5");
+    let m = Command::new(b.messer())
+        .args(["--mode", "both", "--interval", "0.5", "--force", "--pid", &pid, "-o"])
+        .arg(&h5)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("messer")?;
+    let pidstat_out = std::fs::File::create(dir.join("acc.pidstat"))?;
+    let ps = Command::new("pidstat")
+        .args(["-u", "-h", "-H", "-p", &pid, "1"])
+        .env("LC_ALL", "C")
+        .stdout(pidstat_out)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("pidstat (package sysstat; run `cargo xtask setup`)")?;
+    let offset = real_s() - mono_s();
+    let psr_start = mono_s();
+    let psr = Command::new(b.root.join(".venv/bin/psrecord"))
+        .args([&pid, "--interval", "0.5", "--include-children", "--log"])
+        .arg(dir.join("acc.psrecord"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("psrecord (in .venv; run `cargo xtask setup`)")?;
+    let mut w = w;
+    w.wait()?;
+    for mut c in [m, psr] {
+        c.wait()?;
+    }
+    let mut ps = ps;
+    // pidstat notices the exit itself; make sure it is gone.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = ps.kill();
+    let _ = ps.wait();
+    let o = Command::new(b.root.join(".venv/bin/python"))
+        .arg(b.root.join("xtask/py/accuracy.py"))
+        .arg(&truth)
+        .arg(&h5)
+        .arg(dir.join("acc.pidstat"))
+        .arg(dir.join("acc.psrecord"))
+        .arg(format!("{psr_start}"))
+        .arg(format!("{offset}"))
+        .output()?;
+    if !o.status.success() {
+        bail!("accuracy.py: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    for tool in ["messer ebpf", "messer procfs", "pidstat", "psrecord"] {
+        let r = &v[tool];
+        if r.is_null() {
+            b.row(&format!("CPU error per window, {tool}"), "no windows".into(), "", "");
+            continue;
+        }
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        b.row(
+            &format!("CPU error per window, 4 x 50 %, {tool}: p99 / max ({} windows)", r["windows"]),
+            format!("{:.2} / {:.2} % of a core", f("p99"), f("max")),
+            "",
+            "",
+        );
+        b.row(&format!("CPU integrated error, {tool}"), format!("{:+.3} %", f("integrated_pct")), "", "");
+    }
+    // Fork storm through psrecord (--include-children polls the children).
+    let storm = strings(&["forkstorm", "--children", "300", "--child-ms", "2", "--parallel", "4", "--delay", "0.7"]);
+    let w = Command::new(b.workload()).args(&storm).stdout(Stdio::piped()).spawn()?;
+    let log = dir.join("storm.psrecord");
+    let psr = Command::new(b.root.join(".venv/bin/psrecord"))
+        .args([&w.id().to_string(), "--interval", "0.1", "--include-children", "--log"])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let wo = w.wait_with_output()?;
+    let mut psr = psr;
+    psr.wait()?;
+    let wv: serde_json::Value = serde_json::from_slice(&wo.stdout).unwrap_or(serde_json::Value::Null);
+    let g = |k: &str| wv[k].as_f64().unwrap_or(f64::NAN);
+    let truth_s = (g("end_cpu_ns") - g("start_cpu_ns")) / 1e9 + g("children_user_s") + g("children_system_s");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let rows: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<f64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            (f.len() >= 2).then(|| (f[0], f[1]))
+        })
+        .collect();
+    let got: f64 = rows.windows(2).map(|p| p[1].1 / 100.0 * (p[1].0 - p[0].0)).sum();
+    b.row(
+        "fork storm (300 x 2 ms children) captured, psrecord --include-children",
+        format!("{:.2} %", got / truth_s * 100.0),
+        "",
+        "",
+    );
+    b.row("fork storm captured, pidstat -p PID", "not measured".into(), "", "per-task; children are not followed");
+    Ok(())
 }
 
 fn machine() -> String {

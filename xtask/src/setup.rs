@@ -24,6 +24,8 @@ const PACKAGES: &[&str] = &[
     // `messer plot`: fonts through fontconfig.
     "libfontconfig-dev",
     "fonts-dejavu-core",
+    // Peers measured side by side by `cargo xtask bench` (pidstat).
+    "sysstat",
     // Real servers for the exporter tests (started by the tests on loopback).
     "prometheus",
     "influxdb",
@@ -37,7 +39,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub const BPF_TOOLCHAIN: &str = "messer-bpf";
 
 /// Python packages the tests use to read files back, pinned.
-const PYTHON_PACKAGES: &[&str] = &["h5py==3.16.0", "pandas==3.1.1", "tables==3.11.1", "numpy==2.4.6"];
+const PYTHON_PACKAGES: &[&str] =
+    &["h5py==3.16.0", "pandas==3.1.1", "tables==3.11.1", "numpy==2.4.6", "psrecord==1.4", "psutil==7.2.2"];
 
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
@@ -181,7 +184,7 @@ fn python_venv() -> Result<()> {
     let root = workspace_root()?;
     let py = root.join(".venv/bin/python");
     let mut check = Command::new(&py);
-    check.args(["-c", "import h5py, pandas, tables"]);
+    check.args(["-c", "import h5py, pandas, tables, psutil, psrecord"]);
     if py.exists() && quiet_ok(&mut check) {
         step("Python venv .venv: ready");
         return Ok(());

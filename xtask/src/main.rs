@@ -6,6 +6,7 @@
 
 mod bench;
 mod setup;
+mod soak;
 
 use std::process::{Command, ExitCode};
 
@@ -36,6 +37,13 @@ enum Task {
         /// A shorter run (under 3 minutes) for a smoke check.
         #[arg(long)]
         quick: bool,
+    },
+    /// Set up, build, and record the switch-heavy workload at 10 ms for a long
+    /// time (as root); reports messer's RSS growth into SOAK.md.
+    Soak {
+        /// How long (the soak is an hour).
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
     },
     /// Set up, build, and run every test (unit and root integration tests).
     Test {
@@ -86,6 +94,14 @@ fn run() -> Result<()> {
                 bail!("the benchmark loads BPF programs: run it as root (sudo -E cargo xtask bench)");
             }
             bench::run(&root, quick)
+        }
+        Task::Soak { minutes } => {
+            setup::ensure()?;
+            build()?;
+            if !setup::is_root() {
+                bail!("the soak loads BPF programs: run it as root (sudo -E cargo xtask soak)");
+            }
+            soak::run(&root, minutes)
         }
         Task::Test { args } => {
             setup::ensure()?;

@@ -57,7 +57,15 @@ impl EbpfError {
             }
             src = s.source();
         }
-        EbpfError::Load(chain(&e))
+        let full = chain(&e);
+        // A verifier log is thousands of lines: one line here, all with -v.
+        match full.split_once('\n') {
+            Some((first, _)) => {
+                log::debug!("{full}");
+                EbpfError::Load(format!("{first} (the verifier's log follows with -v)"))
+            }
+            None => EbpfError::Load(full),
+        }
     }
 
     fn map(e: impl std::fmt::Display) -> Self {
@@ -306,6 +314,18 @@ impl EbpfProbe {
     }
 }
 
+impl EbpfProbe {
+    /// The exact part of a read (see `Probe::snap`).
+    fn snapshot(&mut self) -> Result<Snap, ProbeError> {
+        let (first, last, cpus_used) = self.flush()?;
+        // After the flush: every event up to the window's end is in the ring.
+        let events = self.drain_events();
+        let tracked = self.tracked()?;
+        let frozen = self.frozen(&tracked)?;
+        Ok(Snap { first, last, cpus_used, events, tracked, frozen })
+    }
+}
+
 impl Probe for EbpfProbe {
     fn columns(&self) -> Vec<Column> {
         let mut c = columns(self.io, self.programs.names());
@@ -331,22 +351,14 @@ impl Probe for EbpfProbe {
     }
 
     fn snap(&mut self) -> Result<(), ProbeError> {
-        let (first, last, cpus_used) = self.flush()?;
-        // After the flush: every event up to the window's end is in the ring.
-        let events = self.drain_events();
-        let tracked = self.tracked()?;
-        let frozen = self.frozen(&tracked)?;
-        self.snap = Some(Snap { first, last, cpus_used, events, tracked, frozen });
+        self.snap = Some(self.snapshot()?);
         Ok(())
     }
 
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let snap = match self.snap.take() {
             Some(s) => s,
-            None => {
-                self.snap()?;
-                self.snap.take().ok_or_else(|| EbpfError::Map("no snapshot".into()))?
-            }
+            None => self.snapshot()?,
         };
         let Snap { first, last, cpus_used, events, tracked, frozen } = snap;
         let mut sum = Counters::default();

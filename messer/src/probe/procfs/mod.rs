@@ -204,22 +204,9 @@ impl ProcfsProbe {
     }
 }
 
-impl Probe for ProcfsProbe {
-    fn columns(&self) -> Vec<crate::sink::table::Column> {
-        let mut c = vec![
-            crate::probe::measure::float("proc_cpu_num_used"),
-            crate::probe::measure::float("proc_ctx_switch_rate_hz"),
-        ];
-        c.extend(self.figures.columns());
-        c.extend(self.system.columns());
-        c
-    }
-
-    fn add_root(&mut self, pid: i32, since_start: bool) -> Result<(), ProbeError> {
-        Ok(self.track(pid, since_start)?)
-    }
-
-    fn snap(&mut self) -> Result<(), ProbeError> {
+impl ProcfsProbe {
+    /// The exact part of a read (see `Probe::snap`).
+    fn snapshot(&mut self) -> Result<Snap, ProbeError> {
         let span = Span::start();
         let pids = self.walk();
         let mut on_cpu_ns = 0;
@@ -241,17 +228,34 @@ impl Probe for ProcfsProbe {
         self.run_ns.commit();
         self.switches.commit();
         let ticks = self.split.commit();
-        self.snap = Some(Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks });
+        Ok(Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks })
+    }
+}
+
+impl Probe for ProcfsProbe {
+    fn columns(&self) -> Vec<crate::sink::table::Column> {
+        let mut c = vec![
+            crate::probe::measure::float("proc_cpu_num_used"),
+            crate::probe::measure::float("proc_ctx_switch_rate_hz"),
+        ];
+        c.extend(self.figures.columns());
+        c.extend(self.system.columns());
+        c
+    }
+
+    fn add_root(&mut self, pid: i32, since_start: bool) -> Result<(), ProbeError> {
+        Ok(self.track(pid, since_start)?)
+    }
+
+    fn snap(&mut self) -> Result<(), ProbeError> {
+        self.snap = Some(self.snapshot()?);
         Ok(())
     }
 
     fn read(&mut self) -> Result<Reading, ProbeError> {
         let snap = match self.snap.take() {
             Some(s) => s,
-            None => {
-                self.snap()?;
-                self.snap.take().ok_or_else(|| ProbeError::Procfs(ReadError::Gone("snapshot".into())))?
-            }
+            None => self.snapshot()?,
         };
         let Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks: (user_ticks, system_ticks) } = snap;
         // Distinct CPUs the processes' main threads were last on.

@@ -51,6 +51,7 @@ fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
     let modes: Vec<&str> = cpu.iter().filter_map(|r| r["metric"]["mode"].as_str()).collect();
     assert!(modes.contains(&"user") && modes.contains(&"system"), "{cpu:?}");
     assert!(cpu.iter().all(|r| r["metric"]["target"] == "sh -c ".to_string() + &busy_then_idle("3", "3")[2]));
+    assert!(cpu.iter().all(|r| r["metric"]["comm"] == "sh" && r["metric"]["messer_mode"] == "ebpf"), "{cpu:?}");
     let total: f64 = cpu.iter().map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap()).sum();
     let unsplit = q("max_over_time(messer_process_cpu_unsplit_seconds_total[2m])");
     let unsplit: f64 = unsplit.iter().map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap()).sum();

@@ -251,7 +251,51 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         }
     }
     accuracy_side_by_side(&mut b)?;
+    restarts(&mut b)?;
     write_report(&b)
+}
+
+/// A chain of 5 restarts of a program with new pids, recorded by
+/// `--comm` in ebpf and in procfs mode at once.
+fn restarts(b: &mut Bench) -> Result<()> {
+    let dir = b.dir.path().to_path_buf();
+    let tool = dir.join("benchtool");
+    let _ = std::fs::remove_file(&tool);
+    std::os::unix::fs::symlink(b.workload(), &tool)?;
+    let mut recorders = Vec::new();
+    for mode in ["ebpf", "procfs"] {
+        let m = Command::new(b.messer())
+            .args(["--mode", mode, "--comm", "benchtool", "--interval", "0.5", "--quiet", "--force", "-o"])
+            .arg(dir.join(format!("restarts-{mode}.h5")))
+            .stderr(Stdio::null())
+            .spawn()
+            .context("messer")?;
+        recorders.push((mode, m));
+    }
+    // Loading the BPF programs takes a moment.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let o = Command::new(&tool)
+        .args(["restarts", "--count", "5", "--seconds", &format!("{}", b.secs(1.5) / 1.5 * 0.5), "--threads", "2"])
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    let g = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let truth = g("user_s") + g("system_s") + g("children_user_s") + g("children_system_s");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for (mode, m) in recorders {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(m.id() as i32, libc::SIGINT) };
+        let mut m = m;
+        m.wait()?;
+        let r = b.summarize(&dir.join(format!("restarts-{mode}.h5")), "0.5")?;
+        let got = r["cpu_s"].as_f64().unwrap_or(f64::NAN);
+        b.row(
+            &format!("chain of 5 restarts (new pids) captured by --comm, {mode}"),
+            format!("{:.2} %", got / truth * 100.0),
+            if mode == "ebpf" { ">= 99 %" } else { "" },
+            if mode == "ebpf" { if got / truth >= 0.99 { "met" } else { "MISSED" } } else { "" },
+        );
+    }
+    Ok(())
 }
 
 fn mono_s() -> f64 {

@@ -263,6 +263,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     };
     output::chown_to_invoker(&path);
 
+    let target_comm = target_pid.as_ref().map(|t| t.comm.clone());
     let (mut follow, first_event) = match (&spec, target_pid) {
         (_, Some(t)) => {
             let (f, e) = Follow::fixed(t, proc.clone());
@@ -344,7 +345,14 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         Spec::Launch(c) => c.join(" "),
         Spec::PidCommand(c) | Spec::Comm(c) => (*c).to_string(),
     };
-    let labels = [("target", target_label), ("host", host), ("messer_mode", mode.to_string())];
+    let comm_label = match (&spec, &target_comm) {
+        (Spec::Comm(c), _) => (*c).to_string(),
+        // Held before its exec, the child still has messer's comm.
+        (Spec::Launch(c), _) => c.first().and_then(|p| p.rsplit('/').next()).unwrap_or("").chars().take(15).collect(),
+        (_, Some(c)) => c.clone(),
+        _ => String::new(),
+    };
+    let labels = [("target", target_label), ("comm", comm_label), ("host", host), ("messer_mode", mode.to_string())];
     let mut exporters = match Exporters::start(cli, &ts_schema, &labels) {
         Ok(e) => e,
         Err(e) => {

@@ -16,6 +16,12 @@
 //! child processes (see storm.rs). `messer-workload io --mib N [--chunk-kib
 //! K] [--dir D]`: known read/write/send/recv traffic (see io.rs).
 //!
+//! `messer-workload restarts --count N --seconds S [--threads T] [--gap-ms G]`:
+//! a chain of N instances of this program (run under the name it was called
+//! by, so a symlink gives them its comm), one after the other, each busy with
+//! T threads for S seconds, G ms apart; their CPU is in children_*_s and
+//! their pids in `pids`.
+//!
 //! Every mode takes `--delay S` (sleep before starting, so that a recorder
 //! attached meanwhile sees all of the work) and prints start_cpu_ns and
 //! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
@@ -30,7 +36,7 @@ use truth::{Clocks, Truth};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: messer-workload busy --threads N --duty D --seconds S [--period-ms P] [--truth FILE]\n       messer-workload pingpong --pairs N --seconds S [--truth FILE]\n       messer-workload forkstorm --children N [--child-ms M] [--parallel P]\n       messer-workload io --mib N [--chunk-kib K] [--dir D]\n       (all: [--delay S])"
+        "usage: messer-workload busy --threads N --duty D --seconds S [--period-ms P] [--truth FILE]\n       messer-workload pingpong --pairs N --seconds S [--truth FILE]\n       messer-workload forkstorm --children N [--child-ms M] [--parallel P]\n       messer-workload io --mib N [--chunk-kib K] [--dir D]\n       messer-workload restarts --count N --seconds S [--threads T] [--gap-ms G]\n       (all: [--delay S])"
     );
     std::process::exit(2)
 }
@@ -198,6 +204,33 @@ fn main() {
             let n = arg(&args, "--processes", None::<usize>);
             let seconds = arg(&args, "--seconds", None::<f64>);
             storm::sleepers(n, seconds);
+        }
+        Some("restarts") => {
+            let count = arg(&args, "--count", None::<usize>);
+            let secs = arg(&args, "--seconds", None::<f64>);
+            let threads = arg(&args, "--threads", Some(1usize));
+            let gap = arg(&args, "--gap-ms", Some(100u64));
+            // The name we were run by (a symlink keeps its comm).
+            let me = std::env::args().next().unwrap_or_else(|| usage());
+            let mut pids = Vec::new();
+            for i in 0..count {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(gap));
+                }
+                let status = std::process::Command::new(&me)
+                    .args(["busy", "--threads", &threads.to_string(), "--duty", "1", "--seconds", &secs.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .and_then(|mut c| {
+                        pids.push(c.id());
+                        c.wait()
+                    });
+                if !status.is_ok_and(|s| s.success()) {
+                    eprintln!("messer-workload: instance {i} failed");
+                    std::process::exit(1);
+                }
+            }
+            extra = format!(", \"pids\": {pids:?}");
         }
         Some("forkstorm") => {
             let children = arg(&args, "--children", None::<usize>);

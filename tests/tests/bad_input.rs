@@ -115,3 +115,36 @@ fn pid_command_without_a_usable_pid_keeps_trying() {
         assert!(column(&t, "proc_pid").iter().all(|p| *p == Some(0.0)));
     }
 }
+
+/// Runs messer in a private mount namespace in which `mount` hides the
+/// kernel's BTF.
+fn without_btf(mount: &str, args: &str) -> std::process::Output {
+    let cmd = format!("{mount} && exec {} {args}", messer_bin().display());
+    std::process::Command::new("unshare").args(["-m", "sh", "-c", &cmd]).output().unwrap()
+}
+
+#[test]
+fn no_kernel_btf() {
+    if !require_root("no_kernel_btf") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = dir.path().join("x.h5");
+    let o = dir.path().display();
+    for (mount, says) in [
+        (format!("mount --bind {} /sys/kernel/btf", empty.display()), "this kernel was built without BTF"),
+        ("mount --bind /dev/null /sys/kernel/btf/vmlinux".to_string(), "is not usable BTF"),
+    ] {
+        let r = without_btf(&mount, &format!("--mode ebpf --pid 1 --duration 1 -o {o}/x.h5"));
+        assert_usage_error(&r, says);
+        assert!(String::from_utf8_lossy(&r.stderr).contains("use --mode procfs"));
+        assert!(!out.exists(), "no file left");
+        // auto mode records in procfs mode with a warning.
+        let r = without_btf(&mount, &format!("--pid 1 --duration 0.5 --force -o {o}/x.h5"));
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(String::from_utf8_lossy(&r.stderr).contains("eBPF unavailable, recording in procfs mode"));
+        std::fs::remove_file(&out).unwrap();
+    }
+}

@@ -60,7 +60,7 @@ impl Btf {
         let path = "/sys/kernel/btf/vmlinux";
         let data = std::fs::read(path)
             .map_err(|e| BtfError(format!("cannot read {path} ({e}); this kernel was built without BTF")))?;
-        Self::parse(&data)
+        Self::parse(&data).map_err(|e| BtfError(format!("{path} is not usable BTF ({})", e.0)))
     }
 
     /// Parses little-endian BTF.

@@ -2,6 +2,8 @@
 //! InfluxDB writes, fed with every `/messer_timeseries` row and every
 //! process summary (`/messer_process_info` row).
 
+use std::sync::{Arc, Mutex};
+
 use super::influx::{self, Influx, InfluxOptions};
 use super::metrics::Metrics;
 use super::prometheus::{self, Endpoint};
@@ -11,7 +13,8 @@ use crate::probe::ProcessWindow;
 use crate::record::RecordError;
 
 pub struct Exporters {
-    prometheus: Option<(Metrics, Endpoint)>,
+    /// The metrics the samples update and the endpoint that renders them.
+    prometheus: Option<(Arc<Mutex<Metrics>>, Endpoint)>,
     influx: Option<Influx>,
     schema: Schema,
     info_schema: Schema,
@@ -25,13 +28,15 @@ impl Exporters {
         let prometheus = match &cli.prometheus {
             Some(a) => {
                 let addr = prometheus::parse_addr(a).map_err(|e| usage(e.to_string()))?;
-                let endpoint = Endpoint::start(addr).map_err(|e| usage(e.to_string()))?;
-                log::info!("Prometheus metrics at http://{}/metrics", endpoint.addr);
                 let mut m = Metrics::new(schema, labels);
                 if cli.prometheus_per_process {
                     m = m.with_per_process();
                 }
-                endpoint.publish(m.render());
+                let m = Arc::new(Mutex::new(m));
+                let source = m.clone();
+                let render = Arc::new(move || source.lock().map(|m| m.render()).unwrap_or_default());
+                let endpoint = Endpoint::start(addr, render).map_err(|e| usage(e.to_string()))?;
+                log::info!("Prometheus metrics at http://{}/metrics", endpoint.addr);
                 Some((m, endpoint))
             }
             None => None,
@@ -62,10 +67,11 @@ impl Exporters {
 
     /// One `/messer_timeseries` row and the window's processes.
     pub fn sample(&mut self, row: &Row, processes: &[ProcessWindow]) {
-        if let Some((m, e)) = &mut self.prometheus {
+        if let Some((m, _)) = &self.prometheus
+            && let Ok(mut m) = m.lock()
+        {
             m.observe(row);
             m.observe_processes(processes);
-            e.publish(m.render());
         }
         if let Some(i) = &self.influx {
             i.push(influx::line("messer", &self.tags, &self.schema, row, &[("isotime_local", "")], "unixtime"));

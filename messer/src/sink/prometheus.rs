@@ -1,10 +1,10 @@
 //! `--prometheus ADDR:PORT`: a /metrics endpoint in the Prometheus text
-//! format, refreshed at every sample. Served by its own thread (tiny_http:
-//! a small synchronous HTTP server; messer needs nothing more), so a slow
-//! scraper never delays sampling.
+//! format, rendered when scraped from the state the samples update. Served
+//! by its own thread (tiny_http: a small synchronous HTTP server; messer
+//! needs nothing more), so a slow scraper never delays sampling.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Why the endpoint could not start.
@@ -24,43 +24,38 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, PrometheusError> {
     text.parse().map_err(|_| PrometheusError::Address(text.to_string()))
 }
 
+/// Renders the exposition at a scrape.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// The running endpoint.
 pub struct Endpoint {
-    text: Arc<Mutex<String>>,
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
     pub addr: SocketAddr,
 }
 
 impl Endpoint {
-    pub fn start(addr: SocketAddr) -> Result<Self, PrometheusError> {
+    /// Serves what `render` returns at every scrape.
+    pub fn start(addr: SocketAddr, render: Render) -> Result<Self, PrometheusError> {
         let server =
             tiny_http::Server::http(addr).map_err(|e| PrometheusError::Bind { addr, reason: e.to_string() })?;
         let addr = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
-        let text = Arc::new(Mutex::new(String::new()));
-        let (s, t) = (server.clone(), text.clone());
+        let s = server.clone();
         let thread = std::thread::Builder::new()
             .name("messer-prometheus".into())
-            .spawn(move || serve(&s, &t))
+            .spawn(move || serve(&s, &*render))
             .map_err(|e| PrometheusError::Bind { addr, reason: e.to_string() })?;
-        Ok(Endpoint { text, server, thread: Some(thread), addr })
-    }
-
-    /// Replaces what /metrics returns.
-    pub fn publish(&self, exposition: String) {
-        if let Ok(mut t) = self.text.lock() {
-            *t = exposition;
-        }
+        Ok(Endpoint { server, thread: Some(thread), addr })
     }
 }
 
-fn serve(server: &tiny_http::Server, text: &Mutex<String>) {
+fn serve(server: &tiny_http::Server, render: &(dyn Fn() -> String + Send + Sync)) {
     let content_type = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4; charset=utf-8").ok();
     for req in server.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("");
         let resp = if path == "/metrics" {
-            let body = text.lock().map(|t| t.clone()).unwrap_or_default();
+            let body = render();
             let mut r = tiny_http::Response::from_string(body);
             if let Some(h) = content_type.clone() {
                 r.add_header(h);
@@ -97,8 +92,7 @@ mod tests {
 
     #[test]
     fn serves_what_was_published() {
-        let e = Endpoint::start(parse_addr("127.0.0.1:0").unwrap()).unwrap();
-        e.publish("m 1\n".into());
+        let e = Endpoint::start(parse_addr("127.0.0.1:0").unwrap(), Arc::new(|| "m 1\n".to_string())).unwrap();
         let mut s = std::net::TcpStream::connect(e.addr).unwrap();
         use std::io::{Read, Write};
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();

@@ -19,6 +19,9 @@ fn exit_status_is_passed_on_and_recorded() {
     assert_eq!(h5_attr(&out, "messer_launched_command"), "sh -c exit 3");
     // It ended within the first interval and is still in the process table.
     let info = read_table(&out, "messer_process_info", &["cmdline", "exit_status"]);
+    // One row: its start time (with its pid, its identity) is the same in
+    // every read, even once it is a zombie with an empty /proc cmdline.
+    assert_eq!(info["cmdline"].as_array().map(Vec::len), Some(1), "{info}");
     assert_eq!(info["cmdline"][0], "sh -c exit 3");
     assert_eq!(info["exit_status"][0], 3.0);
 

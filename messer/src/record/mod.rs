@@ -400,7 +400,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         }
         Some(Ok(())) => {
             if let Some(pid) = launched_pid {
-                registry.borrow_mut().note(pid, crate::sample::clock::realtime_ns() as f64 / 1e9);
+                registry.borrow_mut().note(pid, crate::sample::clock::realtime_ns() as f64 / 1e9, &cli.command);
             }
             Ok(())
         }

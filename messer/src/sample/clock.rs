@@ -18,10 +18,16 @@ pub fn realtime_ns() -> u64 {
 
 /// When the system booted, in ns since the epoch: CLOCK_REALTIME minus
 /// CLOCK_BOOTTIME (the clock process start times count in), to the
-/// microsecond rather than /proc/stat's whole seconds.
+/// microsecond rather than /proc/stat's whole seconds. Read once per run:
+/// the difference moves by microseconds between two reads (and by NTP's
+/// slewing over days), and a process's start time, computed from it, is its
+/// identity with its pid, the same in every row.
 pub fn boot_unix_ns() -> u64 {
-    let (b, r) = (read(libc::CLOCK_BOOTTIME), realtime_ns());
-    r.saturating_sub(b)
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        let (b, r) = (read(libc::CLOCK_BOOTTIME), realtime_ns());
+        r.saturating_sub(b)
+    })
 }
 
 fn read(clock: libc::clockid_t) -> u64 {

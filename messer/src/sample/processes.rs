@@ -135,13 +135,18 @@ impl Registry {
 
     /// Notes process `pid` now, before any sample shows it (a launched
     /// command right after its exec, which may end within one interval), and
-    /// keeps its row until `finish` gives its exit status.
-    pub fn note(&mut self, pid: i32, unixtime: f64) {
+    /// keeps its row until `finish` gives its exit status. `argv` is what
+    /// messer ran: the command line when /proc no longer shows one (a
+    /// command that has already exited is a zombie with an empty cmdline).
+    pub fn note(&mut self, pid: i32, unixtime: f64, argv: &[String]) {
         self.hold = Some(pid);
         let host = crate::probe::procfs::host::Host::new(&self.proc);
         if let Ok(stat) = self.proc.stat(pid) {
             let w = host.window(&stat, crate::probe::CpuWindow::default(), None);
-            let (key, info) = self.seen_now(&w, unixtime);
+            let (key, mut info) = self.seen_now(&w, unixtime);
+            if info.cmdline.is_empty() {
+                info.cmdline = argv.join(" ");
+            }
             self.seen.insert(key, info);
         }
     }

@@ -14,6 +14,9 @@ use super::Hdf5Error;
 /// Rows per chunk of a compressed, finished table.
 const CHUNK_ROWS: usize = 1024;
 
+/// Bytes copied at a time.
+const COPY_BYTES: usize = 4 << 20;
+
 /// Copies every attribute of `from` to `to` byte for byte (messer writes
 /// only fixed-size scalars and strings).
 fn copy_attrs(from: &hdf5::Dataset, to: &hdf5::Dataset) -> Result<(), Hdf5Error> {
@@ -66,16 +69,20 @@ pub fn compact(path: &Path) -> Result<(), Hdf5Error> {
             let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(Hdf5Error::lib)?;
             let dtype = hdf5::Datatype::from_descriptor(&desc).map_err(Hdf5Error::lib)?;
             let record = dtype.size();
-            let raw = super::table::read_raw(&ds, record)?;
             let n = ds.size();
             let mut b = dst.new_dataset_builder().empty_as(&desc).shape(0..).chunk(CHUNK_ROWS);
             if hdf5::filters::deflate_available() {
                 b = b.shuffle().deflate(4);
             }
             let out = b.create(name.as_str()).map_err(Hdf5Error::lib)?;
-            if n > 0 {
-                out.resize(n).map_err(Hdf5Error::lib)?;
-                super::table::write_raw(&out, &dtype, 0, n, &raw)?;
+            out.resize(n).map_err(Hdf5Error::lib)?;
+            // In blocks of whole chunks, so that memory does not grow with
+            // the length of the recording.
+            let block = (COPY_BYTES / record.max(1)).max(1).div_ceil(CHUNK_ROWS) * CHUNK_ROWS;
+            for start in (0..n).step_by(block) {
+                let count = block.min(n - start);
+                let raw = super::table::read_rows(&ds, record, start, count)?;
+                super::table::write_raw(&out, &dtype, start, count, &raw)?;
             }
             copy_attrs(&ds, &out)?;
         }

@@ -29,9 +29,45 @@ impl Hdf5Error {
     }
 }
 
+/// Largest size of the file's metadata cache, counted in on-disk bytes
+/// (HDF5's default: 32 MiB). A node of a chunk index takes ~2.5 KB on disk
+/// but ~18 KB in memory (its keys are unpacked for 32 dimensions), and the
+/// index gains a node every second or two at 10 ms: with the default cap
+/// messer's RSS grew 16 MB in 30 minutes at 10 ms, with 2 MiB still by
+/// ~20 KB/s at 1 ms. Appending touches only the newest nodes and the table
+/// headers, so a small cache costs no hits; with this one RSS stays flat.
+const METADATA_CACHE_MAX: usize = 128 << 10;
+
+/// Limits (bytes) of HDF5's free lists, which keep freed blocks for reuse,
+/// one list per block size: regular, array and block lists, global and per
+/// list. HDF5's defaults allow up to 16 MiB for blocks, kept for good once
+/// writes of varying row counts have used blocks of many sizes.
+const FREE_LIST_LIMITS: [i32; 6] = [256 << 10, 64 << 10, 256 << 10, 64 << 10, 1 << 20, 128 << 10];
+
+/// Applies `FREE_LIST_LIMITS` (once per process).
+fn limit_free_lists() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let [a, b, c, d, e, f] = FREE_LIST_LIMITS;
+        // SAFETY: a library-wide setting without pointers, under the lock.
+        hdf5::sync::sync(|| unsafe { hdf5_sys::h5::H5set_free_list_limits(a, b, c, d, e, f) });
+    });
+}
+
 /// Creates a new HDF5 file at `path`; fails if it exists.
 pub fn create_file(path: &Path) -> Result<hdf5::File, Hdf5Error> {
-    hdf5::File::create_excl(path).map_err(|e| Hdf5Error::Create { path: path.to_path_buf(), reason: e.to_string() })
+    limit_free_lists();
+    let mdc = hdf5::file::MetadataCacheConfig {
+        initial_size: 128 << 10,
+        min_size: 64 << 10,
+        max_size: METADATA_CACHE_MAX,
+        max_increment: 64 << 10,
+        ..Default::default()
+    };
+    hdf5::File::with_options()
+        .with_fapl(|p| p.mdc_config(&mdc))
+        .create_excl(path)
+        .map_err(|e| Hdf5Error::Create { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Flushes everything written so far to the operating system.

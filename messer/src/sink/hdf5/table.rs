@@ -103,18 +103,40 @@ impl Table {
 
 /// Reads every row of `dataset` in its own (packed) type: rows x `record` bytes.
 pub fn read_raw(dataset: &Dataset, record: usize) -> Result<Vec<u8>, Hdf5Error> {
-    let n = dataset.size();
-    let mut buf = vec![0u8; n * record];
-    if n == 0 {
+    read_rows(dataset, record, 0, dataset.size())
+}
+
+/// Reads rows `start..start + count` of `dataset` in its own (packed) type.
+pub fn read_rows(dataset: &Dataset, record: usize, start: usize, count: usize) -> Result<Vec<u8>, Hdf5Error> {
+    let mut buf = vec![0u8; count * record];
+    if count == 0 {
         return Ok(buf);
     }
-    // SAFETY: reading every row with the dataset's type into a buffer of
-    // rows x record size, under the library lock.
+    let (start, dims) = ([start as u64], [count as u64]);
+    // SAFETY: HDF5 C calls on ids opened and closed here; the selection is
+    // `count` rows and the buffer holds `count` records of the dataset's type.
     let ok = hdf5::sync::sync(|| unsafe {
         let tid = h5d::H5Dget_type(dataset.id());
+        let fspace = h5d::H5Dget_space(dataset.id());
+        let mspace = h5s::H5Screate_simple(1, dims.as_ptr(), std::ptr::null());
         let ok = tid >= 0
-            && h5d::H5Dread(dataset.id(), tid, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast())
-                >= 0;
+            && fspace >= 0
+            && mspace >= 0
+            && h5s::H5Sselect_hyperslab(
+                fspace,
+                h5s::H5S_seloper_t::H5S_SELECT_SET,
+                start.as_ptr(),
+                std::ptr::null(),
+                dims.as_ptr(),
+                std::ptr::null(),
+            ) >= 0
+            && h5d::H5Dread(dataset.id(), tid, mspace, fspace, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast()) >= 0;
+        if mspace >= 0 {
+            h5s::H5Sclose(mspace);
+        }
+        if fspace >= 0 {
+            h5s::H5Sclose(fspace);
+        }
         if tid >= 0 {
             hdf5_sys::h5t::H5Tclose(tid);
         }

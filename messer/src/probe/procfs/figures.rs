@@ -48,6 +48,7 @@ pub struct TreeFigures {
     io: [DeltaTracker<(i32, u64)>; 6],
     /// When sockets were last counted (CLOCK_MONOTONIC ns).
     last_socket_scan: Option<u64>,
+    last_smaps: Option<u64>,
     blkio: DeltaTracker<(i32, u64)>,
 }
 
@@ -105,6 +106,11 @@ fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
 /// Sockets are counted at most this often (ns).
 const SOCKET_SCAN_NS: u64 = 1_000_000_000;
 
+/// smaps_rollup is read at most this often (ns): every row at 0.45 s and
+/// longer intervals (0.5 s ticks may come a little early), about twice a
+/// second at shorter ones.
+const SMAPS_NS: u64 = 450_000_000;
+
 /// TCP_ESTABLISHED in /proc/net/tcp's `st` column.
 const TCP_ESTABLISHED: u8 = 1;
 
@@ -126,6 +132,7 @@ impl TreeFigures {
             mem_total,
             io: Default::default(),
             last_socket_scan: None,
+            last_smaps: None,
             blkio: DeltaTracker::default(),
         }
     }
@@ -165,7 +172,13 @@ impl TreeFigures {
         if scan {
             self.last_socket_scan = Some(now);
         }
-        let reads = Reads { sockets: scan, ..self.reads };
+        // smaps_rollup walks every page table of the process (~2 ms for
+        // 1000 threads' stacks): read at most once per SMAPS_NS.
+        let smaps = self.reads.smaps && self.last_smaps.is_none_or(|t| now.saturating_sub(t) >= SMAPS_NS);
+        if smaps {
+            self.last_smaps = Some(now);
+        }
+        let reads = Reads { sockets: scan, smaps };
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         for s in stats {
             match process::read(&self.proc, s, self.page_size, reads) {

@@ -63,6 +63,17 @@ fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str) -> Result<HashMap<Stri
 /// inodes (None otherwise).
 fn fds(proc: &ProcRoot, pid: i32, sockets: bool) -> Result<(u64, Option<Vec<u64>>), ReadError> {
     let dir = proc.path().join(format!("{pid}/fd"));
+    // Since Linux 6.2 the size of /proc/<pid>/fd is the number of open
+    // descriptors, counted from the descriptor bitmap: no directory listing
+    // (which looks up a dentry per descriptor: 20 % of messer's CPU at 10 ms
+    // on a 2000-descriptor process). 0 on older kernels: list them then.
+    if !sockets
+        && proc.is_live()
+        && let Ok(m) = std::fs::metadata(&dir)
+        && m.len() > 0
+    {
+        return Ok((m.len(), None));
+    }
     let entries = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ReadError::Gone(dir.clone()),
         _ => ReadError::Io { path: dir.clone(), source: e },

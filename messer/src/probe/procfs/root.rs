@@ -46,6 +46,12 @@ impl ProcRoot {
         &self.root
     }
 
+    /// True for the running system's /proc (not a copy or a fake one), whose
+    /// files also say things through their metadata.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/proc")
+    }
+
     /// Reads a whole file below the root as text.
     pub fn read(&self, rel: impl AsRef<Path>) -> Result<String, ReadError> {
         let path = self.root.join(rel);

@@ -148,3 +148,25 @@ fn no_kernel_btf() {
         std::fs::remove_file(&out).unwrap();
     }
 }
+
+/// A kernel without syscall tracepoints (CONFIG_FTRACE_SYSCALLS off),
+/// simulated by hiding tracefs' `events/syscalls` in a private mount
+/// namespace: `--io-syscalls` falls back with a warning naming what is
+/// missing, and the IO columns come from /proc/<pid>/io as without it.
+#[test]
+fn no_syscall_tracepoints() {
+    if !require_root("no_syscall_tracepoints") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = dir.path().join("x.h5");
+    let mount = format!("mount --bind {} /sys/kernel/tracing/events/syscalls", empty.display());
+    let r = without_btf(&mount, &format!("--mode ebpf --io-syscalls --pid 1 --duration 1 -o {}", out.display()));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("this kernel has no syscall tracepoints"), "{err}");
+    let t = read_table(&out, "messer_timeseries", &["proc_disk_read_throughput_mibps"]);
+    assert!(!column(&t, "proc_disk_read_throughput_mibps").is_empty());
+}

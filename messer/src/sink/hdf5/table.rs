@@ -106,41 +106,54 @@ pub fn read_raw(dataset: &Dataset, record: usize) -> Result<Vec<u8>, Hdf5Error> 
     read_rows(dataset, record, 0, dataset.size())
 }
 
-/// Reads rows `start..start + count` of `dataset` in its own (packed) type.
-pub fn read_rows(dataset: &Dataset, record: usize, start: usize, count: usize) -> Result<Vec<u8>, Hdf5Error> {
-    let mut buf = vec![0u8; count * record];
-    if count == 0 {
-        return Ok(buf);
-    }
+/// Calls `io(memory space, file space)` with rows `start..start + count` of
+/// `dataset` selected (ids made and closed here, under the library lock);
+/// false if a space could not be made or `io` failed.
+fn with_rows(
+    dataset: &Dataset,
+    start: usize,
+    count: usize,
+    io: impl FnOnce(hdf5_sys::h5i::hid_t, hdf5_sys::h5i::hid_t) -> bool,
+) -> bool {
     let (start, dims) = ([start as u64], [count as u64]);
-    // SAFETY: HDF5 C calls on ids opened and closed here; the selection is
-    // `count` rows and the buffer holds `count` records of the dataset's type.
-    let ok = hdf5::sync::sync(|| unsafe {
-        let tid = h5d::H5Dget_type(dataset.id());
+    // SAFETY: HDF5 C calls on ids created and closed here; the arrays live
+    // through the calls.
+    hdf5::sync::sync(|| unsafe {
         let fspace = h5d::H5Dget_space(dataset.id());
         let mspace = h5s::H5Screate_simple(1, dims.as_ptr(), std::ptr::null());
-        let ok = tid >= 0
-            && fspace >= 0
+        let sel = h5s::H5S_seloper_t::H5S_SELECT_SET;
+        let null = std::ptr::null();
+        let ok = fspace >= 0
             && mspace >= 0
-            && h5s::H5Sselect_hyperslab(
-                fspace,
-                h5s::H5S_seloper_t::H5S_SELECT_SET,
-                start.as_ptr(),
-                std::ptr::null(),
-                dims.as_ptr(),
-                std::ptr::null(),
-            ) >= 0
-            && h5d::H5Dread(dataset.id(), tid, mspace, fspace, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast()) >= 0;
+            && h5s::H5Sselect_hyperslab(fspace, sel, start.as_ptr(), null, dims.as_ptr(), null) >= 0
+            && io(mspace, fspace);
         if mspace >= 0 {
             h5s::H5Sclose(mspace);
         }
         if fspace >= 0 {
             h5s::H5Sclose(fspace);
         }
-        if tid >= 0 {
-            hdf5_sys::h5t::H5Tclose(tid);
-        }
         ok
+    })
+}
+
+/// Reads rows `start..start + count` of `dataset` in its own (packed) type.
+pub fn read_rows(dataset: &Dataset, record: usize, start: usize, count: usize) -> Result<Vec<u8>, Hdf5Error> {
+    let mut buf = vec![0u8; count * record];
+    if count == 0 {
+        return Ok(buf);
+    }
+    let ok = with_rows(dataset, start, count, |mspace, fspace| {
+        // SAFETY: the buffer holds `count` records of the dataset's type.
+        unsafe {
+            let tid = h5d::H5Dget_type(dataset.id());
+            let ok = tid >= 0
+                && h5d::H5Dread(dataset.id(), tid, mspace, fspace, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast()) >= 0;
+            if tid >= 0 {
+                hdf5_sys::h5t::H5Tclose(tid);
+            }
+            ok
+        }
     });
     if ok { Ok(buf) } else { Err(Hdf5Error::Call("H5Dread")) }
 }
@@ -157,31 +170,10 @@ pub(crate) fn write_raw(
 }
 
 fn write_rows(dataset: &Dataset, dtype: &Datatype, start: usize, count: usize, buf: &[u8]) -> Result<(), Hdf5Error> {
-    let start = [start as u64];
-    let count_dims = [count as u64];
-    // SAFETY: HDF5 C calls on ids created and closed here; `buf` holds exactly
-    // `count` packed records of `dtype` (built by `pack` from the same schema).
-    hdf5::sync::sync(|| unsafe {
-        let fspace = h5d::H5Dget_space(dataset.id());
-        if fspace < 0 {
-            return Err(Hdf5Error::Call("H5Dget_space"));
-        }
-        let sel = h5s::H5Sselect_hyperslab(
-            fspace,
-            h5s::H5S_seloper_t::H5S_SELECT_SET,
-            start.as_ptr(),
-            std::ptr::null(),
-            count_dims.as_ptr(),
-            std::ptr::null(),
-        );
-        let mspace = h5s::H5Screate_simple(1, count_dims.as_ptr(), std::ptr::null());
-        let ok = sel >= 0
-            && mspace >= 0
-            && h5d::H5Dwrite(dataset.id(), dtype.id(), mspace, fspace, h5p::H5P_DEFAULT, buf.as_ptr().cast()) >= 0;
-        if mspace >= 0 {
-            h5s::H5Sclose(mspace);
-        }
-        h5s::H5Sclose(fspace);
-        if ok { Ok(()) } else { Err(Hdf5Error::Call("H5Dwrite")) }
-    })
+    let ok = with_rows(dataset, start, count, |mspace, fspace| {
+        // SAFETY: `buf` holds exactly `count` packed records of `dtype`
+        // (built by `pack` from the same schema).
+        unsafe { h5d::H5Dwrite(dataset.id(), dtype.id(), mspace, fspace, h5p::H5P_DEFAULT, buf.as_ptr().cast()) >= 0 }
+    });
+    if ok { Ok(()) } else { Err(Hdf5Error::Call("H5Dwrite")) }
 }

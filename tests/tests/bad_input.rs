@@ -116,9 +116,9 @@ fn pid_command_without_a_usable_pid_keeps_trying() {
     }
 }
 
-/// Runs messer in a private mount namespace in which `mount` hides the
-/// kernel's BTF.
-fn without_btf(mount: &str, args: &str) -> std::process::Output {
+/// Runs messer in a private mount namespace after `mount` (which hides a
+/// kernel file there, and nowhere else).
+fn in_private_mounts(mount: &str, args: &str) -> std::process::Output {
     let cmd = format!("{mount} && exec {} {args}", messer_bin().display());
     std::process::Command::new("unshare").args(["-m", "sh", "-c", &cmd]).output().unwrap()
 }
@@ -137,12 +137,12 @@ fn no_kernel_btf() {
         (format!("mount --bind {} /sys/kernel/btf", empty.display()), "this kernel was built without BTF"),
         ("mount --bind /dev/null /sys/kernel/btf/vmlinux".to_string(), "is not usable BTF"),
     ] {
-        let r = without_btf(&mount, &format!("--mode ebpf --pid 1 --duration 1 -o {o}/x.h5"));
+        let r = in_private_mounts(&mount, &format!("--mode ebpf --pid 1 --duration 1 -o {o}/x.h5"));
         assert_usage_error(&r, says);
         assert!(String::from_utf8_lossy(&r.stderr).contains("use --mode procfs"));
         assert!(!out.exists(), "no file left");
         // auto mode records in procfs mode with a warning.
-        let r = without_btf(&mount, &format!("--pid 1 --duration 0.5 --force -o {o}/x.h5"));
+        let r = in_private_mounts(&mount, &format!("--pid 1 --duration 0.5 --force -o {o}/x.h5"));
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         assert!(String::from_utf8_lossy(&r.stderr).contains("eBPF unavailable, recording in procfs mode"));
         std::fs::remove_file(&out).unwrap();
@@ -163,7 +163,7 @@ fn no_syscall_tracepoints() {
     std::fs::create_dir(&empty).unwrap();
     let out = dir.path().join("x.h5");
     let mount = format!("mount --bind {} /sys/kernel/tracing/events/syscalls", empty.display());
-    let r = without_btf(&mount, &format!("--mode ebpf --io-syscalls --pid 1 --duration 1 -o {}", out.display()));
+    let r = in_private_mounts(&mount, &format!("--mode ebpf --io-syscalls --pid 1 --duration 1 -o {}", out.display()));
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{err}");
     assert!(err.contains("this kernel has no syscall tracepoints"), "{err}");

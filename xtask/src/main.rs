@@ -88,19 +88,11 @@ fn run() -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Bench { quick } => {
-            setup::ensure()?;
-            build()?;
-            if !setup::is_root() {
-                bail!("the benchmark loads BPF programs: run it as root (sudo -E cargo xtask bench)");
-            }
+            prepare_as_root("bench")?;
             bench::run(&root, quick)
         }
         Task::Soak { minutes } => {
-            setup::ensure()?;
-            build()?;
-            if !setup::is_root() {
-                bail!("the soak loads BPF programs: run it as root (sudo -E cargo xtask soak)");
-            }
+            prepare_as_root("soak")?;
             soak::run(&root, minutes)
         }
         Task::Test { args } => {
@@ -120,6 +112,16 @@ fn check(mut cmd: Command, what: &str) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Setup and build for a task that loads BPF programs, which needs root.
+fn prepare_as_root(task: &str) -> Result<()> {
+    setup::ensure()?;
+    build()?;
+    if !setup::is_root() {
+        bail!("the {task} loads BPF programs: run it as root (sudo -E cargo xtask {task})");
     }
     Ok(())
 }

@@ -46,9 +46,10 @@ pub struct TreeFigures {
     ticks_per_second: f64,
     mem_total: Option<u64>,
     io: [DeltaTracker<(i32, u64)>; 6],
-    /// When sockets were last counted (CLOCK_MONOTONIC ns).
-    last_socket_scan: Option<u64>,
-    last_smaps: Option<u64>,
+    /// Costly reads, each done at most so often; rows in between have
+    /// their figures missing.
+    socket_scan: Throttle,
+    smaps: Throttle,
     blkio: DeltaTracker<(i32, u64)>,
 }
 
@@ -103,13 +104,37 @@ fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
     out
 }
 
-/// Sockets are counted at most this often (ns).
+/// Sockets cost a readlink per file descriptor: counted at most this
+/// often (ns).
 const SOCKET_SCAN_NS: u64 = 1_000_000_000;
 
-/// smaps_rollup is read at most this often (ns): every row at 0.45 s and
-/// longer intervals (0.5 s ticks may come a little early), about twice a
-/// second at shorter ones.
+/// smaps_rollup walks every page table of the process (~2 ms for 1000
+/// threads' stacks): read at most this often (ns), so every row at 0.45 s
+/// and longer intervals (0.5 s ticks may come a little early), about twice
+/// a second at shorter ones.
 const SMAPS_NS: u64 = 450_000_000;
+
+/// Lets something happen at most once per period (CLOCK_MONOTONIC ns).
+#[derive(Debug)]
+struct Throttle {
+    period_ns: u64,
+    last: Option<u64>,
+}
+
+impl Throttle {
+    fn every(period_ns: u64) -> Self {
+        Self { period_ns, last: None }
+    }
+
+    /// True (and noted) if the period has passed since the last time.
+    fn due(&mut self, now: u64) -> bool {
+        let due = self.last.is_none_or(|t| now.saturating_sub(t) >= self.period_ns);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
 
 /// TCP_ESTABLISHED in /proc/net/tcp's `st` column.
 const TCP_ESTABLISHED: u8 = 1;
@@ -131,8 +156,8 @@ impl TreeFigures {
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             mem_total,
             io: Default::default(),
-            last_socket_scan: None,
-            last_smaps: None,
+            socket_scan: Throttle::every(SOCKET_SCAN_NS),
+            smaps: Throttle::every(SMAPS_NS),
             blkio: DeltaTracker::default(),
         }
     }
@@ -165,20 +190,11 @@ impl TreeFigures {
             // No process: the figures are unknown, not zero.
             return Ok((vec![Measure::Missing; names(self.procfs_mode).len()], HashMap::new()));
         }
-        // Sockets cost a readlink per file descriptor: counted at most once
-        // per SOCKET_SCAN_NS; rows in between have them missing.
         let now = crate::sample::clock::monotonic_ns();
-        let scan = self.reads.sockets && self.last_socket_scan.is_none_or(|t| now.saturating_sub(t) >= SOCKET_SCAN_NS);
-        if scan {
-            self.last_socket_scan = Some(now);
-        }
-        // smaps_rollup walks every page table of the process (~2 ms for
-        // 1000 threads' stacks): read at most once per SMAPS_NS.
-        let smaps = self.reads.smaps && self.last_smaps.is_none_or(|t| now.saturating_sub(t) >= SMAPS_NS);
-        if smaps {
-            self.last_smaps = Some(now);
-        }
-        let reads = Reads { sockets: scan, smaps };
+        let reads = Reads {
+            sockets: self.reads.sockets && self.socket_scan.due(now),
+            smaps: self.reads.smaps && self.smaps.due(now),
+        };
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         for s in stats {
             match process::read(&self.proc, s, self.page_size, reads) {
@@ -292,6 +308,15 @@ impl TreeFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_lets_through_once_per_period() {
+        let mut t = Throttle::every(100);
+        assert!(t.due(1_000));
+        assert!(!t.due(1_099));
+        assert!(t.due(1_100));
+        assert!(!t.due(1_150));
+    }
     use crate::probe::procfs::testutil::FakeProc;
 
     #[test]

@@ -82,7 +82,7 @@ pub fn compact(path: &Path) -> Result<(), Hdf5Error> {
             for start in (0..n).step_by(block) {
                 let count = block.min(n - start);
                 let raw = super::table::read_rows(&ds, record, start, count)?;
-                super::table::write_raw(&out, &dtype, start, count, &raw)?;
+                super::table::write_rows(&out, &dtype, start, count, &raw)?;
             }
             copy_attrs(&ds, &out)?;
         }

@@ -38,25 +38,8 @@ impl Hdf5Error {
 /// headers, so a small cache costs no hits; with this one RSS stays flat.
 const METADATA_CACHE_MAX: usize = 128 << 10;
 
-/// Limits (bytes) of HDF5's free lists, which keep freed blocks for reuse,
-/// one list per block size: regular, array and block lists, global and per
-/// list. HDF5's defaults allow up to 16 MiB for blocks, kept for good once
-/// writes of varying row counts have used blocks of many sizes.
-const FREE_LIST_LIMITS: [i32; 6] = [256 << 10, 64 << 10, 256 << 10, 64 << 10, 1 << 20, 128 << 10];
-
-/// Applies `FREE_LIST_LIMITS` (once per process).
-fn limit_free_lists() {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        let [a, b, c, d, e, f] = FREE_LIST_LIMITS;
-        // SAFETY: a library-wide setting without pointers, under the lock.
-        hdf5::sync::sync(|| unsafe { hdf5_sys::h5::H5set_free_list_limits(a, b, c, d, e, f) });
-    });
-}
-
 /// Creates a new HDF5 file at `path`; fails if it exists.
 pub fn create_file(path: &Path) -> Result<hdf5::File, Hdf5Error> {
-    limit_free_lists();
     let mdc = hdf5::file::MetadataCacheConfig {
         initial_size: 128 << 10,
         min_size: 64 << 10,

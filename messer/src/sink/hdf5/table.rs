@@ -159,17 +159,13 @@ pub fn read_rows(dataset: &Dataset, record: usize, start: usize, count: usize) -
 }
 
 /// Writes `count` packed records from `buf` at row `start` of `dataset`.
-pub(crate) fn write_raw(
+pub(crate) fn write_rows(
     dataset: &Dataset,
     dtype: &Datatype,
     start: usize,
     count: usize,
     buf: &[u8],
 ) -> Result<(), Hdf5Error> {
-    write_rows(dataset, dtype, start, count, buf)
-}
-
-fn write_rows(dataset: &Dataset, dtype: &Datatype, start: usize, count: usize, buf: &[u8]) -> Result<(), Hdf5Error> {
     let ok = with_rows(dataset, start, count, |mspace, fspace| {
         // SAFETY: `buf` holds exactly `count` packed records of `dtype`
         // (built by `pack` from the same schema).

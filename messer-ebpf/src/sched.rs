@@ -219,13 +219,39 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
         if slot.flags & SLOT_VALID != 0 {
             bump(stat::FLUSH_RESYNC);
         }
-        // First sight of this CPU: a new stint whose sum we do not know.
+        // First sight of this CPU, or its last switch-in was not seen (rare:
+        // about once a minute on a busy machine here).
         slot.tid = tid;
         slot.flags = SLOT_VALID;
         slot.credited_ns = 0;
+        if tracked {
+            resync_credit(slot, tid, tgid);
+        }
     }
     slot.start_ns = now;
     slot.epoch = epoch;
     slot.flushed_ns = now;
     0
+}
+
+/// A tracked thread found running by a flush although this CPU's slot did
+/// not see it switched in: the part of its stint up to the flush belongs to
+/// the closing epoch. The kernel's `sum_exec_runtime` has it up to the last
+/// scheduler update (a tick at most ago), so that much is credited now and
+/// the rest goes with the settlement into the next epoch. Without this the
+/// whole stint moved to the next window.
+#[inline(always)]
+fn resync_credit(slot: &mut messer_common::RunSlot, tid: u32, tgid: u32) {
+    let Some(t) = THREADS.get_ptr(tid) else { return };
+    // SAFETY: map value pointer from a successful lookup.
+    let (flags, before) = unsafe { ((*t).flags, (*t).sum_exec_ns) };
+    if flags & THREAD_SUM_VALID == 0 {
+        return;
+    }
+    let (Some(sum), Some(c)) = (current_sum_exec(), counters(tgid, slot.epoch)) else { return };
+    let piece = sum.wrapping_sub(before);
+    // SAFETY: map value pointer; interrupts are off.
+    unsafe { (*c).on_cpu_ns = (*c).on_cpu_ns.wrapping_add(piece) };
+    slot.credited_ns = piece;
+    mark_used(slot);
 }

@@ -68,8 +68,12 @@ fn comm_captures_every_instance_of_a_restarting_program() {
     let pid = column(&ts, "proc_pid");
     assert!(pid.iter().zip(&cpu).all(|(p, c)| (*p == Some(0.0)) == c.is_none()), "{pid:?} {cpu:?}");
     assert!(cpu.last().unwrap().is_none(), "no target after the last instance: {cpu:?}");
-    // Two threads on a machine of at least two CPUs: never above 200 %.
-    assert!(cpu.iter().flatten().all(|c| *c <= 201.0), "{cpu:?}");
+    // Two threads on a machine of at least two CPUs: never above 200 %, but
+    // for a switch-in the kernel side did not see (counted in
+    // ebpf_flush_resync): up to one tick (4 ms at HZ=250, 2 % of a 0.2 s
+    // window) of a stint can then land in the next window.
+    let resync = column(&read_table(&out, "messer_timeseries", &["ebpf_flush_resync"]), "ebpf_flush_resync");
+    assert!(cpu.iter().flatten().all(|c| *c <= 203.0), "{cpu:?}, flush resyncs {resync:?}");
 }
 
 #[test]

@@ -18,9 +18,13 @@ def main():
     w = t["window_seconds"]
     out["cpu_s"] = float(np.nansum(t["proc_cpu_util_percent_total"] * w / 100.0))
     own = t["messer_cpu_util_percent"][1:]
-    own = own[~np.isnan(own)]
+    ow = w[1:]
+    known = ~np.isnan(own)
+    own, ow = own[known], ow[known]
     if len(own):
         out["messer_cpu_median_percent"] = float(np.median(own))
+        # Over the whole run, the throttled costly reads included.
+        out["messer_cpu_mean_percent"] = float(np.sum(own * ow) / np.sum(ow))
     for name in t.dtype.names:
         if name.startswith("bpf_"):
             out[name] = float(np.nansum(t[name]))

@@ -104,35 +104,50 @@ fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
     out
 }
 
-/// Sockets cost a readlink per file descriptor: counted at most this
-/// often (ns).
+/// Sockets cost a readlink per file descriptor (20 ms for 2000): counted
+/// at most this often (ns), and less often when that would cost more than
+/// `COSTLY_READ_BUDGET`.
 const SOCKET_SCAN_NS: u64 = 1_000_000_000;
 
-/// smaps_rollup walks every page table of the process (~2 ms for 1000
+/// smaps_rollup walks every page table of the process (~2.5 ms for 1000
 /// threads' stacks): read at most this often (ns), so every row at 0.45 s
 /// and longer intervals (0.5 s ticks may come a little early), about twice
-/// a second at shorter ones.
+/// a second at shorter ones; and less often when that would cost more than
+/// `COSTLY_READ_BUDGET`.
 const SMAPS_NS: u64 = 450_000_000;
 
-/// Lets something happen at most once per period (CLOCK_MONOTONIC ns).
+/// The share of one core each costly read may take: its period stretches to
+/// its last cost divided by this (2.5 ms of smaps_rollup: every 2.5 s).
+const COSTLY_READ_BUDGET: f64 = 0.001;
+
+/// Lets a costly read happen at most once per period (CLOCK_MONOTONIC ns),
+/// the period stretched so that the read stays within its CPU budget.
 #[derive(Debug)]
 struct Throttle {
     period_ns: u64,
     last: Option<u64>,
+    /// What the last read took.
+    cost_ns: u64,
 }
 
 impl Throttle {
     fn every(period_ns: u64) -> Self {
-        Self { period_ns, last: None }
+        Self { period_ns, last: None, cost_ns: 0 }
     }
 
     /// True (and noted) if the period has passed since the last time.
     fn due(&mut self, now: u64) -> bool {
-        let due = self.last.is_none_or(|t| now.saturating_sub(t) >= self.period_ns);
+        let period = self.period_ns.max((self.cost_ns as f64 / COSTLY_READ_BUDGET) as u64);
+        let due = self.last.is_none_or(|t| now.saturating_sub(t) >= period);
         if due {
             self.last = Some(now);
         }
         due
+    }
+
+    /// Notes what the read that was due took.
+    fn spent(&mut self, ns: u64) {
+        self.cost_ns = ns;
     }
 }
 
@@ -196,8 +211,9 @@ impl TreeFigures {
             smaps: self.reads.smaps && self.smaps.due(now),
         };
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
+        let mut spent = process::Spent::default();
         for s in stats {
-            match process::read(&self.proc, s, self.page_size, reads) {
+            match process::read(&self.proc, s, self.page_size, reads, &mut spent) {
                 Ok(f) => figures.push((s, f)),
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
@@ -258,9 +274,14 @@ impl TreeFigures {
             t.commit();
         }
         self.blkio.commit();
+        if reads.smaps {
+            self.smaps.spent(spent.smaps_ns);
+        }
         let (ip_sockets, tcp_conns) = match (&sockets, stats.first()) {
             (Some(set), Some(first)) => {
+                let t0 = crate::sample::clock::monotonic_ns();
                 let table = socket_table(&self.proc, first.pid);
+                self.socket_scan.spent(spent.sockets_ns + crate::sample::clock::monotonic_ns().saturating_sub(t0));
                 let found: Vec<&(bool, u8)> = set.iter().filter_map(|i| table.get(i)).collect();
                 let tcp = found.iter().filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED).count();
                 (Measure::Value(found.len() as f64), Measure::Value(tcp as f64))
@@ -316,6 +337,19 @@ mod tests {
         assert!(!t.due(1_099));
         assert!(t.due(1_100));
         assert!(!t.due(1_150));
+    }
+
+    #[test]
+    fn a_costly_read_stretches_its_period_to_its_budget() {
+        let mut t = Throttle::every(100);
+        assert!(t.due(1_000));
+        // 1 ns at a budget of 0.1 % of a core: once per 1000 ns.
+        t.spent(1);
+        assert!(!t.due(1_100));
+        assert!(!t.due(1_999));
+        assert!(t.due(2_000));
+        t.spent(0);
+        assert!(t.due(2_100));
     }
     use crate::probe::procfs::testutil::FakeProc;
 

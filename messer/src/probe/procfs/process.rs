@@ -78,24 +78,33 @@ fn fds(proc: &ProcRoot, pid: i32, sockets: bool) -> Result<(u64, Option<Vec<u64>
         std::io::ErrorKind::NotFound => ReadError::Gone(dir.clone()),
         _ => ReadError::Io { path: dir.clone(), source: e },
     })?;
+    // Links are read relative to the directory: one path component to look
+    // up per descriptor instead of four.
+    let dir_fd = if sockets { std::fs::File::open(&dir).ok() } else { None };
     let mut n = 0;
     let mut found = Vec::new();
     for e in entries.flatten() {
         n += 1;
-        if !sockets {
-            continue;
-        }
-        if let Ok(target) = std::fs::read_link(e.path())
-            && let Some(inode) = target
-                .to_str()
-                .and_then(|t| t.strip_prefix("socket:["))
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|t| t.parse().ok())
+        if let Some(d) = &dir_fd
+            && let Some(inode) = socket_inode(d, &e.file_name())
         {
             found.push(inode);
         }
     }
     Ok((n, sockets.then_some(found)))
+}
+
+/// The inode of the socket that descriptor link `name` in directory `dir`
+/// points to ("socket:[12345]"), if it is a socket.
+fn socket_inode(dir: &std::fs::File, name: &std::ffi::OsStr) -> Option<u64> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: readlinkat into a local buffer of the given length.
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let target = buf.get(..usize::try_from(n).ok()?)?;
+    std::str::from_utf8(target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?).ok()?.parse().ok()
 }
 
 /// /proc/<pid>/io in `IO_FIELDS` order; None if unreadable or incomplete.
@@ -112,13 +121,43 @@ fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 6]> {
     Some(v)
 }
 
-/// Reads process `pid` whose stat is `stat`.
-pub fn read(proc: &ProcRoot, stat: &Stat, page_size: u64, reads: Reads) -> Result<ProcessFigures, ReadError> {
+/// Time the costly reads took (CLOCK_MONOTONIC ns), summed over processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Spent {
+    pub smaps_ns: u64,
+    pub sockets_ns: u64,
+}
+
+/// Runs `f`, adding the time it took to `*ns`.
+fn timed<T>(ns: &mut u64, f: impl FnOnce() -> T) -> T {
+    let t0 = crate::sample::clock::monotonic_ns();
+    let out = f();
+    *ns += crate::sample::clock::monotonic_ns().saturating_sub(t0);
+    out
+}
+
+/// Reads process `pid` whose stat is `stat`; adds the time of the costly
+/// reads to `spent`.
+pub fn read(
+    proc: &ProcRoot,
+    stat: &Stat,
+    page_size: u64,
+    reads: Reads,
+    spent: &mut Spent,
+) -> Result<ProcessFigures, ReadError> {
     let pid = stat.pid;
     let status = optional(proc, pid, kv_file(proc, pid, "status"))?;
-    let smaps = if reads.smaps { optional(proc, pid, kv_file(proc, pid, "smaps_rollup"))? } else { None };
+    let smaps = if reads.smaps {
+        optional(proc, pid, timed(&mut spent.smaps_ns, || kv_file(proc, pid, "smaps_rollup")))?
+    } else {
+        None
+    };
     let io = optional(proc, pid, kv_file(proc, pid, "io"))?;
-    let fds = optional(proc, pid, fds(proc, pid, reads.sockets))?;
+    let fds = if reads.sockets {
+        optional(proc, pid, timed(&mut spent.sockets_ns, || fds(proc, pid, true)))?
+    } else {
+        optional(proc, pid, fds(proc, pid, false))?
+    };
     let field = |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
     let sum = |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
     Ok(ProcessFigures {
@@ -159,14 +198,14 @@ mod tests {
         );
         let root = p.root();
         let stat = root.stat(10).unwrap();
-        let f = read(&root, &stat, 4096, Reads { smaps: true, sockets: true }).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: true, sockets: true }, &mut Spent::default()).unwrap();
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
         assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");
-        let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true }).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true }, &mut Spent::default()).unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -177,7 +216,8 @@ mod tests {
         p.file("10/io", "rchar: x\n");
         p.file("10/status", "garbage without colons");
         let root = p.root();
-        let f = read(&root, &root.stat(10).unwrap(), 4096, Reads { smaps: true, sockets: true }).unwrap();
+        let f = read(&root, &root.stat(10).unwrap(), 4096, Reads { smaps: true, sockets: true }, &mut Spent::default())
+            .unwrap();
         assert_eq!((f.io, f.rss_peak_bytes), (None, None));
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::kv;
 use super::parse::ParseError;
-use super::root::{ProcRoot, ReadError};
+use super::root::{KeptFiles, ProcRoot, ReadError};
 use crate::probe::Measure;
 use crate::probe::measure::{float, integer};
 use crate::sink::table::Column;
@@ -30,6 +30,7 @@ pub struct SystemProbe {
     prev_disk: HashMap<String, [u64; 11]>,
     prev_net: HashMap<String, [u64; 4]>,
     prev_pressure: HashMap<String, u64>,
+    kept: KeptFiles,
 }
 
 /// A column-name-safe form of a device or interface name.
@@ -191,6 +192,7 @@ impl SystemProbe {
             prev_disk: HashMap::new(),
             prev_net: HashMap::new(),
             prev_pressure: HashMap::new(),
+            kept: KeptFiles::default(),
         }
     }
 
@@ -239,13 +241,13 @@ impl SystemProbe {
         fn parsed<T>(root: &std::path::Path, rel: &str, r: Result<T, ParseError>) -> Result<T, ReadError> {
             r.map_err(|source| ReadError::Parse { path: root.join(rel), source })
         }
-        let load = parsed(&root, "loadavg", parse_loadavg(&self.proc.read("loadavg")?))?;
+        let load = parsed(&root, "loadavg", parse_loadavg(&self.kept.read(&self.proc, "loadavg")?))?;
         m.extend(load.iter().map(|&v| Measure::Value(v)));
-        let meminfo = parsed(&root, "meminfo", kv::parse("meminfo", &self.proc.read("meminfo")?))?;
+        let meminfo = parsed(&root, "meminfo", kv::parse("meminfo", &self.kept.read(&self.proc, "meminfo")?))?;
         let mem = parsed(&root, "meminfo", memory(&meminfo))?;
         m.extend(mem.iter().map(|&v| Measure::Total(v)));
 
-        let cpu = parsed(&root, "stat", parse_cpu(&self.proc.read("stat")?))?;
+        let cpu = parsed(&root, "stat", parse_cpu(&self.kept.read(&self.proc, "stat")?))?;
         match self.prev_cpu.replace(cpu) {
             Some(prev) => {
                 let d: Vec<u64> = cpu.iter().zip(prev).map(|(a, b)| a.saturating_sub(b)).collect();
@@ -258,7 +260,7 @@ impl SystemProbe {
         }
 
         for (r, full) in self.pressure.clone() {
-            let p = match self.proc.read(format!("pressure/{r}")) {
+            let p = match self.kept.read(&self.proc, &format!("pressure/{r}")) {
                 Ok(t) => parse_pressure(&t).ok(),
                 Err(_) => None,
             };
@@ -278,7 +280,8 @@ impl SystemProbe {
             }
         }
 
-        let disks = self.proc.read("diskstats").ok().and_then(|t| parse_diskstats(&t).ok()).unwrap_or_default();
+        let disks =
+            self.kept.read(&self.proc, "diskstats").ok().and_then(|t| parse_diskstats(&t).ok()).unwrap_or_default();
         for d in &self.disks {
             match gain(&mut self.prev_disk, d, disks.get(d).copied()) {
                 Some(x) => {
@@ -301,7 +304,7 @@ impl SystemProbe {
             }
         }
 
-        let net = self.proc.read("net/dev").ok().and_then(|t| parse_net_dev(&t).ok()).unwrap_or_default();
+        let net = self.kept.read(&self.proc, "net/dev").ok().and_then(|t| parse_net_dev(&t).ok()).unwrap_or_default();
         for i in &self.ifaces {
             match gain(&mut self.prev_net, i, net.get(i).copied()) {
                 Some(x) => m.extend([

@@ -84,6 +84,12 @@ pub struct Cli {
     #[arg(long)]
     pub io_syscalls: bool,
 
+    /// ebpf mode: record the run count and run time of each of messer's BPF
+    /// programs per window (bpf_<program>_run_*). Off by default: while on,
+    /// the kernel times every run of every BPF program on the machine.
+    #[arg(long)]
+    pub bpf_stats: bool,
+
     /// Start a new file of the series when the current one reaches this many
     /// MiB (uncompressed, while recording): run.h5, run.0001.h5, ...; each
     /// finished file is compressed and carries its `messer_series_index`.

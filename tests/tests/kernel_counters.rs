@@ -124,7 +124,7 @@ fn own_program_cost_is_recorded_and_stats_switched_back() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["pingpong", "--pairs", "1", "--seconds", "1.5", "--delay", "0.3"];
     let cols = ["bpf_sched_switch_run_count", "bpf_sched_switch_run_time_ns", "bpf_messer_flush_run_count"];
-    let (_, t) = record(&args, &[], &cols, dir.path());
+    let (_, t) = record(&args, &["--bpf-stats"], &cols, dir.path());
     let runs: f64 = column(&t, cols[0]).iter().flatten().sum();
     let ns: f64 = column(&t, cols[1]).iter().flatten().sum();
     let flushes = column(&t, cols[2]);

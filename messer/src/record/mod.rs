@@ -87,6 +87,7 @@ fn start_probes(cli: &Cli, roots: &[i32], proc: &ProcRoot) -> Result<Vec<(Box<dy
             count_io: cli.io_syscalls,
             reads,
             comm,
+            bpf_stats: cli.bpf_stats,
         };
         EbpfProbe::start(roots, opts, proc.clone()).map(|p| (Box::new(p) as Box<dyn Probe>, "ebpf"))
     };

@@ -99,6 +99,8 @@ pub struct EbpfOptions {
     pub reads: crate::probe::procfs::process::Reads,
     /// `--comm`: track every process that runs a program of this comm.
     pub comm: Option<[u8; messer_common::COMM_LEN]>,
+    /// Record our programs' run counts and times (BPF_ENABLE_STATS).
+    pub bpf_stats: bool,
 }
 
 /// The exact part of a read (see `Probe::snap`): flush instants, events and
@@ -171,7 +173,7 @@ impl EbpfProbe {
         let load::Loaded { mut bpf, io } = load::load(targets, opts, &proc)?;
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
-        let programs = ProgramStats::enable(io);
+        let programs = ProgramStats::new(io, opts.bpf_stats);
         let flush: &mut RawTracePoint = load::program(&mut bpf, "messer_flush")?;
         flush.load().map_err(EbpfError::load)?;
         let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();

@@ -1,6 +1,10 @@
 //! The cost of our own programs (kernel BPF run-time statistics, switched on
-//! for the recording through BPF_ENABLE_STATS and off again when messer
-//! exits) and the kernel side's failure counters.
+//! with `--bpf-stats` for the recording through BPF_ENABLE_STATS and off
+//! again when messer exits) and the kernel side's failure counters.
+//!
+//! Statistics are opt-in: while on, the kernel times every run of every BPF
+//! program on the machine (two clock reads per run), which slows what is
+//! being measured.
 
 use std::os::fd::OwnedFd;
 
@@ -30,7 +34,11 @@ pub fn program_names(io: bool) -> Vec<&'static str> {
 }
 
 impl ProgramStats {
-    pub fn enable(io: bool) -> Self {
+    /// Statistics for our programs if `on`; without, no columns.
+    pub fn new(io: bool, on: bool) -> Self {
+        if !on {
+            return Self { enabled: None, names: Vec::new(), prev: Vec::new() };
+        }
         let enabled = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
             Ok(fd) => Some(fd),
             Err(e) => {

@@ -84,6 +84,26 @@ pub struct RunSlot {
     /// hash lookup.
     pub tracked_tgid: u32,
     pub _pad: u32,
+    /// Scheduler counts of process `acc_tgid` on this CPU in the current
+    /// epoch, not yet added to its `COUNTERS` entry: while one process's
+    /// threads follow each other on a CPU (a busy server), switches cost no
+    /// counter-map lookup. Added to the map when a thread of another
+    /// process is counted here, and by every flush before the epoch moves on.
+    pub acc: SchedCounts,
+    pub acc_tgid: u32,
+    /// 1 if `acc` holds anything.
+    pub acc_dirty: u32,
+}
+
+/// The scheduler's part of [`Counters`], accumulated per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedCounts {
+    pub on_cpu_ns: u64,
+    pub runq_wait_ns: u64,
+    pub runq_waits: u64,
+    pub switches_voluntary: u64,
+    pub switches_involuntary: u64,
 }
 
 /// `RunSlot::flags`: the slot describes the running thread.
@@ -105,13 +125,15 @@ pub struct ThreadState {
     pub tgid: u32,
     /// `THREAD_*` flags.
     pub flags: u32,
-    /// When it became runnable (woken or preempted); 0 while not waiting.
-    pub runnable_since_ns: u64,
     /// Its `se.sum_exec_runtime` when it was last switched out.
     pub sum_exec_ns: u64,
+    /// Its `sched_info.run_delay` as last credited (at switch-out or flush).
+    pub run_delay_ns: u64,
+    /// Its `sched_info.pcount` (switch-ins) as last credited.
+    pub pcount: u64,
 }
 
-/// `ThreadState::flags`: `sum_exec_ns` is known.
+/// `ThreadState::flags`: `sum_exec_ns`, `run_delay_ns` and `pcount` are known.
 pub const THREAD_SUM_VALID: u32 = 1;
 
 /// A process in the tracked set.
@@ -185,6 +207,13 @@ pub struct Config {
     pub task_real_parent: u32,
     /// Byte offset of `task_struct.exit_code` (wait status encoding).
     pub task_exit_code: u32,
+    /// Byte offsets of `task_struct.sched_info.run_delay` and `.pcount`
+    /// (the kernel's run-queue delay and switch-in count, as in
+    /// /proc/<pid>/schedstat); `has_sched_info` is 0 on a kernel without
+    /// them (run-queue wait is then missing).
+    pub task_run_delay: u32,
+    pub task_pcount: u32,
+    pub has_sched_info: u32,
     /// 1: a process whose new program's comm equals `comm` starts being
     /// tracked at its exec (`--comm`).
     pub match_comm: u32,

@@ -8,7 +8,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use messer_common::{COMM_LEN, Config, Counters, EpochCounters, Event, RunSlot, ThreadState, Tracked, stat};
+use messer_common::{
+    COMM_LEN, Config, Counters, EpochCounters, Event, RunSlot, SchedCounts, ThreadState, Tracked, stat,
+};
 
 /// The tracked set: tgid -> what we know about it.
 #[map]
@@ -48,6 +50,9 @@ static MESSER_CONFIG: Config = Config {
     task_tgid: 0,
     task_real_parent: 0,
     task_exit_code: 0,
+    task_run_delay: 0,
+    task_pcount: 0,
+    has_sched_info: 0,
     match_comm: 0,
     comm: [0; COMM_LEN],
 };
@@ -58,6 +63,54 @@ pub fn config() -> Config {
     // SAFETY: a plain read of a static; volatile so that the compiler does not
     // fold in the placeholder values above.
     unsafe { core::ptr::read_volatile(&MESSER_CONFIG) }
+}
+
+/// Byte offsets in `task_struct` the scheduler's hot path reads.
+pub struct TaskOffsets {
+    pub pid: u32,
+    pub tgid: u32,
+    pub sum_exec: u32,
+    pub run_delay: u32,
+    pub pcount: u32,
+    pub has_sched_info: bool,
+}
+
+/// The task offsets, each read alone from the frozen configuration, so
+/// that the verifier knows them as constants and accepts direct loads from
+/// a task pointer of a BTF tracepoint.
+#[inline(always)]
+pub fn task_offsets() -> TaskOffsets {
+    // SAFETY: plain reads of a static (volatile: see `config`).
+    unsafe {
+        TaskOffsets {
+            pid: core::ptr::read_volatile(&MESSER_CONFIG.task_pid),
+            tgid: core::ptr::read_volatile(&MESSER_CONFIG.task_tgid),
+            sum_exec: core::ptr::read_volatile(&MESSER_CONFIG.task_sum_exec_runtime),
+            run_delay: core::ptr::read_volatile(&MESSER_CONFIG.task_run_delay),
+            pcount: core::ptr::read_volatile(&MESSER_CONFIG.task_pcount),
+            has_sched_info: core::ptr::read_volatile(&MESSER_CONFIG.has_sched_info) != 0,
+        }
+    }
+}
+
+/// A task's (`run_delay`, `pcount`) read with the probe helper (for
+/// programs whose task pointer is untyped); zeros without sched_info.
+#[inline(always)]
+pub fn sched_info(task: u64) -> Option<(u64, u64)> {
+    let cfg = config();
+    if cfg.has_sched_info == 0 {
+        return Some((0, 0));
+    }
+    Some((read_field::<u64>(task, cfg.task_run_delay)?, read_field::<u64>(task, cfg.task_pcount)?))
+}
+
+/// A `T` at byte `offset` of a task passed to a BTF tracepoint: a direct
+/// load, which the kernel guards (a fault reads 0) without a helper call.
+#[inline(always)]
+pub fn task_field<T: Copy>(task: *const u8, offset: u32) -> T {
+    // SAFETY: `task` is a kernel-typed pointer; the verifier checks the
+    // access against the task_struct layout and the JIT guards the load.
+    unsafe { core::ptr::read_volatile(task.wrapping_add(offset as usize) as *const T) }
 }
 
 /// Counts one failure of kind `which`.
@@ -109,6 +162,41 @@ pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
     // SAFETY: a map value pointer from a successful lookup.
     let halves = unsafe { &mut (*c).half };
     Some(if epoch & 1 == 0 { &mut halves[0] } else { &mut halves[1] })
+}
+
+/// The CPU's scheduler accumulator for process `tgid` (see `RunSlot::acc`);
+/// what it held for another process goes to that one's counters first.
+#[inline(always)]
+pub fn sched_acc(slot: &mut RunSlot, tgid: u32) -> &mut SchedCounts {
+    if slot.acc_tgid != tgid {
+        spill(slot);
+        slot.acc_tgid = tgid;
+    }
+    slot.acc_dirty = 1;
+    &mut slot.acc
+}
+
+/// Adds the CPU's scheduler accumulator to its process's counters in the
+/// CPU's epoch and empties it. If the counters cannot be had, the failure
+/// is counted (`COUNTERS_INSERT_FAILED`).
+#[inline(always)]
+pub fn spill(slot: &mut RunSlot) {
+    if slot.acc_dirty == 0 {
+        return;
+    }
+    if let Some(c) = counters(slot.acc_tgid, slot.epoch) {
+        // SAFETY: map value pointer; the scheduler programs and the flush
+        // run with interrupts off, and no other program writes these fields.
+        let c = unsafe { &mut *c };
+        let a = &slot.acc;
+        c.on_cpu_ns = c.on_cpu_ns.wrapping_add(a.on_cpu_ns);
+        c.runq_wait_ns += a.runq_wait_ns;
+        c.runq_waits += a.runq_waits;
+        c.switches_voluntary += a.switches_voluntary;
+        c.switches_involuntary += a.switches_involuntary;
+    }
+    slot.acc = SchedCounts::default();
+    slot.acc_dirty = 0;
 }
 
 /// Reads a `T` at byte `offset` of kernel object `base` (a task_struct

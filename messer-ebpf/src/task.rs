@@ -14,7 +14,8 @@ use aya_ebpf::{
 use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field, slot,
+    BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field,
+    sched_info, slot,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -32,7 +33,7 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     if flags & CLONE_THREAD != 0 {
-        add_thread(pid, parent_tgid);
+        add_thread(task, pid, parent_tgid);
         return 0;
     }
     if cfg.follow_children == 0 {
@@ -47,7 +48,7 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     if COUNTERS.insert(pid, EpochCounters::default(), 0).is_err() {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
-    add_thread(pid, pid);
+    add_thread(task, pid, pid);
     emit(event::FORK, pid, parent_tgid, 0);
     0
 }
@@ -77,10 +78,11 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     // Its stint so far predates the program: settle from here.
-    let Some(sum) = read_field::<u64>(task, cfg.task_sum_exec_runtime) else {
+    let (Some(sum), Some((delay, pcount))) = (read_field::<u64>(task, cfg.task_sum_exec_runtime), sched_info(task))
+    else {
         return 0;
     };
-    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, runnable_since_ns: 0, sum_exec_ns: sum };
+    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, sum_exec_ns: sum, run_delay_ns: delay, pcount };
     if THREADS.insert(tid, t, 0).is_err() {
         bump(stat::THREAD_INSERT_FAILED);
     }
@@ -100,9 +102,14 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn add_thread(tid: u32, tgid: u32) {
-    // A new task's sum_exec_runtime starts at 0.
-    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, runnable_since_ns: 0, sum_exec_ns: 0 };
+fn add_thread(task: u64, tid: u32, tgid: u32) {
+    // A new task's sum_exec_runtime starts at 0; its sched_info is read
+    // rather than assumed.
+    let Some((delay, pcount)) = sched_info(task) else {
+        bump(stat::THREAD_INSERT_FAILED);
+        return;
+    };
+    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, sum_exec_ns: 0, run_delay_ns: delay, pcount };
     if THREADS.insert(tid, t, BPF_NOEXIST).is_err() && THREADS.get_ptr(tid).is_none() {
         bump(stat::THREAD_INSERT_FAILED);
     }

@@ -96,6 +96,8 @@ pub struct TruthSample {
     /// Cumulative voluntary and involuntary context switches.
     pub nvcsw: u64,
     pub nivcsw: u64,
+    /// Cumulative run-queue delay of the threads (schedstat), ns.
+    pub run_delay_ns: u64,
 }
 
 /// Reads the truth file written by `messer-workload ... --truth FILE`.
@@ -104,7 +106,7 @@ pub fn read_truth(path: &Path) -> Vec<TruthSample> {
     text.lines()
         .map(|l| {
             let v: Vec<u64> = l.split_whitespace().map(|x| x.parse().expect("truth number")).collect();
-            TruthSample { t: v[0], cpu_ns: v[1], nvcsw: v[2], nivcsw: v[3] }
+            TruthSample { t: v[0], cpu_ns: v[1], nvcsw: v[2], nivcsw: v[3], run_delay_ns: v[4] }
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use messer_common::{CONFIG_SYMBOL, Config, ThreadState, Tracked};
 
@@ -23,14 +23,18 @@ pub const IO_FAMILIES: [(&str, &[&str]); 4] = [
     ("sys_exit_send_family", &["sendto", "sendmsg"]),
 ];
 
-/// Scheduler and task programs, the raw tracepoints each is attached to,
-/// and how many arguments those must pass. Raw tracepoints hand the
-/// program the kernel's own arguments directly; classic (perf) tracepoints
-/// were seen to drop sched_switch events when the perf buffer's recursion
-/// guard was taken, which loses a whole stint.
-pub const SCHED_PROGRAMS: [(&str, &[&str], usize); 5] = [
-    ("sched_switch", &["sched_switch"], 4),
-    ("sched_wakeup", &["sched_wakeup", "sched_wakeup_new"], 1),
+/// The scheduler's program and how many arguments its tracepoint must
+/// pass. A BTF tracepoint: the kernel's own arguments, typed, so that task
+/// fields are direct loads rather than helper calls (this program runs at
+/// every context switch of the machine).
+pub const SWITCH_PROGRAM: (&str, usize) = ("sched_switch", 4);
+
+/// Task programs, the raw tracepoints each is attached to, and how many
+/// arguments those must pass. Raw tracepoints hand the program the
+/// kernel's own arguments directly; classic (perf) tracepoints were seen to
+/// drop sched_switch events when the perf buffer's recursion guard was
+/// taken, which loses a whole stint.
+pub const TASK_PROGRAMS: [(&str, &[&str], usize); 3] = [
     ("task_newtask", &["task_newtask"], 2),
     ("sched_process_exec", &["sched_process_exec"], 1),
     ("sched_process_exit", &["sched_process_exit"], 1),
@@ -70,7 +74,9 @@ fn present_syscalls(root: &Path, names: &[&str]) -> Vec<String> {
 /// Builds the load-time configuration; the second value says whether
 /// syscall tracepoints are there (IO counting).
 fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), EbpfError> {
-    for (_, events, min_args) in SCHED_PROGRAMS {
+    let (switch, switch_args) = SWITCH_PROGRAM;
+    let programs = TASK_PROGRAMS.iter().map(|(_, events, n)| (*events, *n));
+    for (events, min_args) in std::iter::once((&[switch][..], switch_args)).chain(programs) {
         for ev in events {
             let n = btf.tracepoint_args(ev)?;
             if n < min_args {
@@ -85,6 +91,17 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
     let sys_exit_ret = if events.is_empty() { 0 } else { common_offset(root, "syscalls", &events, "ret", 8)? };
     let task_sum_exec_runtime = btf.offset("task_struct", &["se", "sum_exec_runtime"])?;
     log::debug!("task_struct.se.sum_exec_runtime at byte {task_sum_exec_runtime}");
+    // Run-queue wait needs the kernel's sched_info (CONFIG_SCHED_INFO).
+    let sched_info = btf
+        .offset("task_struct", &["sched_info", "run_delay"])
+        .and_then(|d| Ok((d, btf.offset("task_struct", &["sched_info", "pcount"])?)));
+    let (task_run_delay, task_pcount) = match sched_info {
+        Ok(offsets) => offsets,
+        Err(e) => {
+            log::warn!("this kernel keeps no run-queue delay per task ({e}): run-queue wait will be missing");
+            (0, 0)
+        }
+    };
     Ok((
         Config {
             task_pid: btf.offset("task_struct", &["pid"])?,
@@ -95,6 +112,9 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
             task_tgid: btf.offset("task_struct", &["tgid"])?,
             task_real_parent: btf.offset("task_struct", &["real_parent"])?,
             task_exit_code: btf.offset("task_struct", &["exit_code"])?,
+            task_run_delay,
+            task_pcount,
+            has_sched_info: u32::from(task_run_delay != 0),
             match_comm: u32::from(opts.comm.is_some()),
             comm: opts.comm.unwrap_or_default(),
         },
@@ -144,6 +164,8 @@ fn attach(bpf: &mut Ebpf, prog: &str, category: &str, events: &[&str]) -> Result
 pub struct Loaded {
     pub bpf: Ebpf,
     pub io: bool,
+    /// The kernel keeps run-queue delay per task (sched_info).
+    pub runq: bool,
 }
 
 /// Loads the object, tracks `targets` and attaches everything.
@@ -166,7 +188,11 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
             tracked.insert(t as u32, Tracked::default(), 0).map_err(EbpfError::load)?;
         }
     }
-    for (prog, events, _) in SCHED_PROGRAMS {
+    let kernel_btf = aya::Btf::from_sys_fs().map_err(EbpfError::load)?;
+    let switch: &mut BtfTracePoint = program(&mut bpf, SWITCH_PROGRAM.0)?;
+    switch.load(SWITCH_PROGRAM.0, &kernel_btf).map_err(EbpfError::load)?;
+    switch.attach().map_err(EbpfError::load)?;
+    for (prog, events, _) in TASK_PROGRAMS {
         attach_raw(&mut bpf, prog, events)?;
     }
     if io {
@@ -181,7 +207,7 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     for &t in targets {
         seed(&mut bpf, proc, t, opts.follow_children)?;
     }
-    Ok(Loaded { bpf, io })
+    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0 })
 }
 
 /// Starts tracking `pid` (and its tree) in a running recording.

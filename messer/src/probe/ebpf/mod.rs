@@ -118,6 +118,8 @@ struct Snap {
 pub struct EbpfProbe {
     snap: Option<Snap>,
     bpf: Ebpf,
+    /// Run-queue wait is known (the kernel keeps sched_info).
+    runq: bool,
     io: bool,
     follow_children: bool,
     /// The `EVENTS` ring buffer, taken out of `bpf`.
@@ -170,7 +172,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
 impl EbpfProbe {
     /// Loads and attaches the programs and starts tracking `targets`.
     pub fn start(targets: &[i32], opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        let load::Loaded { mut bpf, io } = load::load(targets, opts, &proc)?;
+        let load::Loaded { mut bpf, io, runq } = load::load(targets, opts, &proc)?;
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
@@ -182,6 +184,7 @@ impl EbpfProbe {
             snap: None,
             bpf,
             io,
+            runq,
             follow_children: opts.follow_children,
             events,
             flush_fd,
@@ -292,6 +295,10 @@ impl EbpfProbe {
             Measure::PerSecond(f(sum.switches_voluntary)),
             Measure::PerSecond(f(sum.switches_involuntary)),
         ];
+        if !self.runq {
+            m[1] = Measure::Missing;
+            m[2] = Measure::Missing;
+        }
         if self.io {
             for family in [io::READ, io::WRITE, io::RECV, io::SEND] {
                 m.push(Measure::PerSecond(f(sum.io_calls[family])));

@@ -12,7 +12,7 @@ use aya::Ebpf;
 use aya::maps::PerCpuArray;
 use messer_common::stat;
 
-use super::load::{IO_FAMILIES, SCHED_PROGRAMS};
+use super::load::{IO_FAMILIES, SWITCH_PROGRAM, TASK_PROGRAMS};
 
 /// Window deltas of each program's run count and run time.
 pub struct ProgramStats {
@@ -25,7 +25,8 @@ pub struct ProgramStats {
 
 /// The programs whose cost is reported, in column order.
 pub fn program_names(io: bool) -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = SCHED_PROGRAMS.iter().map(|(p, _, _)| *p).collect();
+    let mut names = vec![SWITCH_PROGRAM.0];
+    names.extend(TASK_PROGRAMS.iter().map(|(p, _, _)| *p));
     if io {
         names.extend(IO_FAMILIES.iter().map(|(p, _)| *p));
     }

@@ -5,7 +5,9 @@
 //! unlike /proc/*/schedstat, which lags by up to a tick per running thread,
 //! these values are exact at the instant of the read. Each sample also holds
 //! the process's voluntary and involuntary context switches (getrusage,
-//! summed by the kernel over all threads, exact).
+//! summed by the kernel over all threads, exact) and the threads' summed
+//! run-queue delay (/proc/self/task/*/schedstat, second field: the kernel
+//! adds a wait when it ends, at switch-in, so it is exact at the read too).
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// Clocks of the threads that take part (registered by each thread itself).
+/// CPU clocks and thread ids of the threads that take part (registered by
+/// each thread itself).
 #[derive(Clone, Default)]
-pub struct Clocks(Arc<Mutex<Vec<libc::clockid_t>>>);
+pub struct Clocks(Arc<Mutex<Vec<(libc::clockid_t, libc::pid_t)>>>);
 
 impl Clocks {
     /// Registers the calling thread's CPU clock.
@@ -23,15 +26,28 @@ impl Clocks {
         let mut id: libc::clockid_t = 0;
         // SAFETY: our own thread handle and a valid out pointer.
         if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) } == 0 {
-            self.0.lock().expect("clock list").push(id);
+            // SAFETY: no arguments.
+            let tid = unsafe { libc::gettid() };
+            self.0.lock().expect("clock list").push((id, tid));
         }
     }
 
     fn sum_ns(&self) -> Option<u64> {
         let ids = self.0.lock().expect("clock list");
         let mut sum = 0;
-        for &id in ids.iter() {
+        for &(id, _) in ids.iter() {
             sum += clock_ns(id)?;
+        }
+        Some(sum)
+    }
+
+    /// Σ run_delay of the threads (ns).
+    fn run_delay_ns(&self) -> Option<u64> {
+        let tids: Vec<libc::pid_t> = self.0.lock().expect("clock list").iter().map(|&(_, t)| t).collect();
+        let mut sum = 0;
+        for tid in tids {
+            let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+            sum += text.split_whitespace().nth(1)?.parse::<u64>().ok()?;
         }
         Some(sum)
     }
@@ -50,7 +66,7 @@ fn monotonic_ns() -> u64 {
 /// A running truth sampler.
 pub struct Truth {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<[u64; 4]>>,
+    handle: JoinHandle<Vec<[u64; 5]>>,
 }
 
 impl Truth {
@@ -69,13 +85,14 @@ impl Truth {
             let mut v = Vec::new();
             while !s.load(Ordering::Relaxed) && Instant::now() < end {
                 let t0 = monotonic_ns();
+                let Some(delay) = clocks.run_delay_ns() else { break };
                 let Some(ns) = clocks.sum_ns() else { break };
                 // SAFETY: getrusage into a zeroed struct.
                 let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
                 unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
                 let t1 = monotonic_ns();
                 if t1 - t0 < 100_000 {
-                    v.push([t0 + (t1 - t0) / 2, ns, ru.ru_nvcsw as u64, ru.ru_nivcsw as u64]);
+                    v.push([t0 + (t1 - t0) / 2, ns, ru.ru_nvcsw as u64, ru.ru_nivcsw as u64, delay]);
                 }
                 std::thread::sleep(std::time::Duration::from_micros(period_us));
             }
@@ -84,13 +101,13 @@ impl Truth {
         Self { stop, handle }
     }
 
-    /// Stops and writes "monotonic_ns cpu_ns nvcsw nivcsw" lines to `path`.
+    /// Stops and writes "monotonic_ns cpu_ns nvcsw nivcsw run_delay_ns" lines to `path`.
     pub fn finish(self, path: &str) {
         self.stop.store(true, Ordering::Relaxed);
         let v = self.handle.join().unwrap_or_default();
         let mut out = String::with_capacity(v.len() * 24);
-        for [t, ns, vol, invol] in v {
-            out.push_str(&format!("{t} {ns} {vol} {invol}\n"));
+        for [t, ns, vol, invol, delay] in v {
+            out.push_str(&format!("{t} {ns} {vol} {invol} {delay}\n"));
         }
         if let Err(e) = std::fs::File::create(path).and_then(|mut f| f.write_all(out.as_bytes())) {
             eprintln!("messer-workload: writing {path}: {e}");

@@ -136,6 +136,14 @@ pub struct ThreadState {
 /// `ThreadState::flags`: `sum_exec_ns`, `run_delay_ns` and `pcount` are known.
 pub const THREAD_SUM_VALID: u32 = 1;
 
+/// `ThreadState::flags`: `run_delay_ns` and `pcount` are known (a thread
+/// that existed when the recording began, seeded from its schedstat), its
+/// `sum_exec_ns` is not yet.
+pub const THREAD_WAIT_VALID: u32 = 2;
+
+/// `ThreadState::flags` with which `run_delay_ns` and `pcount` are known.
+pub const THREAD_WAIT_KNOWN: u32 = THREAD_SUM_VALID | THREAD_WAIT_VALID;
+
 /// A process in the tracked set.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

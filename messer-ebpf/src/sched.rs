@@ -29,7 +29,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use messer_common::{RunSlot, SLOT_VALID, THREAD_SUM_VALID, ThreadState, stat};
+use messer_common::{RunSlot, SLOT_VALID, THREAD_SUM_VALID, THREAD_WAIT_KNOWN, ThreadState, stat};
 
 use crate::maps::{
     BPF_NOEXIST, THREADS, bump, config, current_ids, is_tracked, read_field, sched_acc, sched_info, slot, spill,
@@ -107,24 +107,23 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: bool, dead: bool) {
     let thread = THREADS.get_ptr_mut(tid);
     // SAFETY: map value pointer from a successful lookup.
-    let before = thread.and_then(|t| unsafe {
-        ((*t).flags & THREAD_SUM_VALID != 0).then_some(Kernel {
-            sum_exec_ns: (*t).sum_exec_ns,
-            run_delay_ns: (*t).run_delay_ns,
-            pcount: (*t).pcount,
-        })
+    let (flags, before) = thread.map_or((0, Kernel { sum_exec_ns: 0, run_delay_ns: 0, pcount: 0 }), |t| unsafe {
+        ((*t).flags, Kernel { sum_exec_ns: (*t).sum_exec_ns, run_delay_ns: (*t).run_delay_ns, pcount: (*t).pcount })
     });
+    let sum_known = flags & THREAD_SUM_VALID != 0;
     // `start_ns` and `credited_ns` describe this stint only if the slot
     // saw the thread switched in (or flushed) as tracked.
     let seen_in = slot.holds(tid) && slot.tracked_tgid == tgid;
     let credited = if seen_in { slot.credited_ns } else { 0 };
-    let credit = match &before {
-        Some(b) => Some(now.sum_exec_ns.wrapping_sub(b.sum_exec_ns).wrapping_sub(credited)),
+    let credit = if sum_known {
+        Some(now.sum_exec_ns.wrapping_sub(before.sum_exec_ns).wrapping_sub(credited))
+    } else if seen_in {
         // Not known to the kernel side before: wall time since its
-        // switch-in (or the last flush) if we saw that.
+        // switch-in (or the last flush), which we saw.
         // SAFETY: helper without arguments.
-        None if seen_in => Some(unsafe { bpf_ktime_get_ns() }.wrapping_sub(slot.start_ns)),
-        None => None,
+        Some(unsafe { bpf_ktime_get_ns() }.wrapping_sub(slot.start_ns))
+    } else {
+        None
     };
     mark_used(slot);
     let a = sched_acc(slot, tgid);
@@ -132,9 +131,12 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         Some(ns) => a.on_cpu_ns = a.on_cpu_ns.wrapping_add(ns),
         None => bump(stat::STINT_UNKNOWN),
     }
-    if let Some(b) = &before {
-        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(now.run_delay_ns.wrapping_sub(b.run_delay_ns));
-        a.runq_waits = a.runq_waits.wrapping_add(now.pcount.wrapping_sub(b.pcount));
+    // A thread seeded at the start has its wait known from then on: a wait
+    // that began before the recording and ends in it counts whole in the
+    // window it ends in, as the kernel adds it.
+    if flags & THREAD_WAIT_KNOWN != 0 {
+        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(now.run_delay_ns.wrapping_sub(before.run_delay_ns));
+        a.runq_waits = a.runq_waits.wrapping_add(now.pcount.wrapping_sub(before.pcount));
     }
     if runnable {
         a.switches_involuntary += 1;
@@ -239,7 +241,7 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     let Some(t) = THREADS.get_ptr_mut(tid) else { return };
     // SAFETY: map value pointer from a successful lookup.
     let t = unsafe { &mut *t };
-    if t.flags & THREAD_SUM_VALID == 0 {
+    if t.flags & THREAD_WAIT_KNOWN == 0 {
         return;
     }
     // SAFETY: helper without arguments.
@@ -255,7 +257,7 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     a.runq_waits = a.runq_waits.wrapping_add(pcount.wrapping_sub(t.pcount));
     t.run_delay_ns = delay;
     t.pcount = pcount;
-    if resync {
+    if resync && t.flags & THREAD_SUM_VALID != 0 {
         a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
         slot.credited_ns = piece;
         mark_used(slot);

@@ -6,7 +6,7 @@ use std::path::Path;
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use messer_common::{CONFIG_SYMBOL, Config, ThreadState, Tracked};
+use messer_common::{CONFIG_SYMBOL, Config, THREAD_WAIT_VALID, ThreadState, Tracked};
 
 use super::btf::Btf;
 use super::{EbpfError, EbpfOptions, tracefs};
@@ -249,7 +249,20 @@ fn seed(bpf: &mut Ebpf, proc: &ProcRoot, target: i32, follow_children: bool) -> 
             BpfHashMap::try_from(map).map_err(EbpfError::load)?;
         for &pid in &pids {
             for tid in proc.tasks(pid).unwrap_or_default() {
-                let t = ThreadState { tgid: pid as u32, ..ThreadState::default() };
+                // Its run-queue wait is known from now on (schedstat's
+                // run_delay is exact at any read: the kernel adds a wait
+                // when it ends); its on-CPU baseline is taken at its first
+                // switch-out or flush, since schedstat's run time lags.
+                let t = match proc.task_schedstat(pid, tid) {
+                    Ok(s) => ThreadState {
+                        tgid: pid as u32,
+                        flags: THREAD_WAIT_VALID,
+                        run_delay_ns: s.run_delay_ns,
+                        pcount: s.pcount,
+                        ..ThreadState::default()
+                    },
+                    Err(_) => ThreadState { tgid: pid as u32, ..ThreadState::default() },
+                };
                 insert_new(&mut threads, tid as u32, t, "thread");
             }
         }

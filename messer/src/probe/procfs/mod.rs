@@ -101,10 +101,10 @@ impl ProcfsProbe {
                 continue;
             }
             for tid in self.proc.tasks(p).unwrap_or_default() {
-                if let Ok((ns, pcount)) = self.proc.task_schedstat(p, tid) {
+                if let Ok(s) = self.proc.task_schedstat(p, tid) {
                     let key = (p, stat.starttime, tid);
-                    self.run_ns.prime(key, ns);
-                    self.switches.prime(key, pcount);
+                    self.run_ns.prime(key, s.run_ns);
+                    self.switches.prime(key, s.pcount);
                 }
             }
             self.split.prime(&stat);
@@ -188,10 +188,10 @@ impl ProcfsProbe {
         let mut own_ns = 0;
         for tid in self.proc.tasks(pid)? {
             match self.proc.task_schedstat(pid, tid) {
-                Ok((ns, pcount)) => {
+                Ok(s) => {
                     let key = (pid, stat.starttime, tid);
-                    own_ns += self.run_ns.observe(key, ns);
-                    *switches += self.switches.observe(key, pcount);
+                    own_ns += self.run_ns.observe(key, s.run_ns);
+                    *switches += self.switches.observe(key, s.pcount);
                 }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),

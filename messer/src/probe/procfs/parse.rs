@@ -96,14 +96,23 @@ pub fn stat(text: &str) -> Result<Stat, ParseError> {
     })
 }
 
-/// Parses `/proc/<pid>/task/<tid>/schedstat`: (run ns, times run on a CPU).
-/// The first field is `se.sum_exec_runtime`, the third the number of
-/// switch-ins (`sched_info.pcount`).
-pub fn schedstat(text: &str) -> Result<(u64, u64), ParseError> {
+/// A thread's `/proc/<pid>/task/<tid>/schedstat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedstat {
+    /// On-CPU time (`se.sum_exec_runtime`, ns).
+    pub run_ns: u64,
+    /// Time spent runnable on a run queue (`sched_info.run_delay`, ns).
+    pub run_delay_ns: u64,
+    /// Times switched in (`sched_info.pcount`).
+    pub pcount: u64,
+}
+
+/// Parses `/proc/<pid>/task/<tid>/schedstat`.
+pub fn schedstat(text: &str) -> Result<Schedstat, ParseError> {
     const F: &str = "schedstat";
     let mut it = text.split_whitespace().map(str::parse::<u64>);
     match (it.next(), it.next(), it.next()) {
-        (Some(Ok(run)), Some(Ok(_)), Some(Ok(pcount))) => Ok((run, pcount)),
+        (Some(Ok(run_ns)), Some(Ok(run_delay_ns)), Some(Ok(pcount))) => Ok(Schedstat { run_ns, run_delay_ns, pcount }),
         _ => Err(err(F, "expected three numbers")),
     }
 }
@@ -136,7 +145,7 @@ mod tests {
 
     #[test]
     fn schedstat_has_run_time_and_switch_ins() {
-        assert_eq!(schedstat("123456 789 42\n").unwrap(), (123456, 42));
+        assert_eq!(schedstat("123456 789 42\n").unwrap(), Schedstat { run_ns: 123456, run_delay_ns: 789, pcount: 42 });
         assert!(schedstat("123456 789\n").is_err());
         assert!(schedstat("a b c").is_err());
     }
@@ -153,7 +162,7 @@ mod tests {
 
     #[test]
     fn schedstat_and_children() {
-        assert_eq!(schedstat("123456789 2000 17\n").unwrap().0, 123456789);
+        assert_eq!(schedstat("123456789 2000 17\n").unwrap().run_ns, 123456789);
         assert!(schedstat("").is_err());
         assert!(schedstat("x 1 2").is_err());
         assert_eq!(id_list("12 13 \n").unwrap(), vec![12, 13]);

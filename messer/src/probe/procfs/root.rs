@@ -144,8 +144,8 @@ impl ProcRoot {
         Ok(tids)
     }
 
-    /// (On-CPU nanoseconds, switch-ins) of thread `tid` of process `pid`.
-    pub fn task_schedstat(&self, pid: i32, tid: i32) -> Result<(u64, u64), ReadError> {
+    /// The scheduler statistics of thread `tid` of process `pid`.
+    pub fn task_schedstat(&self, pid: i32, tid: i32) -> Result<parse::Schedstat, ReadError> {
         self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat)
     }
 
@@ -186,7 +186,7 @@ mod tests {
         assert!(!e.is_gone());
         assert!(e.to_string().contains("5/stat"), "{e}");
         std::fs::write(dir.path().join("5/task/5/schedstat"), "77 0 0\n").unwrap();
-        assert_eq!(root.task_schedstat(5, 5).unwrap().0, 77);
+        assert_eq!(root.task_schedstat(5, 5).unwrap().run_ns, 77);
         assert_eq!(root.tasks(5).unwrap(), vec![5]);
     }
 }

@@ -144,6 +144,9 @@ pub const THREAD_WAIT_VALID: u32 = 2;
 /// `ThreadState::flags` with which `run_delay_ns` and `pcount` are known.
 pub const THREAD_WAIT_KNOWN: u32 = THREAD_SUM_VALID | THREAD_WAIT_VALID;
 
+/// Thread marks per `THREAD_MARKS` array element (one byte per thread id).
+pub const MARK_CHUNK: usize = 64;
+
 /// A process in the tracked set.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,12 +4,12 @@
 //! Map sizes here are placeholders: the loader sets them at load time.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use messer_common::{
-    COMM_LEN, Config, Counters, EpochCounters, Event, RunSlot, SchedCounts, ThreadState, Tracked, stat,
+    COMM_LEN, Config, Counters, EpochCounters, Event, MARK_CHUNK, RunSlot, SchedCounts, ThreadState, Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -19,6 +19,16 @@ pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(1, 0);
 /// Threads of tracked processes: tid -> process and run-queue state.
 #[map]
 pub static THREADS: HashMap<u32, ThreadState> = HashMap::with_max_entries(1, 0);
+
+/// One byte per thread id, 1 while the thread has a `THREADS` entry, so
+/// that a switch-in learns whether the thread is tracked from an array
+/// lookup (which the verifier inlines) instead of a hash lookup, and takes
+/// the tgid from the task. Sized from pid_max at load (a thread id beyond
+/// it falls back to the hash lookup); the loader marks the threads it
+/// seeds through a shared mapping, byte by byte, so that it never
+/// overwrites a mark the kernel side set meanwhile.
+#[map]
+pub static THREAD_MARKS: Array<[u8; MARK_CHUNK]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Per-CPU counters per tracked tgid. Not preallocated: its size is
 /// entries x CPUs x value, which would be large on big machines.
@@ -135,6 +145,23 @@ pub fn current_ids() -> (u32, u32) {
 #[inline(always)]
 pub fn is_tracked(tgid: u32) -> bool {
     TRACKED.get_ptr(tgid).is_some()
+}
+
+/// Thread `tid`'s mark, if the array covers it.
+#[inline(always)]
+pub fn mark(tid: u32) -> Option<*mut u8> {
+    let chunk = THREAD_MARKS.get_ptr_mut(tid / MARK_CHUNK as u32)?;
+    // SAFETY: within the chunk (the index is below MARK_CHUNK).
+    Some(unsafe { (chunk as *mut u8).add(tid as usize % MARK_CHUNK) })
+}
+
+/// Sets (1) or clears (0) thread `tid`'s mark.
+#[inline(always)]
+pub fn set_mark(tid: u32, value: u8) {
+    if let Some(m) = mark(tid) {
+        // SAFETY: a byte of a map value; single-byte stores do not tear.
+        unsafe { core::ptr::write_volatile(m, value) }
+    }
 }
 
 /// This CPU's run slot.

@@ -32,8 +32,8 @@ use aya_ebpf::{
 use messer_common::{RunSlot, SLOT_VALID, THREAD_SUM_VALID, THREAD_WAIT_KNOWN, ThreadState, stat};
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, config, current_ids, is_tracked, read_field, sched_acc, sched_info, slot, spill,
-    task_field, task_offsets,
+    BPF_NOEXIST, THREADS, bump, config, current_ids, is_tracked, mark, read_field, sched_acc, sched_info, set_mark,
+    slot, spill, task_field, task_offsets,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -87,13 +87,19 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     slot.flags = SLOT_VALID;
     slot.credited_ns = 0;
     slot.tracked_tgid = 0;
-    if next != 0
-        && let Some(t) = THREADS.get_ptr(next)
-    {
-        // SAFETY: map value pointer from a successful lookup.
-        slot.tracked_tgid = unsafe { (*t).tgid };
-        // SAFETY: helper without arguments.
-        slot.start_ns = unsafe { bpf_ktime_get_ns() };
+    if next != 0 {
+        // SAFETY: a byte of a map value, or a map value pointer from a
+        // successful lookup.
+        let next_tgid = match mark(next) {
+            Some(m) if unsafe { *m } != 0 => task_field::<u32>(next_task, off.tgid),
+            Some(_) => 0,
+            None => THREADS.get_ptr(next).map_or(0, |t| unsafe { (*t).tgid }),
+        };
+        if next_tgid != 0 {
+            slot.tracked_tgid = next_tgid;
+            // SAFETY: helper without arguments.
+            slot.start_ns = unsafe { bpf_ktime_get_ns() };
+        }
     }
     0
 }
@@ -106,6 +112,21 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: bool, dead: bool) {
     let thread = THREADS.get_ptr_mut(tid);
+    // An entry (and mark) left behind by a thread that is gone (one that
+    // died while the loader seeded it, or the old id of a thread that
+    // exec'd), its id now reused by a thread of another process: not ours.
+    // SAFETY: map value pointer from a successful lookup.
+    let stale = match thread {
+        Some(t) => (unsafe { (*t).tgid }) != tgid,
+        None => !is_tracked(tgid),
+    };
+    if stale {
+        if thread.is_some() {
+            let _ = THREADS.remove(tid);
+        }
+        set_mark(tid, 0);
+        return;
+    }
     // SAFETY: map value pointer from a successful lookup.
     let (flags, before) = thread.map_or((0, Kernel { sum_exec_ns: 0, run_delay_ns: 0, pcount: 0 }), |t| unsafe {
         ((*t).flags, Kernel { sum_exec_ns: (*t).sum_exec_ns, run_delay_ns: (*t).run_delay_ns, pcount: (*t).pcount })
@@ -147,6 +168,7 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         // The thread's last switch-out: settled above, forgotten now.
         Some(_) if dead => {
             let _ = THREADS.remove(tid);
+            set_mark(tid, 0);
         }
         Some(t) => {
             // SAFETY: map value pointer from a successful lookup.
@@ -165,7 +187,9 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
                 run_delay_ns: now.run_delay_ns,
                 pcount: now.pcount,
             };
-            if THREADS.insert(tid, t, BPF_NOEXIST).is_err() {
+            if THREADS.insert(tid, t, BPF_NOEXIST).is_ok() {
+                set_mark(tid, 1);
+            } else {
                 bump(stat::THREAD_INSERT_FAILED);
             }
         }

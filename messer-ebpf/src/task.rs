@@ -15,7 +15,7 @@ use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITE
 
 use crate::maps::{
     BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field,
-    sched_info, slot,
+    sched_info, set_mark, slot,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -83,7 +83,9 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let t = ThreadState { tgid, flags: THREAD_SUM_VALID, sum_exec_ns: sum, run_delay_ns: delay, pcount };
-    if THREADS.insert(tid, t, 0).is_err() {
+    if THREADS.insert(tid, t, 0).is_ok() {
+        set_mark(tid, 1);
+    } else {
         bump(stat::THREAD_INSERT_FAILED);
     }
     if let Some(s) = slot() {
@@ -110,7 +112,9 @@ fn add_thread(task: u64, tid: u32, tgid: u32) {
         return;
     };
     let t = ThreadState { tgid, flags: THREAD_SUM_VALID, sum_exec_ns: 0, run_delay_ns: delay, pcount };
-    if THREADS.insert(tid, t, BPF_NOEXIST).is_err() && THREADS.get_ptr(tid).is_none() {
+    if THREADS.insert(tid, t, BPF_NOEXIST).is_ok() || THREADS.get_ptr(tid).is_some() {
+        set_mark(tid, 1);
+    } else {
         bump(stat::THREAD_INSERT_FAILED);
     }
 }

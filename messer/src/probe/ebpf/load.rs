@@ -9,7 +9,7 @@ use aya::{Ebpf, EbpfLoader};
 use messer_common::{CONFIG_SYMBOL, Config, THREAD_WAIT_VALID, ThreadState, Tracked};
 
 use super::btf::Btf;
-use super::{EbpfError, EbpfOptions, tracefs};
+use super::{EbpfError, EbpfOptions, marks, tracefs};
 use crate::probe::procfs::ProcRoot;
 
 /// The BPF object built from `messer-ebpf` by build.rs.
@@ -180,6 +180,7 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
         .map_max_entries("TRACKED", opts.max_processes)
         .map_max_entries("COUNTERS", opts.max_processes)
         .map_max_entries("THREADS", opts.max_threads)
+        .map_max_entries(marks::MAP, marks::chunks(proc))
         .load(BPF_OBJECT)
         .map_err(EbpfError::load)?;
     {
@@ -222,12 +223,15 @@ fn tracked_map(bpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u32, Tracked>,
 }
 
 /// Inserts `key` unless present; a full map is logged (the kernel side
-/// counts its own failed inserts).
-fn insert_new<V: aya::Pod>(map: &mut BpfHashMap<&mut MapData, u32, V>, key: u32, value: V, what: &str) {
+/// counts its own failed inserts). True if the map holds `key` now.
+fn insert_new<V: aya::Pod>(map: &mut BpfHashMap<&mut MapData, u32, V>, key: u32, value: V, what: &str) -> bool {
     match map.insert(key, value, BPF_NOEXIST) {
-        Ok(()) => {}
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-        Err(e) => log::warn!("could not track existing {what} {key}: {e}"),
+        Ok(()) => true,
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => true,
+        Err(e) => {
+            log::warn!("could not track existing {what} {key}: {e}");
+            false
+        }
     }
 }
 
@@ -235,6 +239,7 @@ fn insert_new<V: aya::Pod>(map: &mut BpfHashMap<&mut MapData, u32, V>, key: u32,
 /// the programs are attached, so anything forked from then on is added by
 /// the kernel; walked twice to catch forks by a parent not yet inserted.
 fn seed(bpf: &mut Ebpf, proc: &ProcRoot, target: i32, follow_children: bool) -> Result<(), EbpfError> {
+    let marks = marks::Marks::map(bpf)?;
     for _ in 0..2 {
         let pids = if follow_children { crate::probe::procfs::tree::descendants(proc, target) } else { vec![target] };
         {
@@ -263,7 +268,9 @@ fn seed(bpf: &mut Ebpf, proc: &ProcRoot, target: i32, follow_children: bool) -> 
                     },
                     Err(_) => ThreadState { tgid: pid as u32, ..ThreadState::default() },
                 };
-                insert_new(&mut threads, tid as u32, t, "thread");
+                if insert_new(&mut threads, tid as u32, t, "thread") {
+                    marks.set(tid as u32);
+                }
             }
         }
     }

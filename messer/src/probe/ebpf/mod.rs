@@ -5,6 +5,7 @@ pub mod btf;
 pub mod counters;
 pub mod flush;
 pub mod load;
+pub mod marks;
 pub mod stats;
 pub mod tracefs;
 

@@ -8,6 +8,7 @@ pub mod load;
 pub mod marks;
 pub mod stats;
 pub mod tracefs;
+pub mod tracked;
 
 use std::collections::HashSet;
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
@@ -137,6 +138,7 @@ pub struct EbpfProbe {
     last_windows: std::collections::HashMap<u32, crate::probe::ProcessWindow>,
     split: SplitTicks,
     programs: ProgramStats,
+    tracked: tracked::TrackedSet,
     figures: TreeFigures,
     system: SystemProbe,
     host: Host,
@@ -197,6 +199,7 @@ impl EbpfProbe {
             last_windows: std::collections::HashMap::new(),
             split: SplitTicks::default(),
             programs,
+            tracked: tracked::TrackedSet::new(),
             // Without kernel-side syscall counting, read/write come from
             // /proc/<pid>/io under the same column names as in procfs mode.
             figures: TreeFigures::new(proc.clone(), opts.reads, !io),
@@ -234,10 +237,8 @@ impl EbpfProbe {
         Ok((first, last, used))
     }
 
-    fn tracked(&self) -> Result<Vec<(u32, Tracked)>, EbpfError> {
-        let map = self.bpf.map("TRACKED").ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
-        let tracked: BpfHashMap<&MapData, u32, Tracked> = BpfHashMap::try_from(map).map_err(EbpfError::map)?;
-        tracked.iter().collect::<Result<Vec<_>, _>>().map_err(EbpfError::map)
+    fn tracked(&mut self) -> Result<Vec<(u32, Tracked)>, EbpfError> {
+        self.tracked.read(&self.bpf)
     }
 
     /// The frozen half (the previous epoch's parity) of each tgid, summed over CPUs.
@@ -279,6 +280,7 @@ impl EbpfProbe {
             if item.len() >= std::mem::size_of::<Event>() {
                 // SAFETY: the kernel side writes whole `Event`s; read unaligned.
                 let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                self.tracked.note(&e);
                 out.extend(ProcEvent::from_kernel(&e));
             }
         }
@@ -347,6 +349,7 @@ impl Probe for EbpfProbe {
     fn add_root(&mut self, pid: i32, _since_start: bool) -> Result<(), ProbeError> {
         let before: HashSet<u32> = self.tracked()?.into_iter().map(|(t, _)| t).collect();
         load::add_root(&mut self.bpf, &self.proc, pid, self.follow_children)?;
+        self.tracked.invalidate();
         // The kernel counts from now; so must the /proc-based figures (of
         // processes not tracked before).
         let pids =

@@ -80,11 +80,16 @@ impl ProgramStats {
 /// Cumulative failure counts of the kernel side, indexed by `stat::*`;
 /// None if the map cannot be read.
 pub fn failures(bpf: &Ebpf) -> Option<[u64; stat::COUNT as usize]> {
-    let map = bpf.map("STATS")?;
-    let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).ok()?;
     let mut out = [0; stat::COUNT as usize];
     for (i, v) in out.iter_mut().enumerate() {
-        *v = stats.get(&(i as u32), 0).ok()?.iter().sum();
+        *v = failure(bpf, i as u32)?;
     }
     Some(out)
+}
+
+/// The cumulative count of failure `which` (`stat::*`), summed over CPUs.
+pub fn failure(bpf: &Ebpf, which: u32) -> Option<u64> {
+    let map = bpf.map("STATS")?;
+    let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).ok()?;
+    Some(stats.get(&which, 0).ok()?.iter().sum())
 }

@@ -27,6 +27,11 @@ pub struct Counters {
     pub switches_voluntary: u64,
     /// Switches out of a thread that was still runnable (preempted).
     pub switches_involuntary: u64,
+    /// The kernel's tick-based classification of the threads' CPU time
+    /// (gains of `task_struct.utime` and `.stime`, ns): only their ratio is
+    /// used, to split the exact `on_cpu_ns`.
+    pub user_ns: u64,
+    pub system_ns: u64,
     /// [`io`] family counters: calls and bytes, indexed by `io::*`.
     pub io_calls: [u64; io::COUNT],
     pub io_bytes: [u64; io::COUNT],
@@ -104,6 +109,8 @@ pub struct SchedCounts {
     pub runq_waits: u64,
     pub switches_voluntary: u64,
     pub switches_involuntary: u64,
+    pub user_ns: u64,
+    pub system_ns: u64,
 }
 
 /// `RunSlot::flags`: the slot describes the running thread.
@@ -131,10 +138,20 @@ pub struct ThreadState {
     pub run_delay_ns: u64,
     /// Its `sched_info.pcount` (switch-ins) as last credited.
     pub pcount: u64,
+    /// Its `utime` and `stime` (ns) as last credited.
+    pub utime_ns: u64,
+    pub stime_ns: u64,
 }
 
-/// `ThreadState::flags`: `sum_exec_ns`, `run_delay_ns` and `pcount` are known.
+/// `ThreadState::flags`: every baseline is known.
 pub const THREAD_SUM_VALID: u32 = 1;
+
+/// `ThreadState::flags`: `utime_ns` and `stime_ns` are known (set by a
+/// flush for a seeded thread whose `sum_exec_ns` is not known yet).
+pub const THREAD_TICKS_VALID: u32 = 4;
+
+/// `ThreadState::flags` with which `utime_ns` and `stime_ns` are known.
+pub const THREAD_TICKS_KNOWN: u32 = THREAD_SUM_VALID | THREAD_TICKS_VALID;
 
 /// `ThreadState::flags`: `run_delay_ns` and `pcount` are known (a thread
 /// that existed when the recording began, seeded from its schedstat), its
@@ -225,6 +242,10 @@ pub struct Config {
     pub task_run_delay: u32,
     pub task_pcount: u32,
     pub has_sched_info: u32,
+    /// Byte offsets of `task_struct.utime` and `.stime` (ns of ticks
+    /// charged to user and system mode).
+    pub task_utime: u32,
+    pub task_stime: u32,
     /// 1: a process whose new program's comm equals `comm` starts being
     /// tracked at its exec (`--comm`).
     pub match_comm: u32,

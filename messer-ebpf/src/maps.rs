@@ -63,6 +63,8 @@ static MESSER_CONFIG: Config = Config {
     task_run_delay: 0,
     task_pcount: 0,
     has_sched_info: 0,
+    task_utime: 0,
+    task_stime: 0,
     match_comm: 0,
     comm: [0; COMM_LEN],
 };
@@ -83,6 +85,8 @@ pub struct TaskOffsets {
     pub run_delay: u32,
     pub pcount: u32,
     pub has_sched_info: bool,
+    pub utime: u32,
+    pub stime: u32,
 }
 
 /// The task offsets, each read alone from the frozen configuration, so
@@ -99,6 +103,8 @@ pub fn task_offsets() -> TaskOffsets {
             run_delay: core::ptr::read_volatile(&MESSER_CONFIG.task_run_delay),
             pcount: core::ptr::read_volatile(&MESSER_CONFIG.task_pcount),
             has_sched_info: core::ptr::read_volatile(&MESSER_CONFIG.has_sched_info) != 0,
+            utime: core::ptr::read_volatile(&MESSER_CONFIG.task_utime),
+            stime: core::ptr::read_volatile(&MESSER_CONFIG.task_stime),
         }
     }
 }
@@ -112,6 +118,13 @@ pub fn sched_info(task: u64) -> Option<(u64, u64)> {
         return Some((0, 0));
     }
     Some((read_field::<u64>(task, cfg.task_run_delay)?, read_field::<u64>(task, cfg.task_pcount)?))
+}
+
+/// A task's (`utime`, `stime`) read with the probe helper.
+#[inline(always)]
+pub fn ticks(task: u64) -> Option<(u64, u64)> {
+    let cfg = config();
+    Some((read_field::<u64>(task, cfg.task_utime)?, read_field::<u64>(task, cfg.task_stime)?))
 }
 
 /// A `T` at byte `offset` of a task passed to a BTF tracepoint: a direct
@@ -221,6 +234,8 @@ pub fn spill(slot: &mut RunSlot) {
         c.runq_waits += a.runq_waits;
         c.switches_voluntary += a.switches_voluntary;
         c.switches_involuntary += a.switches_involuntary;
+        c.user_ns += a.user_ns;
+        c.system_ns += a.system_ns;
     }
     slot.acc = SchedCounts::default();
     slot.acc_dirty = 0;

@@ -29,11 +29,14 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use messer_common::{RunSlot, SLOT_VALID, THREAD_SUM_VALID, THREAD_WAIT_KNOWN, ThreadState, stat};
+use messer_common::{
+    RunSlot, SLOT_VALID, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID, THREAD_WAIT_KNOWN,
+    THREAD_WAIT_VALID, ThreadState, stat,
+};
 
 use crate::maps::{
     BPF_NOEXIST, THREADS, bump, config, current_ids, is_tracked, mark, read_field, sched_acc, sched_info, set_mark,
-    slot, spill, task_field, task_offsets,
+    slot, spill, task_field, task_offsets, ticks,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -41,10 +44,41 @@ use crate::maps::{
 const TASK_DEAD: u32 = 0x80;
 
 /// A thread's scheduler figures as the kernel keeps them.
+#[derive(Default)]
 struct Kernel {
     sum_exec_ns: u64,
     run_delay_ns: u64,
     pcount: u64,
+    utime_ns: u64,
+    stime_ns: u64,
+}
+
+impl Kernel {
+    /// The baselines a thread map entry holds.
+    #[inline(always)]
+    fn of(t: &ThreadState) -> Self {
+        Kernel {
+            sum_exec_ns: t.sum_exec_ns,
+            run_delay_ns: t.run_delay_ns,
+            pcount: t.pcount,
+            utime_ns: t.utime_ns,
+            stime_ns: t.stime_ns,
+        }
+    }
+
+    /// A thread map entry with these baselines, all known.
+    #[inline(always)]
+    fn entry(&self, tgid: u32) -> ThreadState {
+        ThreadState {
+            tgid,
+            flags: THREAD_SUM_VALID,
+            sum_exec_ns: self.sum_exec_ns,
+            run_delay_ns: self.run_delay_ns,
+            pcount: self.pcount,
+            utime_ns: self.utime_ns,
+            stime_ns: self.stime_ns,
+        }
+    }
 }
 
 /// BTF tracepoint (no perf buffer in between, so no event is dropped; task
@@ -79,7 +113,13 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         } else {
             (0, 0)
         };
-        let now = Kernel { sum_exec_ns: task_field(prev_task, off.sum_exec), run_delay_ns, pcount };
+        let now = Kernel {
+            sum_exec_ns: task_field(prev_task, off.sum_exec),
+            run_delay_ns,
+            pcount,
+            utime_ns: task_field(prev_task, off.utime),
+            stime_ns: task_field(prev_task, off.stime),
+        };
         switch_out(slot, tid, tgid, &now, runnable, dead);
     }
     let next: u32 = task_field(next_task, off.pid);
@@ -128,9 +168,7 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         return;
     }
     // SAFETY: map value pointer from a successful lookup.
-    let (flags, before) = thread.map_or((0, Kernel { sum_exec_ns: 0, run_delay_ns: 0, pcount: 0 }), |t| unsafe {
-        ((*t).flags, Kernel { sum_exec_ns: (*t).sum_exec_ns, run_delay_ns: (*t).run_delay_ns, pcount: (*t).pcount })
-    });
+    let (flags, before) = thread.map_or((0, Kernel::default()), |t| unsafe { ((*t).flags, Kernel::of(&*t)) });
     let sum_known = flags & THREAD_SUM_VALID != 0;
     // `start_ns` and `credited_ns` describe this stint only if the slot
     // saw the thread switched in (or flushed) as tracked.
@@ -159,6 +197,10 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         a.runq_wait_ns = a.runq_wait_ns.wrapping_add(now.run_delay_ns.wrapping_sub(before.run_delay_ns));
         a.runq_waits = a.runq_waits.wrapping_add(now.pcount.wrapping_sub(before.pcount));
     }
+    if flags & THREAD_TICKS_KNOWN != 0 {
+        a.user_ns = a.user_ns.wrapping_add(now.utime_ns.wrapping_sub(before.utime_ns));
+        a.system_ns = a.system_ns.wrapping_add(now.stime_ns.wrapping_sub(before.stime_ns));
+    }
     if runnable {
         a.switches_involuntary += 1;
     } else {
@@ -172,22 +214,11 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         }
         Some(t) => {
             // SAFETY: map value pointer from a successful lookup.
-            let t = unsafe { &mut *t };
-            t.sum_exec_ns = now.sum_exec_ns;
-            t.run_delay_ns = now.run_delay_ns;
-            t.pcount = now.pcount;
-            t.flags = THREAD_SUM_VALID;
+            unsafe { *t = now.entry(tgid) };
         }
         None if dead => {}
         None => {
-            let t = ThreadState {
-                tgid,
-                flags: THREAD_SUM_VALID,
-                sum_exec_ns: now.sum_exec_ns,
-                run_delay_ns: now.run_delay_ns,
-                pcount: now.pcount,
-            };
-            if THREADS.insert(tid, t, BPF_NOEXIST).is_ok() {
+            if THREADS.insert(tid, now.entry(tgid), BPF_NOEXIST).is_ok() {
                 set_mark(tid, 1);
             } else {
                 bump(stat::THREAD_INSERT_FAILED);
@@ -254,34 +285,42 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
 
 /// A flush finds tracked thread `tid` running: the run-queue wait the
 /// kernel added since it was last credited (the wait that ended at its
-/// switch-in) belongs to the closing epoch. With `resync` (the slot did not
-/// see it switched in) so does its stint so far: the kernel's
-/// `sum_exec_runtime` has it up to the last scheduler update (a tick at
-/// most ago), so that much is credited now and the rest goes with the
-/// settlement into the next epoch. Without this the whole stint moved to
-/// the next window.
+/// switch-in) and the ticks charged to it since belong to the closing
+/// epoch. With `resync` (the slot did not see it switched in) so does its
+/// stint so far: the kernel's `sum_exec_runtime` has it up to the last
+/// scheduler update (a tick at most ago), so that much is credited now and
+/// the rest goes with the settlement into the next epoch. Without this the
+/// whole stint moved to the next window. A thread seeded by the loader
+/// gets its wait and tick baselines here if it had none.
 #[inline(always)]
 fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     let Some(t) = THREADS.get_ptr_mut(tid) else { return };
     // SAFETY: map value pointer from a successful lookup.
     let t = unsafe { &mut *t };
-    if t.flags & THREAD_WAIT_KNOWN == 0 {
-        return;
-    }
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    let (Some(sum), Some((delay, pcount))) =
-        (read_field::<u64>(task, config().task_sum_exec_runtime), sched_info(task))
+    let (Some(sum), Some((delay, pcount)), Some((utime, stime))) =
+        (read_field::<u64>(task, config().task_sum_exec_runtime), sched_info(task), ticks(task))
     else {
         return;
     };
-    let piece = sum.wrapping_sub(t.sum_exec_ns);
     let a = sched_acc(slot, tgid);
-    a.runq_wait_ns = a.runq_wait_ns.wrapping_add(delay.wrapping_sub(t.run_delay_ns));
-    a.runq_waits = a.runq_waits.wrapping_add(pcount.wrapping_sub(t.pcount));
+    if t.flags & THREAD_WAIT_KNOWN != 0 {
+        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(delay.wrapping_sub(t.run_delay_ns));
+        a.runq_waits = a.runq_waits.wrapping_add(pcount.wrapping_sub(t.pcount));
+    }
+    if t.flags & THREAD_TICKS_KNOWN != 0 {
+        a.user_ns = a.user_ns.wrapping_add(utime.wrapping_sub(t.utime_ns));
+        a.system_ns = a.system_ns.wrapping_add(stime.wrapping_sub(t.stime_ns));
+    }
     t.run_delay_ns = delay;
     t.pcount = pcount;
+    t.utime_ns = utime;
+    t.stime_ns = stime;
+    t.flags |= THREAD_WAIT_VALID | THREAD_TICKS_VALID;
     if resync && t.flags & THREAD_SUM_VALID != 0 {
+        let piece = sum.wrapping_sub(t.sum_exec_ns);
+        let a = sched_acc(slot, tgid);
         a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
         slot.credited_ns = piece;
         mark_used(slot);

@@ -15,7 +15,7 @@ use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITE
 
 use crate::maps::{
     BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field,
-    sched_info, set_mark, slot,
+    sched_info, set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -78,11 +78,20 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     // Its stint so far predates the program: settle from here.
-    let (Some(sum), Some((delay, pcount))) = (read_field::<u64>(task, cfg.task_sum_exec_runtime), sched_info(task))
+    let (Some(sum), Some((delay, pcount)), Some((utime_ns, stime_ns))) =
+        (read_field::<u64>(task, cfg.task_sum_exec_runtime), sched_info(task), ticks(task))
     else {
         return 0;
     };
-    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, sum_exec_ns: sum, run_delay_ns: delay, pcount };
+    let t = ThreadState {
+        tgid,
+        flags: THREAD_SUM_VALID,
+        sum_exec_ns: sum,
+        run_delay_ns: delay,
+        pcount,
+        utime_ns,
+        stime_ns,
+    };
     if THREADS.insert(tid, t, 0).is_ok() {
         set_mark(tid, 1);
     } else {
@@ -105,13 +114,13 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn add_thread(task: u64, tid: u32, tgid: u32) {
-    // A new task's sum_exec_runtime starts at 0; its sched_info is read
-    // rather than assumed.
+    // A new task's sum_exec_runtime, utime and stime start at 0 (copy_process
+    // clears them); its sched_info is read rather than assumed.
     let Some((delay, pcount)) = sched_info(task) else {
         bump(stat::THREAD_INSERT_FAILED);
         return;
     };
-    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, sum_exec_ns: 0, run_delay_ns: delay, pcount };
+    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, run_delay_ns: delay, pcount, ..ThreadState::default() };
     if THREADS.insert(tid, t, BPF_NOEXIST).is_ok() || THREADS.get_ptr(tid).is_some() {
         set_mark(tid, 1);
     } else {

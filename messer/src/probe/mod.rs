@@ -20,9 +20,11 @@ pub struct CpuWindow {
     /// to the kernel's accounting at switch-out, and a settlement can be
     /// slightly below what flushes credited before (see README).
     pub on_cpu_ns: i64,
-    /// Kernel clock ticks of user time (for the split only).
+    /// The kernel's tick-based user time (for the split only: clock ticks
+    /// from /proc in procfs mode, ns of ticks from the kernel side in ebpf
+    /// mode).
     pub user_ticks: u64,
-    /// Kernel clock ticks of system time (for the split only).
+    /// Likewise for system time.
     pub system_ticks: u64,
 }
 

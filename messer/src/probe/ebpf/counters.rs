@@ -19,6 +19,8 @@ pub fn add(a: &Counters, b: &Counters) -> Counters {
     out.runq_waits += b.runq_waits;
     out.switches_voluntary += b.switches_voluntary;
     out.switches_involuntary += b.switches_involuntary;
+    out.user_ns += b.user_ns;
+    out.system_ns += b.system_ns;
     for i in 0..io::COUNT {
         out.io_calls[i] += b.io_calls[i];
         out.io_bytes[i] += b.io_bytes[i];
@@ -36,6 +38,8 @@ pub fn sub(a: &Counters, b: &Counters) -> Option<Counters> {
         runq_waits: a.runq_waits.checked_sub(b.runq_waits)?,
         switches_voluntary: a.switches_voluntary.checked_sub(b.switches_voluntary)?,
         switches_involuntary: a.switches_involuntary.checked_sub(b.switches_involuntary)?,
+        user_ns: a.user_ns.checked_sub(b.user_ns)?,
+        system_ns: a.system_ns.checked_sub(b.system_ns)?,
         ..Counters::default()
     };
     for i in 0..io::COUNT {

@@ -23,7 +23,6 @@ use crate::probe::procfs::ProcRoot;
 use crate::probe::procfs::figures::TreeFigures;
 use crate::probe::procfs::host::Host;
 use crate::probe::procfs::system::SystemProbe;
-use crate::probe::procfs::ticks::SplitTicks;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
 use crate::sink::table::Column;
 use counters::EpochDeltas;
@@ -136,7 +135,6 @@ pub struct EbpfProbe {
     exited: HashSet<u32>,
     /// Each live process's last window: its identity for the window in which it exits.
     last_windows: std::collections::HashMap<u32, crate::probe::ProcessWindow>,
-    split: SplitTicks,
     programs: ProgramStats,
     tracked: tracked::TrackedSet,
     figures: TreeFigures,
@@ -197,7 +195,6 @@ impl EbpfProbe {
             deltas: EpochDeltas::default(),
             exited: HashSet::new(),
             last_windows: std::collections::HashMap::new(),
-            split: SplitTicks::default(),
             programs,
             tracked: tracked::TrackedSet::new(),
             // Without kernel-side syscall counting, read/write come from
@@ -326,6 +323,12 @@ impl EbpfProbe {
     }
 }
 
+/// A window's CPU from the kernel side's counters: the exact total, split in
+/// the ratio of the ticks the kernel charged to user and system mode.
+fn own_cpu(c: &Counters) -> CpuWindow {
+    CpuWindow { on_cpu_ns: c.on_cpu_ns as i64, user_ticks: c.user_ns, system_ticks: c.system_ns }
+}
+
 impl EbpfProbe {
     /// The exact part of a read (see `Probe::snap`).
     fn snapshot(&mut self) -> Result<Snap, ProbeError> {
@@ -354,11 +357,11 @@ impl Probe for EbpfProbe {
         // processes not tracked before).
         let pids =
             if self.follow_children { crate::probe::procfs::tree::descendants(&self.proc, pid) } else { vec![pid] };
-        let stats: Vec<_> =
-            pids.iter().filter(|&&p| !before.contains(&(p as u32))).filter_map(|&p| self.proc.stat(p).ok()).collect();
-        for s in &stats {
-            self.split.prime(s);
-        }
+        let stats: Vec<_> = pids
+            .iter()
+            .filter(|&&p| !before.contains(&(p as u32)))
+            .filter_map(|&p| self.proc.leader_stat(p).ok())
+            .collect();
         self.figures.prime(&stats);
         Ok(())
     }
@@ -389,7 +392,7 @@ impl Probe for EbpfProbe {
                     // Exited during this window: its last part is in it.
                     exited_now += 1;
                     if let Some(w) = self.last_windows.remove(&tgid) {
-                        let cpu = CpuWindow { on_cpu_ns: own.on_cpu_ns as i64, user_ticks: 0, system_ticks: 0 };
+                        let cpu = own_cpu(&own);
                         let (rb, wb) = if self.io {
                             (own.io_bytes[io::READ] as f64, own.io_bytes[io::WRITE] as f64)
                         } else {
@@ -410,10 +413,12 @@ impl Probe for EbpfProbe {
                 }
                 continue;
             }
-            match self.proc.stat(tgid as i32) {
+            // The main thread's stat: the figures taken from it (memory,
+            // threads, children's CPU) are the process's, and the kernel
+            // side has the CPU split.
+            match self.proc.leader_stat(tgid as i32) {
                 Ok(stat) => {
-                    let (user_ticks, system_ticks) = self.split.observe(&stat);
-                    let cpu = CpuWindow { on_cpu_ns: own.on_cpu_ns as i64, user_ticks, system_ticks };
+                    let cpu = own_cpu(&own);
                     let rw = self.io.then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
                     let w = self.host.window(&stat, cpu, rw);
                     self.last_windows.insert(tgid, w.clone());
@@ -427,14 +432,13 @@ impl Probe for EbpfProbe {
         for tgid in retire {
             self.retire(tgid)?;
         }
-        let (user_ticks, system_ticks) = self.split.commit();
         let present = !stats.is_empty() || exited_now > 0;
         let mut extra = self.measures(&sum, last - first, cpus_used, present);
         extra.extend(self.figures.read(&stats)?.0);
         extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns: first + (last - first) / 2,
-            cpu: CpuWindow { on_cpu_ns: sum.on_cpu_ns as i64, user_ticks, system_ticks },
+            cpu: own_cpu(&sum),
             num_processes: stats.len() as u32,
             extra,
             processes,

@@ -161,7 +161,7 @@ impl TreeFigures {
         let mem_total = proc
             .read("meminfo")
             .ok()
-            .and_then(|t| super::kv::parse("meminfo", &t).ok())
+            .and_then(|t| super::kv::parse("meminfo", &t, &["MemTotal"]).ok())
             .and_then(|m| m.get("MemTotal").copied());
         Self {
             proc,

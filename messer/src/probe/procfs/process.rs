@@ -34,6 +34,9 @@ pub struct ProcessFigures {
 /// The /proc/<pid>/io fields, in `ProcessFigures::io` order.
 pub const IO_FIELDS: [&str; 6] = ["rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes"];
 
+/// The fields of /proc/<pid>/smaps_rollup used.
+const SMAPS_FIELDS: [&str; 4] = ["Pss", "Private_Clean", "Private_Dirty", "Shared_Dirty"];
+
 /// Which optional (costly) files to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reads {
@@ -53,10 +56,10 @@ fn optional<T>(proc: &ProcRoot, pid: i32, r: Result<T, ReadError>) -> Result<Opt
     }
 }
 
-fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str) -> Result<HashMap<String, u64>, ReadError> {
+fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str, keys: &[&str]) -> Result<HashMap<String, u64>, ReadError> {
     let rel = format!("{pid}/{name}");
     let text = proc.read(&rel)?;
-    kv::parse(name, &text).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
+    kv::parse(name, &text, keys).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
 }
 
 /// Counts the entries of /proc/<pid>/fd and, if `sockets`, collects socket
@@ -109,7 +112,7 @@ fn socket_inode(dir: &std::fs::File, name: &std::ffi::OsStr) -> Option<u64> {
 
 /// /proc/<pid>/io in `IO_FIELDS` order; None if unreadable or incomplete.
 pub fn io(proc: &ProcRoot, pid: i32) -> Option<[u64; 6]> {
-    io_fields(kv_file(proc, pid, "io").ok().as_ref())
+    io_fields(kv_file(proc, pid, "io", &IO_FIELDS).ok().as_ref())
 }
 
 fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 6]> {
@@ -146,13 +149,13 @@ pub fn read(
     spent: &mut Spent,
 ) -> Result<ProcessFigures, ReadError> {
     let pid = stat.pid;
-    let status = optional(proc, pid, kv_file(proc, pid, "status"))?;
+    let status = optional(proc, pid, kv_file(proc, pid, "status", &["VmHWM", "VmSwap"]))?;
     let smaps = if reads.smaps {
-        optional(proc, pid, timed(&mut spent.smaps_ns, || kv_file(proc, pid, "smaps_rollup")))?
+        optional(proc, pid, timed(&mut spent.smaps_ns, || kv_file(proc, pid, "smaps_rollup", &SMAPS_FIELDS)))?
     } else {
         None
     };
-    let io = optional(proc, pid, kv_file(proc, pid, "io"))?;
+    let io = optional(proc, pid, kv_file(proc, pid, "io", &IO_FIELDS))?;
     let fds = if reads.sockets {
         optional(proc, pid, timed(&mut spent.sockets_ns, || fds(proc, pid, true)))?
     } else {

@@ -119,6 +119,21 @@ pub fn parse_loadavg(text: &str) -> Result<[f64; 3], ParseError> {
     }
 }
 
+/// The fields of /proc/meminfo that `memory` uses.
+const MEMINFO_FIELDS: [&str; 11] = [
+    "MemTotal",
+    "MemFree",
+    "Buffers",
+    "Cached",
+    "SReclaimable",
+    "SwapTotal",
+    "SwapFree",
+    "MemAvailable",
+    "Shmem",
+    "Active",
+    "Inactive",
+];
+
 /// Memory figures in bytes, in `MEM_FIELDS` order, then swap total/used/free.
 /// `used` and `cached` follow `free(1)`: cached includes SReclaimable, used is
 /// total - free - buffers - cached.
@@ -243,7 +258,8 @@ impl SystemProbe {
         }
         let load = parsed(&root, "loadavg", parse_loadavg(&self.kept.read(&self.proc, "loadavg")?))?;
         m.extend(load.iter().map(|&v| Measure::Value(v)));
-        let meminfo = parsed(&root, "meminfo", kv::parse("meminfo", &self.kept.read(&self.proc, "meminfo")?))?;
+        let meminfo =
+            parsed(&root, "meminfo", kv::parse("meminfo", &self.kept.read(&self.proc, "meminfo")?, &MEMINFO_FIELDS))?;
         let mem = parsed(&root, "meminfo", memory(&meminfo))?;
         m.extend(mem.iter().map(|&v| Measure::Total(v)));
 

@@ -537,7 +537,7 @@ fn write_report(b: &Bench) -> Result<()> {
     )?;
     writeln!(
         md,
-        "\nWhere the missed targets come from (measured on this machine kind: 2 vCPUs, AMD EPYC). \
+        "\nWhere the missed targets come from (measured on this machine kind: 2 vCPUs). \
          `sched_switch` reads task fields with direct loads (a BTF tracepoint); whether the thread switched \
          in is tracked comes from a byte per thread id in an array (an inlined lookup), so a switch between \
          untracked threads costs about 58 ns per run with statistics on (92 ns with the hash lookup it \

@@ -182,3 +182,42 @@ fn both_modes_agree_on_a_steady_workload_and_compare_says_so() {
     let csv = messer_tests::messer().arg("compare").arg(&out).args(["--format", "csv"]).output().unwrap();
     assert!(String::from_utf8_lossy(&csv.stdout).starts_with("metric,total_unit,total_ebpf"));
 }
+
+/// `--mode both` measures run-queue wait both ways (the kernel side at
+/// switches, procfs from the threads' schedstat): on a workload that keeps
+/// four threads competing for two CPUs the two agree per full window, and
+/// `compare` lists them.
+#[test]
+fn both_modes_agree_on_run_queue_wait() {
+    if !require_root("both_modes_agree_on_run_queue_wait") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("both.h5");
+    let o = messer_tests::messer()
+        .args(["--mode", "both", "--interval", "0.5", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(messer_tests::workload_bin())
+        .args(["pingpong", "--pairs", "2", "--seconds", "4"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cols = ["proc_runq_wait_percent", "proc_runq_wait_mean_ms", "window_seconds"];
+    let e = read_table(&out, "messer_timeseries", &cols);
+    let p = read_table(&out, "messer_procfs_timeseries", &cols);
+    let (ew, pw, win) = (column(&e, cols[0]), column(&p, cols[0]), column(&e, "window_seconds"));
+    let n = ew.len();
+    assert!(n >= 6, "{n} rows");
+    for i in 1..n - 1 {
+        let (a, b) = (ew[i].unwrap() / 100.0 * win[i].unwrap(), pw[i].unwrap() / 100.0 * win[i].unwrap());
+        println!("window {i}: run-queue wait ebpf {a:.4} s, procfs {b:.4} s");
+        // The procfs read follows the ebpf flush by a few hundred µs: waits
+        // that end in between fall into neighbouring windows.
+        assert!((a - b).abs() <= 0.02 * a.max(b) + 0.002, "window {i}: ebpf {a} s vs procfs {b} s");
+        assert!(column(&p, cols[1])[i].is_some_and(|m| m > 0.0), "window {i}: no mean wait");
+    }
+    let c = messer_tests::messer().arg("compare").arg(&out).args(["--format", "json"]).output().unwrap();
+    let metrics: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    assert!(metrics.as_array().unwrap().iter().any(|m| m["name"] == cols[0]), "{metrics}");
+}

@@ -21,7 +21,7 @@ pub mod tree;
 use std::collections::HashMap;
 
 use crate::probe::delta::DeltaTracker;
-use crate::probe::{CpuWindow, EventKind, Probe, ProbeError, ProcEvent, Reading, Span};
+use crate::probe::{CpuWindow, EventKind, Measure, Probe, ProbeError, ProcEvent, Reading, Span};
 pub use root::{ProcRoot, ReadError};
 use ticks::SplitTicks;
 
@@ -29,10 +29,19 @@ use ticks::SplitTicks;
 struct Snap {
     stats: Vec<parse::Stat>,
     cpus: Vec<CpuWindow>,
-    on_cpu_ns: u64,
-    switches: u64,
+    gains: Gains,
     mono_ns: u64,
     ticks: (u64, u64),
+}
+
+/// What the tree's threads gained in a window, from their schedstat.
+#[derive(Debug, Default, Clone, Copy)]
+struct Gains {
+    on_cpu_ns: u64,
+    /// Switch-ins (`pcount`).
+    switches: u64,
+    /// Time runnable on a run queue (`run_delay`).
+    runq_wait_ns: u64,
 }
 
 /// Reads the tracked tree from /proc.
@@ -49,6 +58,7 @@ pub struct ProcfsProbe {
     follow_children: bool,
     run_ns: DeltaTracker<(i32, u64, i32)>,
     switches: DeltaTracker<(i32, u64, i32)>,
+    run_delay: DeltaTracker<(i32, u64, i32)>,
     split: SplitTicks,
     figures: figures::TreeFigures,
     system: system::SystemProbe,
@@ -70,6 +80,7 @@ impl ProcfsProbe {
             follow_children,
             run_ns: DeltaTracker::default(),
             switches: DeltaTracker::default(),
+            run_delay: DeltaTracker::default(),
             split: SplitTicks::default(),
         };
         for &r in roots {
@@ -105,6 +116,7 @@ impl ProcfsProbe {
                     let key = (p, stat.starttime, tid);
                     self.run_ns.prime(key, s.run_ns);
                     self.switches.prime(key, s.pcount);
+                    self.run_delay.prime(key, s.run_delay_ns);
                 }
             }
             self.split.prime(&stat);
@@ -172,14 +184,9 @@ impl ProcfsProbe {
         events
     }
 
-    /// Adds process `pid`'s threads' CPU time and switch-ins; returns its
-    /// stat and its own CPU window.
-    fn read_process(
-        &mut self,
-        pid: i32,
-        on_cpu_ns: &mut u64,
-        switches: &mut u64,
-    ) -> Result<(parse::Stat, CpuWindow), ReadError> {
+    /// Adds process `pid`'s threads' gains to `gains`; returns its stat and
+    /// its own CPU window.
+    fn read_process(&mut self, pid: i32, gains: &mut Gains) -> Result<(parse::Stat, CpuWindow), ReadError> {
         let stat = self.proc.stat(pid)?;
         if !self.same_identity(&stat) {
             // A reused pid: the process we tracked is gone.
@@ -191,13 +198,14 @@ impl ProcfsProbe {
                 Ok(s) => {
                     let key = (pid, stat.starttime, tid);
                     own_ns += self.run_ns.observe(key, s.run_ns);
-                    *switches += self.switches.observe(key, s.pcount);
+                    gains.switches += self.switches.observe(key, s.pcount);
+                    gains.runq_wait_ns += self.run_delay.observe(key, s.run_delay_ns);
                 }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
         }
-        *on_cpu_ns += own_ns;
+        gains.on_cpu_ns += own_ns;
         let (user_ticks, system_ticks) = self.split.observe(&stat);
         let own = CpuWindow { on_cpu_ns: i64::try_from(own_ns).unwrap_or(i64::MAX), user_ticks, system_ticks };
         Ok((stat, own))
@@ -209,12 +217,11 @@ impl ProcfsProbe {
     fn snapshot(&mut self) -> Result<Snap, ProbeError> {
         let span = Span::start();
         let pids = self.walk();
-        let mut on_cpu_ns = 0;
-        let mut switches = 0;
+        let mut gains = Gains::default();
         let mut stats = Vec::with_capacity(pids.len());
         let mut cpus = Vec::with_capacity(pids.len());
         for pid in pids {
-            match self.read_process(pid, &mut on_cpu_ns, &mut switches) {
+            match self.read_process(pid, &mut gains) {
                 Ok((stat, cpu)) => {
                     stats.push(stat);
                     cpus.push(cpu);
@@ -227,8 +234,9 @@ impl ProcfsProbe {
         let mono_ns = span.end();
         self.run_ns.commit();
         self.switches.commit();
+        self.run_delay.commit();
         let ticks = self.split.commit();
-        Ok(Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks })
+        Ok(Snap { stats, cpus, gains, mono_ns, ticks })
     }
 }
 
@@ -237,6 +245,8 @@ impl Probe for ProcfsProbe {
         let mut c = vec![
             crate::probe::measure::float("proc_cpu_num_used"),
             crate::probe::measure::float("proc_ctx_switch_rate_hz"),
+            crate::probe::measure::float("proc_runq_wait_percent"),
+            crate::probe::measure::float("proc_runq_wait_mean_ms"),
         ];
         c.extend(self.figures.columns());
         c.extend(self.system.columns());
@@ -257,11 +267,16 @@ impl Probe for ProcfsProbe {
             Some(s) => s,
             None => self.snapshot()?,
         };
-        let Snap { stats, cpus, on_cpu_ns, switches, mono_ns, ticks: (user_ticks, system_ticks) } = snap;
+        let Snap { stats, cpus, gains, mono_ns, ticks: (user_ticks, system_ticks) } = snap;
         // Distinct CPUs the processes' main threads were last on.
         let used: std::collections::HashSet<u32> = stats.iter().filter_map(|s| s.processor).collect();
-        let mut extra =
-            vec![crate::probe::Measure::Value(used.len() as f64), crate::probe::Measure::PerSecond(switches as f64)];
+        let (wait, waits) = (gains.runq_wait_ns as f64, gains.switches as f64);
+        let mut extra = vec![
+            Measure::Value(used.len() as f64),
+            Measure::PerSecond(waits),
+            Measure::PercentOfWindow(wait),
+            Measure::Mean { sum: wait, count: waits, scale: 1e-6 },
+        ];
         let (tree, rw) = self.figures.read(&stats)?;
         extra.extend(tree);
         extra.extend(self.system.read()?);
@@ -270,14 +285,13 @@ impl Probe for ProcfsProbe {
         let events = self.events(&stats, crate::sample::clock::wall_of(mono_ns) as f64 / 1e9);
         let present = !stats.is_empty();
         if !present {
-            extra[0] = crate::probe::Measure::Missing;
-            extra[1] = crate::probe::Measure::Missing;
+            extra[..4].fill(Measure::Missing);
         }
         Ok(Reading {
             present,
             events,
             mono_ns,
-            cpu: CpuWindow { on_cpu_ns: i64::try_from(on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
+            cpu: CpuWindow { on_cpu_ns: i64::try_from(gains.on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
             num_processes: stats.len() as u32,
             extra,
             processes,

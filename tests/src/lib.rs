@@ -122,6 +122,17 @@ pub fn truth_at(samples: &[TruthSample], t: u64, field: fn(&TruthSample) -> u64)
     Some(v0 + (v1 - v0) * (t - a.t) as f64 / (b.t - a.t) as f64)
 }
 
+/// How much `field` of the truth changed between the two samples around
+/// `t`: how far the interpolated value can be off (a sample that took too
+/// long was dropped, so a gap can be longer than the sampling period).
+pub fn truth_slack(samples: &[TruthSample], t: u64, field: fn(&TruthSample) -> u64) -> f64 {
+    let i = samples.partition_point(|s| s.t <= t);
+    match (samples.get(i.wrapping_sub(1)), samples.get(i)) {
+        (Some(a), Some(b)) => field(b).abs_diff(field(a)) as f64,
+        _ => f64::INFINITY,
+    }
+}
+
 /// Runs a command to completion and returns its output.
 pub fn run(mut c: Command) -> Output {
     c.output().expect("run command")

@@ -14,8 +14,8 @@ use aya_ebpf::{
 use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    BPF_NOEXIST, COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field,
-    sched_info, set_mark, slot, ticks,
+    COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field, sched_info,
+    set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -121,7 +121,10 @@ fn add_thread(task: u64, tid: u32, tgid: u32) {
         return;
     };
     let t = ThreadState { tgid, flags: THREAD_SUM_VALID, run_delay_ns: delay, pcount, ..ThreadState::default() };
-    if THREADS.insert(tid, t, BPF_NOEXIST).is_ok() || THREADS.get_ptr(tid).is_some() {
+    // Overwrites: an entry under this new task's id is either stale (a
+    // thread that had the id before) or one the loader seeded from /proc a
+    // moment ago, which knows less.
+    if THREADS.insert(tid, t, 0).is_ok() {
         set_mark(tid, 1);
     } else {
         bump(stat::THREAD_INSERT_FAILED);

@@ -140,22 +140,29 @@ fn pid_command_follows_a_restarted_service() {
     assert_eq!(kinds, ["target_found", "target_lost", "target_restarted", "target_lost"]);
 }
 
+/// Records the workload with `args`, launched by messer `--mode both` at
+/// 0.5 s, into a file in `dir`.
+fn record_both(dir: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
+    let out = dir.join("both.h5");
+    let o = messer_tests::messer()
+        .args(["--mode", "both", "--interval", "0.5", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(messer_tests::workload_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 #[test]
 fn both_modes_agree_on_a_steady_workload_and_compare_says_so() {
     if !require_root("both_modes_agree_on_a_steady_workload_and_compare_says_so") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("both.h5");
-    let o = messer_tests::messer()
-        .args(["--mode", "both", "--interval", "0.5", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(messer_tests::workload_bin())
-        .args(["busy", "--threads", "1", "--duty", "1", "--seconds", "4"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = record_both(dir.path(), &["busy", "--threads", "1", "--duty", "1", "--seconds", "4"]);
     let cols = ["proc_cpu_util_percent_total", "window_seconds"];
     let e = column(&read_table(&out, "messer_timeseries", &cols), "proc_cpu_util_percent_total");
     let p = column(&read_table(&out, "messer_procfs_timeseries", &cols), "proc_cpu_util_percent_total");
@@ -193,16 +200,7 @@ fn both_modes_agree_on_run_queue_wait() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("both.h5");
-    let o = messer_tests::messer()
-        .args(["--mode", "both", "--interval", "0.5", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(messer_tests::workload_bin())
-        .args(["pingpong", "--pairs", "2", "--seconds", "4"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = record_both(dir.path(), &["pingpong", "--pairs", "2", "--seconds", "4"]);
     let cols = ["proc_runq_wait_percent", "proc_runq_wait_mean_ms", "window_seconds"];
     let e = read_table(&out, "messer_timeseries", &cols);
     let p = read_table(&out, "messer_procfs_timeseries", &cols);

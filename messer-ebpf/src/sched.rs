@@ -304,6 +304,8 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     else {
         return;
     };
+    let resynced = resync && t.flags & THREAD_SUM_VALID != 0;
+    let piece = sum.wrapping_sub(t.sum_exec_ns);
     let a = sched_acc(slot, tgid);
     if t.flags & THREAD_WAIT_KNOWN != 0 {
         a.runq_wait_ns = a.runq_wait_ns.wrapping_add(delay.wrapping_sub(t.run_delay_ns));
@@ -313,15 +315,15 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
         a.user_ns = a.user_ns.wrapping_add(utime.wrapping_sub(t.utime_ns));
         a.system_ns = a.system_ns.wrapping_add(stime.wrapping_sub(t.stime_ns));
     }
+    if resynced {
+        a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
+    }
     t.run_delay_ns = delay;
     t.pcount = pcount;
     t.utime_ns = utime;
     t.stime_ns = stime;
     t.flags |= THREAD_WAIT_VALID | THREAD_TICKS_VALID;
-    if resync && t.flags & THREAD_SUM_VALID != 0 {
-        let piece = sum.wrapping_sub(t.sum_exec_ns);
-        let a = sched_acc(slot, tgid);
-        a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
+    if resynced {
         slot.credited_ns = piece;
         mark_used(slot);
     }

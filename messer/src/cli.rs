@@ -13,7 +13,7 @@ pub struct Cli {
     pub action: Option<Action>,
 
     /// Process id of the process to record (with its child processes).
-    #[arg(long, value_name = "PID", allow_negative_numbers = true, group = "target")]
+    #[arg(long, value_name = "PID", allow_hyphen_values = true, group = "target")]
     pub pid: Option<i32>,
 
     /// A shell command that prints the pid to record (run with `sh -c`, as
@@ -31,7 +31,7 @@ pub struct Cli {
     pub comm: Option<String>,
 
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     pub duration: Option<f64>,
 
     /// A command to launch and record from its first instruction (as the
@@ -47,7 +47,7 @@ pub struct Cli {
     pub mode: Mode,
 
     /// Seconds between samples (at least 0.001).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, allow_hyphen_values = true)]
     pub interval: f64,
 
     /// The HDF5 file to write [default: messer_<pid>_<local time>.h5 in the current directory].
@@ -68,12 +68,12 @@ pub struct Cli {
 
     /// Capacity of the eBPF probe's process maps; processes beyond it are
     /// counted as dropped.
-    #[arg(long, value_name = "N", default_value_t = 16384)]
+    #[arg(long, value_name = "N", default_value_t = 16384, allow_hyphen_values = true)]
     pub max_processes: u32,
 
     /// Capacity of the eBPF probe's thread map (run-queue wait); threads
     /// beyond it are counted in ebpf_thread_insert_failed.
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    #[arg(long, value_name = "N", default_value_t = 65536, allow_hyphen_values = true)]
     pub max_threads: u32,
 
     /// ebpf mode: count read/write/send/recv syscalls in the kernel (exact
@@ -93,12 +93,12 @@ pub struct Cli {
     /// Start a new file of the series when the current one reaches this many
     /// MiB (uncompressed, while recording): run.h5, run.0001.h5, ...; each
     /// finished file is compressed and carries its `messer_series_index`.
-    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    #[arg(long, value_name = "MIB", allow_hyphen_values = true)]
     pub rotate_size: Option<f64>,
 
     /// With --rotate-size: delete the oldest files of the series while it
     /// takes more than this many MiB.
-    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    #[arg(long, value_name = "MIB", allow_hyphen_values = true)]
     pub retain_size: Option<f64>,
 
     /// Leave the file uncompressed at the end (it is written uncompressed

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod cli;
 pub mod probe;
 pub mod record;
+pub mod redact;
 pub mod sample;
 pub mod signals;
 pub mod sink;

@@ -4,7 +4,7 @@ use clap::Parser as _;
 
 use std::io::Write as _;
 
-use messer::analysis::{self, read::ReadError};
+use messer::analysis::{self, read::ReadError, read::retrying};
 use messer::cli::{Action, Cli};
 use messer::record::{self, RecordError};
 
@@ -12,8 +12,8 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            // --help, --version
-            e.print()?;
+            // --help, --version (a reader that went away is no error).
+            let _ = e.print();
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) => {
@@ -59,50 +59,57 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `inspect`, `export` and `compare`: a file that cannot be opened is bad input (2).
+/// Writes `text` to standard output.
+fn print_out(text: &str) -> Result<(), ReadError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `inspect`, `export`, `plot` and `compare`: a file that cannot be used is
+/// bad input (2); output to a reader that went away ends quietly (0).
 fn analyse(action: &Action) -> anyhow::Result<ExitCode> {
     let result = match action {
-        Action::Plot { files, output, label, metric } => analysis::plot::plot(files, label, metric, output),
+        Action::Plot { files, output, label, metric } => retrying(|| analysis::plot::plot(files, label, metric, output)),
         Action::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "messer",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "messer", &mut buf);
+            print_out(&String::from_utf8_lossy(&buf))
         }
-        Action::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-            .render(&mut std::io::stdout())
-            .map_err(|e| ReadError::Lib(e.to_string())),
-        Action::Compare { file, format, worst } => {
-            analysis::compare::compare(file, *worst).map(|m| print!("{}", analysis::compare::render(&m, *format)))
+        Action::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut buf)
+                .map_err(ReadError::Output)
+                .and_then(|()| print_out(&String::from_utf8_lossy(&buf)))
         }
-        Action::Inspect { file } => analysis::inspect::report(file).map(|r| print!("{r}")),
+        Action::Compare { file, format, worst } => retrying(|| analysis::compare::compare(file, *worst))
+            .and_then(|m| print_out(&analysis::compare::render(&m, *format))),
+        Action::Inspect { file } => retrying(|| analysis::inspect::report(file)).and_then(|r| print_out(&r)),
         Action::Export { file, format, table, output } => match output {
             Some(path) => match std::fs::File::create(path) {
                 Ok(f) => {
                     let mut w = std::io::BufWriter::new(f);
-                    analysis::export::export(file, table, *format, &mut w)
-                        .and_then(|()| w.flush().map_err(|e| ReadError::Lib(e.to_string())))
+                    retrying(|| analysis::export::export(file, table, *format, &mut w)).and_then(|()| Ok(w.flush()?))
                 }
                 Err(e) => {
                     eprintln!("messer: error: cannot create {}: {e}", path.display());
                     return Ok(ExitCode::from(2));
                 }
             },
-            None => analysis::export::export(file, table, *format, &mut std::io::stdout().lock()),
+            None => {
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                retrying(|| analysis::export::export(file, table, *format, &mut w)).and_then(|()| Ok(w.flush()?))
+            }
         },
     };
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e @ (ReadError::Open { .. } | ReadError::NoTable(..))) => {
-            eprintln!("messer: error: {e}");
-            Ok(ExitCode::from(2))
-        }
+        Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("messer: error: {e}");
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(if e.is_usage() { 2 } else { 1 }))
         }
     }
 }

@@ -162,7 +162,13 @@ fn no_syscall_tracepoints() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let out = dir.path().join("x.h5");
-    let mount = format!("mount --bind {} /sys/kernel/tracing/events/syscalls", empty.display());
+    // In a private mount namespace: tracefs is mounted there if this machine
+    // has not mounted it yet (a fresh machine), and nothing outlives the test.
+    let mount = format!(
+        "{{ mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing; }} && \
+         mount --bind {} /sys/kernel/tracing/events/syscalls",
+        empty.display()
+    );
     let r = in_private_mounts(&mount, &format!("--mode ebpf --io-syscalls --pid 1 --duration 1 -o {}", out.display()));
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{err}");

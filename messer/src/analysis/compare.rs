@@ -61,7 +61,10 @@ fn column(t: &TableData, name: &str) -> Option<Vec<f64>> {
 pub fn compare(path: &std::path::Path, worst: usize) -> Result<Vec<Metric>, ReadError> {
     let file = read::open(path)?;
     let ebpf = read::read_table(&file, "messer_timeseries")?;
-    let procfs = read::read_table(&file, "messer_procfs_timeseries")?;
+    let procfs = match read::read_table(&file, "messer_procfs_timeseries") {
+        Err(ReadError::NoTable(..)) => return Err(ReadError::NotBoth(path.display().to_string())),
+        r => r?,
+    };
     let n = ebpf.rows.len().min(procfs.rows.len());
     let t = column(&ebpf, "unixtime").unwrap_or_default();
     let w = column(&ebpf, "window_seconds").unwrap_or_default();
@@ -104,7 +107,7 @@ pub fn compare(path: &std::path::Path, worst: usize) -> Result<Vec<Metric>, Read
         });
     }
     if out.is_empty() {
-        return Err(ReadError::NoTable(path.display().to_string(), "messer_procfs_timeseries columns".into()));
+        return Err(ReadError::NotBoth(path.display().to_string()));
     }
     Ok(out)
 }

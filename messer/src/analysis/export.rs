@@ -35,7 +35,7 @@ fn json_value(c: &Cell) -> serde_json::Value {
 pub fn export(path: &std::path::Path, table: &str, format: Format, out: &mut dyn Write) -> Result<(), ReadError> {
     let file = read::open(path)?;
     let t = read::read_table(&file, table)?;
-    let io = |e: std::io::Error| ReadError::Lib(format!("writing: {e}"));
+    let io = ReadError::Output;
     match format {
         Format::Csv => {
             writeln!(out, "{}", t.columns.join(",")).map_err(io)?;
@@ -50,7 +50,7 @@ pub fn export(path: &std::path::Path, table: &str, format: Format, out: &mut dyn
                 .iter()
                 .map(|r| serde_json::Value::Object(t.columns.iter().cloned().zip(r.iter().map(json_value)).collect()))
                 .collect();
-            serde_json::to_writer(&mut *out, &rows).map_err(|e| ReadError::Lib(e.to_string()))?;
+            serde_json::to_writer(&mut *out, &rows).map_err(|e| ReadError::Output(e.into()))?;
             writeln!(out).map_err(io)?;
         }
     }

@@ -179,7 +179,11 @@ pub fn plot(files: &[std::path::PathBuf], labels: &[String], metrics: &[String],
         .collect();
     for m in metrics {
         if !tables.iter().any(|(_, t)| t.columns.contains(m)) {
-            return Err(ReadError::NoTable(files[0].display().to_string(), format!("column {m}")));
+            return Err(ReadError::NoColumn {
+                file: files[0].display().to_string(),
+                table: "messer_timeseries".into(),
+                column: m.clone(),
+            });
         }
     }
     let size = (1200, 260 * panels.len().max(1) as u32);

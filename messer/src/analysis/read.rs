@@ -33,8 +33,27 @@ pub enum ReadError {
     NoTable(String, String),
     #[error("table {0} has a column of a type messer does not write ({1})")]
     Type(String, String),
+    #[error("{0} was recorded without --mode both (no /messer_procfs_timeseries); record with --mode both to compare")]
+    NotBoth(String),
+    #[error("no column {column} in /{table} of {file}; `messer inspect {file}` lists them")]
+    NoColumn { file: String, table: String, column: String },
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
     #[error("HDF5: {0}")]
     Lib(String),
+}
+
+impl ReadError {
+    /// Bad input (exit 2): a file that is not a usable recording, or a
+    /// request it cannot answer.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ReadError::Open { .. } | ReadError::NoTable(..) | ReadError::Type(..) | ReadError::NotBoth(_) | ReadError::NoColumn { .. })
+    }
+
+    /// The reader of our output went away (`messer export ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, ReadError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
 }
 
 /// A whole table in memory.
@@ -55,9 +74,34 @@ fn lib(e: hdf5::Error) -> ReadError {
     ReadError::Lib(e.to_string())
 }
 
-/// Opens `path` read-only.
+/// Opens `path` read-only, without taking a file lock, so that a recording
+/// still being written can be read: what its last flush wrote is seen.
 pub fn open(path: &std::path::Path) -> Result<hdf5::File, ReadError> {
-    hdf5::File::open(path).map_err(|e| ReadError::Open { path: path.display().to_string(), reason: e.to_string() })
+    hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| ReadError::Open { path: path.display().to_string(), reason: one_line(&e.to_string()) })
+}
+
+/// HDF5's messages span lines; errors are reported on one.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Reads with `f`, trying again a few times when it fails: a recording in
+/// progress is flushed every interval, and a read that met a flush half
+/// done sees a table's parts from before and after it.
+pub fn retrying<T>(mut f: impl FnMut() -> Result<T, ReadError>) -> Result<T, ReadError> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(e) if tries < 4 && !matches!(e, ReadError::NoColumn { .. } | ReadError::NotBoth(_) | ReadError::Output(_)) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20 << tries));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Names of the datasets at the root of the file.

@@ -27,7 +27,7 @@ pub fn attributes(
         ("messer_sampling_interval_seconds", AttrValue::F64(interval_s)),
         ("messer_custom_label", s(label.to_string())),
         ("messer_software_version", s(env!("CARGO_PKG_VERSION").to_string())),
-        ("messer_command", s(std::env::args().collect::<Vec<_>>().join(" "))),
+        ("messer_command", s(crate::redact::command_line(&std::env::args().collect::<Vec<_>>()))),
         ("messer_mode", s(mode.to_string())),
         ("messer_schema_version", AttrValue::I64(crate::sample::SCHEMA_VERSION)),
         ("system_kernel_release", s(read("/proc/sys/kernel/osrelease"))),

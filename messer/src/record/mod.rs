@@ -48,14 +48,39 @@ const PROCFS_TIMESERIES: usize = 4;
 
 /// Shortest interval accepted.
 const MIN_INTERVAL_S: f64 = 0.001;
+/// Longest interval accepted: one day (longer windows say nothing a day's
+/// would not, and the ns arithmetic stays far from u64's end).
+const MAX_INTERVAL_S: f64 = 86_400.0;
+/// Longest `--duration`: 100 years in ns fits u64 (584 years) with room for
+/// the start time added to it.
+const MAX_DURATION_S: f64 = 3.15e9;
+/// Largest `--max-processes`/`--max-threads`: the kernel's PID_MAX_LIMIT
+/// (no more tasks can exist), far below what a BPF hash map may hold.
+const MAX_MAP_ENTRIES: u32 = 4 << 20;
+/// Largest `--rotate-size`/`--retain-size` in MiB: an exbibyte.
+const MAX_MIB: f64 = 1.0e12;
+
+/// `value` seconds as ns if it lies in `[min, max]`, else the usage error
+/// naming `option` and its range.
+fn seconds_ns(option: &str, value: f64, min: f64, max: f64, min_open: bool) -> Result<u64, RecordError> {
+    let low_ok = if min_open { value > min } else { value >= min };
+    if value.is_finite() && low_ok && value <= max {
+        return Ok((value * 1e9).round() as u64);
+    }
+    let low = if min_open { format!("more than {min}") } else { format!("at least {min}") };
+    Err(RecordError::Usage(format!("{option} must be a number of seconds, {low} and at most {max}; got {value}")))
+}
 
 fn interval_ns(interval: f64) -> Result<u64, RecordError> {
-    if !interval.is_finite() || interval < MIN_INTERVAL_S {
-        return Err(RecordError::Usage(format!(
-            "--interval must be a number of seconds of at least {MIN_INTERVAL_S}, got {interval}"
-        )));
+    seconds_ns("--interval", interval, MIN_INTERVAL_S, MAX_INTERVAL_S, false)
+}
+
+fn map_entries(option: &str, n: u32) -> Result<u32, RecordError> {
+    if (1..=MAX_MAP_ENTRIES).contains(&n) {
+        Ok(n)
+    } else {
+        Err(RecordError::Usage(format!("{option} must be from 1 to {MAX_MAP_ENTRIES} (the kernel's PID_MAX_LIMIT); got {n}")))
     }
-    Ok((interval * 1e9).round() as u64)
 }
 
 /// `--comm` as the kernel's NUL-padded comm.
@@ -140,10 +165,10 @@ fn create_tables(file: &hdf5::File, specs: &[TableSpec], index: u64) -> Result<V
 /// `--rotate-size`/`--retain-size` in bytes, checked.
 fn sizes(cli: &Cli) -> Result<(Option<u64>, Option<u64>), RecordError> {
     let mib = |v: f64, what: &str| {
-        if v.is_finite() && v >= 0.01 {
+        if v.is_finite() && (0.01..=MAX_MIB).contains(&v) {
             Ok((v * 1048576.0) as u64)
         } else {
-            Err(RecordError::Usage(format!("{what} must be a number of MiB of at least 0.01, got {v}")))
+            Err(RecordError::Usage(format!("{what} must be a number of MiB from 0.01 to {MAX_MIB:e}; got {v}")))
         }
     };
     let rotate = cli.rotate_size.map(|v| mib(v, "--rotate-size")).transpose()?;
@@ -207,20 +232,15 @@ fn find_target(spec: &Spec, proc: &ProcRoot) -> Result<Option<(Target, Option<la
 }
 
 fn duration_ns(d: Option<f64>) -> Result<Option<u64>, RecordError> {
-    match d {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s > 0.0 => Ok(Some((s * 1e9).round() as u64)),
-        Some(s) => Err(RecordError::Usage(format!("--duration must be a positive number of seconds, got {s}"))),
-    }
+    d.map(|s| seconds_ns("--duration", s, 0.0, MAX_DURATION_S, true)).transpose()
 }
 
 /// Records until a fixed target exits, a stop signal, or `--duration`.
 pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let interval_ns = interval_ns(cli.interval)?;
     let duration_ns = duration_ns(cli.duration)?;
-    if cli.max_processes == 0 || cli.max_threads == 0 {
-        return Err(RecordError::Usage("--max-processes and --max-threads must be at least 1".into()));
-    }
+    map_entries("--max-processes", cli.max_processes)?;
+    map_entries("--max-threads", cli.max_threads)?;
     let spec = spec(cli)?;
     let (rotate_bytes, retain_bytes) = sizes(cli)?;
     if let Some(path) = &cli.output {
@@ -321,7 +341,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             attrs.push(("messer_comm", h5::AttrValue::Str(c.clone())));
         }
         if !cli.command.is_empty() {
-            attrs.push(("messer_launched_command", h5::AttrValue::Str(cli.command.join(" "))));
+            attrs.push(("messer_launched_command", h5::AttrValue::Str(crate::redact::urls(&cli.command.join(" ")))));
         }
         specs.push(TableSpec { name: table_name, title, schema: Sample::schema(probe.columns()), attrs });
     }
@@ -518,8 +538,25 @@ mod tests {
     fn intervals_are_checked() {
         assert_eq!(interval_ns(0.5).unwrap(), 500_000_000);
         assert_eq!(interval_ns(0.001).unwrap(), 1_000_000);
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 0.0009] {
+        assert_eq!(interval_ns(86_400.0).unwrap(), 86_400_000_000_000);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0009, 86_400.1, 1e308] {
             assert!(matches!(interval_ns(bad), Err(RecordError::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_and_map_sizes_are_checked() {
+        assert_eq!(duration_ns(Some(1.5)).unwrap(), Some(1_500_000_000));
+        assert_eq!(duration_ns(None).unwrap(), None);
+        let most = duration_ns(Some(MAX_DURATION_S)).unwrap().unwrap();
+        assert!(most.checked_add(u64::from(u32::MAX) * 1_000_000_000).is_some());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e308, 4.0e9] {
+            assert!(matches!(duration_ns(Some(bad)), Err(RecordError::Usage(_))), "{bad}");
+        }
+        assert!(map_entries("--max-threads", 1).is_ok());
+        assert!(map_entries("--max-threads", MAX_MAP_ENTRIES).is_ok());
+        for bad in [0, MAX_MAP_ENTRIES + 1, u32::MAX] {
+            assert!(matches!(map_entries("--max-threads", bad), Err(RecordError::Usage(_))), "{bad}");
         }
     }
 

@@ -51,7 +51,7 @@ impl Exporters {
                     token: cli.influx_token.clone().or_else(|| std::env::var("MESSER_INFLUX_TOKEN").ok()),
                 };
                 let i = Influx::start(&opts).map_err(|e| usage(e.to_string()))?;
-                log::info!("writing to InfluxDB at {}", opts.write_url().unwrap_or_default());
+                log::info!("writing to InfluxDB at {}", crate::redact::urls(&opts.write_url().unwrap_or_default()));
                 Some(i)
             }
             None => None,

@@ -52,7 +52,7 @@ impl InfluxOptions {
     pub fn write_url(&self) -> Result<String, InfluxError> {
         let base = self.url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(InfluxError::Url(self.url.clone()));
+            return Err(InfluxError::Url(crate::redact::urls(&self.url)));
         }
         let q = |s: &str| {
             s.bytes()
@@ -293,7 +293,10 @@ fn send_loop(url: &str, token: Option<&str>, shared: &(Mutex<Shared>, Condvar)) 
                 let failures = failures.unwrap_or(0);
                 // Said at the first failure and then rarely.
                 if failures.is_power_of_two() {
-                    log::warn!("InfluxDB write failed ({failures} so far): {e}; retrying, lines are kept");
+                    log::warn!(
+                        "InfluxDB write failed ({failures} so far): {}; retrying, lines are kept",
+                        crate::redact::urls(&e)
+                    );
                 }
                 backoff = (backoff * 2).clamp(Duration::from_millis(500), MAX_BACKOFF);
                 let stop = final_deadline.is_some_and(|d| Instant::now() + backoff > d);

@@ -27,7 +27,8 @@ enum How {
     /// One process; the recording ends when it exits.
     Fixed,
     /// The process a command prints; followed again whenever it is gone.
-    PidCommand { cmd: String, run_as: Option<RunAs>, problem: Option<String> },
+    /// `pending` is a run under way on its own thread.
+    PidCommand { cmd: String, run_as: Option<RunAs>, problem: Option<String>, pending: Option<pid_command::Pending> },
     /// Every process of this comm; `scan` says whether /proc is scanned on
     /// every tick (procfs) or only at the start (ebpf matches execs in the kernel).
     Comm { name: String, scan: bool, scanned: bool },
@@ -66,7 +67,7 @@ impl Follow {
     }
 
     pub fn pid_command(cmd: String, run_as: Option<RunAs>, proc: ProcRoot) -> Self {
-        let how = How::PidCommand { cmd, run_as, problem: None };
+        let how = How::PidCommand { cmd, run_as, problem: None, pending: None };
         Follow { how, proc, current: None, roots: BTreeSet::new(), lost: false, in_window: BTreeSet::new() }
     }
 
@@ -148,12 +149,28 @@ impl Follow {
         let mut lost = Vec::new();
         let found: Vec<Target> = match &mut self.how {
             How::Fixed => return Ok(Vec::new()),
-            How::PidCommand { cmd, run_as, problem } => {
+            How::PidCommand { cmd, run_as, problem, pending } => {
                 if self.current.is_some() || when == Moment::BeforeRead {
                     return Ok(Vec::new());
                 }
-                let got = pid_command::run(cmd, run_as.as_ref())
-                    .and_then(|pid| Target::attach(&self.proc, pid).map_err(|e| e.to_string()));
+                // The command runs on its own thread: the sampler waits for
+                // it only before the baseline read, never between windows.
+                let started = match pending.take() {
+                    Some(p) => Ok(p),
+                    None => pid_command::Pending::start(cmd, run_as.as_ref()),
+                };
+                let result = match started {
+                    Ok(p) if when == Moment::Start => p.wait(),
+                    Ok(p) => match p.try_result() {
+                        Some(r) => r,
+                        None => {
+                            *pending = Some(p);
+                            return Ok(Vec::new());
+                        }
+                    },
+                    Err(e) => Err(e),
+                };
+                let got = result.and_then(|pid| Target::attach(&self.proc, pid).map_err(|e| e.to_string()));
                 match got {
                     Ok(t) => {
                         *problem = None;

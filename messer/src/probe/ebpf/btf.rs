@@ -146,16 +146,21 @@ impl Btf {
     }
 
     /// Bit offset of member `name` in struct/union `id`, looking inside
-    /// anonymous members; returns the offset and the member's type.
+    /// anonymous members (at most 16 deep: BTF that nests without end is
+    /// corrupt); returns the offset and the member's type.
     fn member(&self, id: u32, name: &str) -> Option<(u32, u32)> {
+        self.member_within(id, name, 16)
+    }
+
+    fn member_within(&self, id: u32, name: &str, depth: u32) -> Option<(u32, u32)> {
         let t = self.types.get(self.resolve(id) as usize)?;
-        if !matches!(t.kind, STRUCT | UNION) {
+        if !matches!(t.kind, STRUCT | UNION) || depth == 0 {
             return None;
         }
         for m in &t.members {
             if m.name == 0 {
-                if let Some((off, ty)) = self.member(m.ty, name) {
-                    return Some((m.bit_offset + off, ty));
+                if let Some((off, ty)) = self.member_within(m.ty, name, depth - 1) {
+                    return Some((m.bit_offset.checked_add(off)?, ty));
                 }
             } else if self.name(m.name) == name {
                 return Some((m.bit_offset, m.ty));
@@ -171,7 +176,7 @@ impl Btf {
         let mut bits = 0;
         for field in path {
             let (off, ty) = self.member(id, field).ok_or_else(|| BtfError(format!("no member {}", what())))?;
-            bits += off;
+            bits = u32::checked_add(bits, off).ok_or_else(|| BtfError(format!("{} lies beyond 4 GiB", what())))?;
             id = ty;
         }
         if bits % 8 != 0 {
@@ -188,7 +193,7 @@ impl Btf {
     pub fn tracepoint_args(&self, name: &str) -> Result<usize, BtfError> {
         let td = format!("btf_trace_{name}");
         let id = *self.typedefs.get(&td).ok_or_else(|| BtfError(format!("no tracepoint {name}")))?;
-        let ptr = self.types.get(self.types[id as usize].ty as usize).filter(|t| t.kind == PTR);
+        let ptr = self.types.get(id as usize).and_then(|t| self.types.get(t.ty as usize)).filter(|t| t.kind == PTR);
         let proto = ptr.and_then(|p| self.types.get(self.resolve(p.ty) as usize)).filter(|t| t.kind == FUNC_PROTO);
         let proto = proto.ok_or_else(|| BtfError(format!("{td} is not a function pointer")))?;
         Ok(proto.vlen.saturating_sub(1))

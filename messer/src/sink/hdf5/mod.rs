@@ -38,7 +38,11 @@ impl Hdf5Error {
 /// headers, so a small cache costs no hits; with this one RSS stays flat.
 const METADATA_CACHE_MAX: usize = 128 << 10;
 
-/// Creates a new HDF5 file at `path`; fails if it exists.
+/// Creates a new HDF5 file at `path`; fails if it exists. The file is not
+/// locked: readers (`messer inspect`, h5py, pandas) may open it while rows
+/// are appended and see what the last flush wrote. Locking would keep them
+/// out until the end; it guards against a second writer, and messer is the
+/// only one (the file is created with O_EXCL).
 pub fn create_file(path: &Path) -> Result<hdf5::File, Hdf5Error> {
     let mdc = hdf5::file::MetadataCacheConfig {
         initial_size: 128 << 10,
@@ -48,7 +52,7 @@ pub fn create_file(path: &Path) -> Result<hdf5::File, Hdf5Error> {
         ..Default::default()
     };
     hdf5::File::with_options()
-        .with_fapl(|p| p.mdc_config(&mdc))
+        .with_fapl(|p| p.mdc_config(&mdc).file_locking(false))
         .create_excl(path)
         .map_err(|e| Hdf5Error::Create { path: path.to_path_buf(), reason: e.to_string() })
 }

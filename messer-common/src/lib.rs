@@ -225,8 +225,14 @@ pub struct Config {
     /// syscall's format).
     pub sys_exit_ret: u32,
     /// 1 when the `sched_process_exit` raw tracepoint passes `group_dead`
-    /// as its second argument; else a leader's exit counts as the group's.
+    /// as its second argument (6.16 on); else the group is dead when
+    /// `task->signal->live` is 0 at the tracepoint (do_exit decrements it
+    /// just before, on every kernel version).
     pub exit_has_group_dead: u32,
+    /// Byte offsets of `task_struct.signal` (a pointer) and
+    /// `signal_struct.live` (an atomic_t: its int counter).
+    pub task_signal: u32,
+    pub signal_live: u32,
     /// 1: new child processes of tracked processes are tracked too.
     pub follow_children: u32,
     /// Byte offset of `task_struct.tgid`.

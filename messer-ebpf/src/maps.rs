@@ -56,6 +56,8 @@ static MESSER_CONFIG: Config = Config {
     task_sum_exec_runtime: 0,
     sys_exit_ret: 0,
     exit_has_group_dead: 0,
+    task_signal: 0,
+    signal_live: 0,
     follow_children: 0,
     task_tgid: 0,
     task_real_parent: 0,

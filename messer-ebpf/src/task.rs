@@ -142,13 +142,27 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     };
     // The thread's THREADS entry stays until its last switch-out, which
     // settles its final stint.
-    let group_dead =
-        if config().exit_has_group_dead != 0 { ctx.arg::<u64>(1) & 0xff != 0 } else { pid_tgid as u32 == tgid };
-    if group_dead {
-        // SAFETY: map value pointer from a successful lookup.
+    let cfg = config();
+    let task: u64 = ctx.arg(0);
+    // do_exit() has just decremented signal->live: it is 0 when this is the
+    // group's last thread (whichever thread that is: a leader that called
+    // pthread_exit, or one killed by another thread's exec, is not).
+    let group_dead = if cfg.exit_has_group_dead != 0 {
+        ctx.arg::<u64>(1) & 0xff != 0
+    } else {
+        match read_field::<u64>(task, cfg.task_signal).and_then(|sig| read_field::<i32>(sig, cfg.signal_live)) {
+            Some(live) => live == 0,
+            None => return 0,
+        }
+    };
+    // SAFETY: map value pointer from a successful lookup.
+    let flags = unsafe { (*entry).flags };
+    // Without the argument two threads exiting at once may both see 0:
+    // the group's exit is told once.
+    if group_dead && flags & TRACKED_EXITED == 0 {
+        // SAFETY: as above.
         unsafe { (*entry).flags |= TRACKED_EXITED }
-        let task: u64 = ctx.arg(0);
-        let status = read_field::<u32>(task, config().task_exit_code).unwrap_or(0);
+        let status = read_field::<u32>(task, cfg.task_exit_code).unwrap_or(0);
         emit(event::EXIT, tgid, parent_tgid(task), status);
     }
     0

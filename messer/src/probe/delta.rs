@@ -52,6 +52,24 @@ impl<K: Eq + Hash + Copy> DeltaTracker<K> {
         self.primed = true;
     }
 
+    /// The value entity `key` had at the last committed read.
+    pub fn previous(&self, key: &K) -> Option<u64> {
+        self.prev.get(key).copied()
+    }
+
+    /// Entities of the last committed read that `keep` selects, with their
+    /// values (a walk over all of them: for rare cases).
+    pub fn previous_where(&self, keep: impl Fn(&K) -> bool) -> Vec<(K, u64)> {
+        self.prev.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Sets what entity `key` gains this read: its value `value` is
+    /// recorded, and `baseline` taken as where it stood before.
+    pub fn observe_from(&mut self, key: K, value: u64, baseline: u64) -> u64 {
+        self.next.insert(key, value);
+        value.saturating_sub(baseline)
+    }
+
     /// Entities observed at the last committed read.
     pub fn len(&self) -> usize {
         self.prev.len()

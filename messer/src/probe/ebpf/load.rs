@@ -12,6 +12,11 @@ use super::btf::Btf;
 use super::{EbpfError, EbpfOptions, marks, tracefs};
 use crate::probe::procfs::ProcRoot;
 
+/// Set (to anything) in the environment, the exit program ignores the
+/// tracepoint's `group_dead` argument and uses `signal->live` as on kernels
+/// before 6.16, so that the tests run that path on a new kernel too.
+pub const NO_GROUP_DEAD_ENV: &str = "MESSER_TEST_EXIT_WITHOUT_GROUP_DEAD";
+
 /// The BPF object built from `messer-ebpf` by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/messer"));
 
@@ -107,7 +112,11 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
             task_pid: btf.offset("task_struct", &["pid"])?,
             task_sum_exec_runtime,
             sys_exit_ret,
-            exit_has_group_dead: u32::from(btf.tracepoint_args("sched_process_exit")? >= 2),
+            exit_has_group_dead: u32::from(
+                btf.tracepoint_args("sched_process_exit")? >= 2 && std::env::var_os(NO_GROUP_DEAD_ENV).is_none(),
+            ),
+            task_signal: btf.offset("task_struct", &["signal"])?,
+            signal_live: btf.offset("signal_struct", &["live"])?,
             follow_children: u32::from(opts.follow_children),
             task_tgid: btf.offset("task_struct", &["tgid"])?,
             task_real_parent: btf.offset("task_struct", &["real_parent"])?,

@@ -59,6 +59,8 @@ pub struct ProcfsProbe {
     run_ns: DeltaTracker<(i32, u64, i32)>,
     switches: DeltaTracker<(i32, u64, i32)>,
     run_delay: DeltaTracker<(i32, u64, i32)>,
+    /// CLOCK_MONOTONIC ns when the previous snapshot began.
+    prev_snap_start_ns: u64,
     split: SplitTicks,
     figures: figures::TreeFigures,
     system: system::SystemProbe,
@@ -81,6 +83,7 @@ impl ProcfsProbe {
             run_ns: DeltaTracker::default(),
             switches: DeltaTracker::default(),
             run_delay: DeltaTracker::default(),
+            prev_snap_start_ns: 0,
             split: SplitTicks::default(),
         };
         for &r in roots {
@@ -193,13 +196,27 @@ impl ProcfsProbe {
             return Err(ReadError::Gone(format!("{pid}").into()));
         }
         let mut own_ns = 0;
-        for tid in self.proc.tasks(pid)? {
+        let tids = self.proc.tasks(pid)?;
+        for &tid in &tids {
             match self.proc.task_schedstat(pid, tid) {
                 Ok(s) => {
                     let key = (pid, stat.starttime, tid);
-                    own_ns += self.run_ns.observe(key, s.run_ns);
-                    gains.switches += self.switches.observe(key, s.pcount);
-                    gains.runq_wait_ns += self.run_delay.observe(key, s.run_delay_ns);
+                    match self.took_over(key, s.run_ns, &tids) {
+                        // The exec'ing thread now holds the leader's id and
+                        // start time: it continues from its own old counters.
+                        Some(old) => {
+                            let base = |t: &DeltaTracker<_>| t.previous(&old).unwrap_or(0);
+                            let (r, c, d) = (base(&self.run_ns), base(&self.switches), base(&self.run_delay));
+                            own_ns += self.run_ns.observe_from(key, s.run_ns, r);
+                            gains.switches += self.switches.observe_from(key, s.pcount, c);
+                            gains.runq_wait_ns += self.run_delay.observe_from(key, s.run_delay_ns, d);
+                        }
+                        None => {
+                            own_ns += self.run_ns.observe(key, s.run_ns);
+                            gains.switches += self.switches.observe(key, s.pcount);
+                            gains.runq_wait_ns += self.run_delay.observe(key, s.run_delay_ns);
+                        }
+                    }
                 }
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
@@ -213,9 +230,37 @@ impl ProcfsProbe {
 }
 
 impl ProcfsProbe {
+    /// When a non-main thread calls exec, the kernel kills the other threads
+    /// and the exec'ing thread takes over the leader's thread id and start
+    /// time (de_thread), so its counters appear under the old leader's key.
+    /// That shows as a leader whose run time grew by more than the time
+    /// since the previous read, which one thread cannot do. Returns the key
+    /// of the vanished thread of the same process whose counters it carries
+    /// on (the closest below its value and within that time).
+    fn took_over(&self, key: (i32, u64, i32), run_ns: u64, tids: &[i32]) -> Option<(i32, u64, i32)> {
+        let (pid, start, tid) = key;
+        if tid != pid {
+            return None;
+        }
+        let elapsed = crate::sample::clock::monotonic_ns().saturating_sub(self.prev_snap_start_ns);
+        // Tolerance: schedstat of a running thread lags up to a tick.
+        let most = elapsed.saturating_add(10_000_000);
+        let prev = self.run_ns.previous(&key)?;
+        if run_ns.saturating_sub(prev) <= most {
+            return None;
+        }
+        self.run_ns
+            .previous_where(|k| k.0 == pid && k.1 == start && k.2 != pid && !tids.contains(&k.2))
+            .into_iter()
+            .filter(|(_, v)| *v <= run_ns && run_ns - v <= most)
+            .max_by_key(|(_, v)| *v)
+            .map(|(k, _)| k)
+    }
+
     /// The exact part of a read (see `Probe::snap`).
     fn snapshot(&mut self) -> Result<Snap, ProbeError> {
         let span = Span::start();
+        let started_ns = crate::sample::clock::monotonic_ns();
         let pids = self.walk();
         let mut gains = Gains::default();
         let mut stats = Vec::with_capacity(pids.len());
@@ -236,6 +281,7 @@ impl ProcfsProbe {
         self.switches.commit();
         self.run_delay.commit();
         let ticks = self.split.commit();
+        self.prev_snap_start_ns = started_ns;
         Ok(Snap { stats, cpus, gains, mono_ns, ticks })
     }
 }

@@ -22,6 +22,14 @@
 //! T threads for S seconds, G ms apart; their CPU is in children_*_s and
 //! their pids in `pids`.
 //!
+//! `messer-workload leader-exit --seconds S`: the main thread exits (the
+//! exit system call, as pthread_exit makes) while a worker burns S seconds (the process lives on
+//! without its leader). `messer-workload thread-exec --seconds S`: a
+//! non-main thread burns S seconds, then calls exec (the kernel kills the
+//! main thread and the exec'ing thread takes over its pid) into
+//! `busy --seconds S` of this program. Both print the whole process's
+//! getrusage at the end (exec keeps it), as every mode does.
+//!
 //! Every mode takes `--delay S` (sleep before starting, so that a recorder
 //! attached meanwhile sees all of the work) and prints start_cpu_ns and
 //! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
@@ -245,8 +253,42 @@ fn main() {
             let c = io::io(mib, chunk, &dir);
             extra = format!(", \"io_calls\": {:?}, \"io_bytes\": {:?}", c.calls, c.bytes);
         }
+        Some("leader-exit") => {
+            let seconds = arg(&args, "--seconds", None::<f64>);
+            std::thread::spawn(move || {
+                // The leader is gone before the work begins.
+                std::thread::sleep(Duration::from_millis(100));
+                spin_until(Instant::now() + Duration::from_secs_f64(seconds));
+                report(start_cpu_ns, "");
+                std::process::exit(0);
+            });
+            // The exit system call (not exit_group) ends only this thread,
+            // as pthread_exit does, without unwinding Rust frames.
+            // SAFETY: the worker uses nothing this thread owns.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            unreachable!("exit returned")
+        }
+        Some("thread-exec") => {
+            let seconds = arg(&args, "--seconds", None::<f64>);
+            let me = std::env::args().next().unwrap_or_else(|| usage());
+            let worker = std::thread::spawn(move || {
+                spin_until(Instant::now() + Duration::from_secs_f64(seconds));
+                let e = std::os::unix::process::CommandExt::exec(
+                    std::process::Command::new(&me).args(["busy", "--threads", "1", "--seconds", &seconds.to_string()]),
+                );
+                eprintln!("messer-workload: exec: {e}");
+                std::process::exit(1);
+            });
+            let _ = worker.join();
+            std::process::exit(1);
+        }
         _ => usage(),
     }
+    report(start_cpu_ns, &extra);
+}
+
+/// Prints the process's truth as one JSON line.
+fn report(start_cpu_ns: u64, extra: &str) {
     let end_cpu_ns = process_cpu_ns();
     let (user, system) = rusage(libc::RUSAGE_SELF);
     let (cuser, csystem) = rusage(libc::RUSAGE_CHILDREN);

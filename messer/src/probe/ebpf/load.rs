@@ -86,7 +86,8 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
             let n = btf.tracepoint_args(ev)?;
             if n < min_args {
                 return Err(EbpfError::Tracefs(format!(
-                    "raw tracepoint {ev} passes {n} arguments, messer needs {min_args}; this kernel is too old"
+                    "raw tracepoint {ev} passes {n} arguments, messer needs {min_args}: ebpf mode needs Linux 5.18 \
+                     or newer (sched_switch's prev_state argument); use --mode procfs"
                 )));
             }
         }

@@ -359,10 +359,20 @@ fn a_recording_in_progress_can_be_read() {
         let py = Command::new(python())
             .arg("-c")
             .arg(
-                "import sys, h5py, pandas as pd\n\
+                // As the README says to read a live file: an open that met
+                // a flush half done is tried again.
+                "import sys, time, h5py, pandas as pd\n\
                  p = sys.argv[1]\n\
-                 df = pd.read_hdf(p, 'messer_timeseries')\n\
-                 with h5py.File(p, 'r') as f: n = len(f['messer_timeseries'])\n\
+                 def retry(f):\n\
+                 \x20   for i in range(5):\n\
+                 \x20       try: return f()\n\
+                 \x20       except Exception:\n\
+                 \x20           if i == 4: raise\n\
+                 \x20           time.sleep(0.04 * 2 ** i)\n\
+                 df = retry(lambda: pd.read_hdf(p, 'messer_timeseries'))\n\
+                 def h5():\n\
+                 \x20   with h5py.File(p, 'r') as f: return len(f['messer_timeseries'])\n\
+                 n = retry(h5)\n\
                  assert len(df) > 0 and n > 0, (len(df), n)\n\
                  print(len(df), n)",
             )

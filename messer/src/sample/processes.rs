@@ -156,6 +156,18 @@ impl Registry {
     fn seen_now(&mut self, p: &ProcessWindow, unixtime: f64) -> ((i32, u64), Info) {
         let key = (p.pid, p.start_unixtime.to_bits());
         let info = match self.seen.remove(&key) {
+            // A new name means a new program (an exec): its exe and command
+            // line are read again, so that the row names what ran last.
+            Some(i) if i.comm != p.comm => {
+                let fresh = self.info(p, unixtime);
+                let or_old = |new: String, old: String| if new.is_empty() { old } else { new };
+                Info {
+                    exe: or_old(fresh.exe, i.exe),
+                    cmdline: or_old(fresh.cmdline, i.cmdline),
+                    euid: fresh.euid.or(i.euid),
+                    ..i
+                }
+            }
             Some(i) => i,
             None => self.info(p, unixtime),
         };

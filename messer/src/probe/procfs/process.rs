@@ -163,15 +163,26 @@ pub fn read(
     };
     let field = |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
     let sum = |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
+    // A process that exited after the tree walk (a zombie not yet reaped)
+    // has no memory left: its memory files are empty, and it is left out of
+    // the tree's memory sums (adds 0) instead of making them missing.
+    let exited = std::cell::OnceCell::new();
+    let no_memory = || {
+        *exited.get_or_init(|| {
+            matches!(stat.state, 'Z' | 'X')
+                || proc.stat(pid).map_or(true, |s| s.starttime != stat.starttime || matches!(s.state, 'Z' | 'X'))
+        })
+    };
+    let or_exited = |v: Option<u64>, was_read: bool| v.or_else(|| (was_read && no_memory()).then_some(0));
     Ok(ProcessFigures {
         rss_bytes: stat.rss_pages * page_size,
         vms_bytes: stat.vsize,
         num_threads: stat.num_threads,
-        rss_peak_bytes: field(&status, "VmHWM"),
-        swap_bytes: field(&status, "VmSwap"),
-        pss_bytes: field(&smaps, "Pss"),
-        uss_bytes: sum(&smaps, "Private_Clean", "Private_Dirty"),
-        dirty_bytes: sum(&smaps, "Private_Dirty", "Shared_Dirty"),
+        rss_peak_bytes: or_exited(field(&status, "VmHWM"), true),
+        swap_bytes: or_exited(field(&status, "VmSwap"), true),
+        pss_bytes: or_exited(field(&smaps, "Pss"), reads.smaps),
+        uss_bytes: or_exited(sum(&smaps, "Private_Clean", "Private_Dirty"), reads.smaps),
+        dirty_bytes: or_exited(sum(&smaps, "Private_Dirty", "Shared_Dirty"), reads.smaps),
         num_fds: fds.as_ref().map(|f| f.0),
         socket_inodes: fds.and_then(|f| f.1),
         io: io_fields(io.as_ref()),
@@ -185,6 +196,27 @@ pub fn read(
 mod tests {
     use super::*;
     use crate::probe::procfs::testutil::FakeProc;
+
+    #[test]
+    fn a_process_that_exited_meanwhile_adds_no_memory_instead_of_missing() {
+        let p = FakeProc::new();
+        p.process(10, 1, "app", &[10]);
+        let stat = p.root().stat(10).unwrap();
+        // Exited after the walk: a zombie, whose memory files are empty.
+        let zombie = std::fs::read_to_string(p.root().path().join("10/stat")).unwrap().replacen(" S ", " Z ", 1);
+        p.file("10/stat", &zombie);
+        p.file("10/status", "Name:\tapp\nState:\tZ (zombie)\n");
+        p.file("10/smaps_rollup", "");
+        let f = read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false }, &mut Spent::default()).unwrap();
+        assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes, f.rss_peak_bytes), (Some(0), Some(0), Some(0), Some(0)));
+        // A live process whose smaps_rollup cannot be read stays missing.
+        let p = FakeProc::new();
+        p.process(11, 1, "app", &[11]);
+        p.file("11/smaps_rollup", "");
+        let stat = p.root().stat(11).unwrap();
+        let f = read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false }, &mut Spent::default()).unwrap();
+        assert_eq!(f.pss_bytes, None);
+    }
 
     #[test]
     fn reads_every_file_of_a_fake_process() {

@@ -106,3 +106,171 @@ pub fn influx_query(port: u16, db: &str, q: &str) -> (Vec<String>, Vec<Vec<serde
     let vals = s["values"].as_array().map(|a| a.iter().map(|r| r.as_array().cloned().unwrap_or_default()).collect());
     (cols.unwrap_or_default(), vals.unwrap_or_default())
 }
+
+/// A cgroup v2 child made by a test (under the unified hierarchy), removed
+/// on drop once its processes are gone: its `cpu.stat` usage_usec is the
+/// exact CPU truth of what runs in it.
+pub struct Cgroup {
+    pub path: std::path::PathBuf,
+}
+
+impl Cgroup {
+    /// A new cgroup named `name` (made unique) under the cgroup2 mount:
+    /// /sys/fs/cgroup/unified on a host with v1 beside it, else /sys/fs/cgroup.
+    pub fn new(name: &str) -> Cgroup {
+        let base = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.controllers").exists())
+            .expect("a cgroup v2 hierarchy (/sys/fs/cgroup/unified or /sys/fs/cgroup)");
+        let path = base.join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Cgroup { path }
+    }
+
+    /// CPU used by everything that ran in it, µs (cpu.stat usage_usec).
+    pub fn usage_usec(&self) -> u64 {
+        let text = std::fs::read_to_string(self.path.join("cpu.stat")).expect("cpu.stat");
+        text.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("usage_usec in cpu.stat")
+    }
+
+    /// Pids in it now.
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Whatever is left is killed; the directory goes once it is empty.
+        let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+        for pid in self.pids() {
+            // SAFETY: kill(2) of processes this test started in its cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let t0 = Instant::now();
+        while std::fs::remove_dir(&self.path).is_err() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A throwaway PostgreSQL cluster from Debian's packages: initdb in `dir`,
+/// the server listening only on a unix socket in `dir` (no TCP), run as the
+/// `postgres` user inside `cgroup`. Stopped (fast shutdown) on drop.
+pub struct Postgres {
+    child: Child,
+    pub socket_dir: std::path::PathBuf,
+    pub port: u16,
+    bin: std::path::PathBuf,
+}
+
+/// The newest installed PostgreSQL's bin directory.
+fn postgres_bin() -> std::path::PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("/usr/lib/postgresql (package postgresql, installed by `cargo xtask setup`)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a PostgreSQL server in /usr/lib/postgresql/*/bin")
+}
+
+impl Postgres {
+    pub fn start(dir: &Path, cgroup: &Cgroup) -> Postgres {
+        let bin = postgres_bin();
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().expect("chown");
+        assert!(chown.success());
+        let as_postgres = |program: &Path| {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(program);
+            c
+        };
+        let out = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        // The shell joins the cgroup and becomes the server: every process
+        // of the server is in the cgroup from its start.
+        let server = format!(
+            "echo $$ > {procs} && exec setpriv --reuid=postgres --regid=postgres --init-groups {postgres} -D {data} \
+             -k {sock} -p {port} -c listen_addresses= -c fsync=off -c max_connections=50",
+            procs = cgroup.path.join("cgroup.procs").display(),
+            postgres = bin.join("postgres").display(),
+            data = data.display(),
+            sock = dir.display(),
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(server)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).expect("log"))
+            .spawn()
+            .expect("start postgres");
+        let pg = Postgres { child, socket_dir: dir.to_path_buf(), port, bin };
+        let t0 = Instant::now();
+        loop {
+            let ready = Command::new(pg.bin.join("pg_isready"))
+                .args(["-q", "-h"])
+                .arg(&pg.socket_dir)
+                .args(["-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "postgres did not start: {}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    /// `pgbench` against this server with `args`; panics if it fails.
+    pub fn pgbench(&self, args: &[&str]) -> String {
+        let out = Command::new(self.bin.join("pgbench"))
+            .args(["-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .output()
+            .expect("pgbench");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pgbench {args:?}: {text}");
+        text
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: fast shutdown (the postmaster ends its backends).
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -26,9 +26,11 @@ const PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
     // Peers measured side by side by `cargo xtask bench` (pidstat).
     "sysstat",
-    // Real servers for the exporter tests (started by the tests on loopback).
+    // Real servers for the exporter tests (started by the tests on loopback)
+    // and the fork-per-connection server test (a unix socket in a temp dir).
     "prometheus",
     "influxdb",
+    "postgresql",
 ];
 
 /// bpf-linker, built against LLVM 22 (newer releases need a newer rustc).

@@ -432,6 +432,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
             for e in &events {
                 writer.send(EVENTS, e.row())?;
             }
+            registry.borrow_mut().note_exits(&events);
             let mut samples = samples.into_iter();
             if let Some(s) = samples.next() {
                 let row = s.row();

@@ -126,11 +126,14 @@ pub struct Registry {
     /// A launched command's pid: its row waits for its exit status.
     hold: Option<i32>,
     held: Vec<Info>,
+    /// Exit statuses from exit events (a wait status decoded: the exit code,
+    /// or minus the signal), by pid, until the process's row is written.
+    statuses: HashMap<i32, f64>,
 }
 
 impl Registry {
     pub fn new(proc: ProcRoot, started: f64) -> Self {
-        Self { proc, started, seen: HashMap::new(), hold: None, held: Vec::new() }
+        Self { proc, started, seen: HashMap::new(), hold: None, held: Vec::new(), statuses: HashMap::new() }
     }
 
     /// Notes process `pid` now, before any sample shows it (a launched
@@ -198,6 +201,25 @@ impl Registry {
         }
     }
 
+    /// Notes the exit statuses the events carry (the kernel side's exit
+    /// events have them); a process's row then gives its status.
+    pub fn note_exits(&mut self, events: &[crate::probe::ProcEvent]) {
+        for e in events {
+            if e.kind == crate::probe::EventKind::Exit && !e.exit_status.is_nan() {
+                self.statuses.insert(e.pid, e.exit_status);
+            }
+        }
+    }
+
+    /// The row of `i`, with its exit status if one is known.
+    fn row_of(&mut self, i: &Info) -> Row {
+        let mut row = info_row(i);
+        if let (Some(s), Some(last)) = (self.statuses.remove(&i.pid), row.last_mut()) {
+            *last = Value::F64(s);
+        }
+        row
+    }
+
     /// Records the processes of one reading at `unixtime`; returns the rows
     /// of processes seen before but not any more.
     pub fn observe(&mut self, processes: &[ProcessWindow], unixtime: f64) -> Vec<Row> {
@@ -209,24 +231,17 @@ impl Registry {
         let gone = std::mem::replace(&mut self.seen, now);
         let (held, rows): (Vec<Info>, Vec<Info>) = gone.into_values().partition(|i| Some(i.pid) == self.hold);
         self.held.extend(held);
-        rows.iter().map(info_row).collect()
+        rows.iter().map(|i| self.row_of(i)).collect()
     }
 
     /// Rows of every process still known (at the end of a recording);
     /// `exit` is the status of process `pid` if messer learned it.
-    pub fn finish(self, exit: Option<(i32, f64)>) -> Vec<Row> {
-        self.seen
-            .into_values()
-            .chain(self.held)
-            .map(|i| {
-                let status = exit.filter(|(pid, _)| *pid == i.pid).map(|(_, s)| s);
-                let mut row = info_row(&i);
-                if let (Some(s), Some(last)) = (status, row.last_mut()) {
-                    *last = Value::F64(s);
-                }
-                row
-            })
-            .collect()
+    pub fn finish(mut self, exit: Option<(i32, f64)>) -> Vec<Row> {
+        if let Some((pid, s)) = exit {
+            self.statuses.insert(pid, s);
+        }
+        let infos: Vec<Info> = std::mem::take(&mut self.seen).into_values().chain(std::mem::take(&mut self.held)).collect();
+        infos.iter().map(|i| self.row_of(i)).collect()
     }
 }
 
@@ -246,7 +261,7 @@ fn info_row(i: &Info) -> Row {
         Value::F64(i.cpu_ns / 1e9 / CREDIT_SECONDS),
         Value::F64(if i.last_seen > i.since { i.cpu_ns / 1e9 / (i.last_seen - i.since) * 100.0 } else { f64::NAN }),
         Value::F64(i.last_seen - i.since),
-        // Known only for a command messer launched (see `finish`).
+        // From an exit event, or a launched command's wait (see `row_of`).
         Value::F64(f64::NAN),
     ]
 }

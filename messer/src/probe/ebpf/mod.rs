@@ -18,6 +18,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHas
 use aya::programs::RawTracePoint;
 use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, Tracked, io, stat};
 
+use crate::probe::EventKind;
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
 use crate::probe::procfs::figures::TreeFigures;
@@ -133,8 +134,11 @@ pub struct EbpfProbe {
     /// Tgids seen exited at the previous read: retired at this one, once the
     /// half holding their final switch-out has been read.
     exited: HashSet<u32>,
-    /// Each live process's last window: its identity for the window in which it exits.
-    last_windows: std::collections::HashMap<u32, crate::probe::ProcessWindow>,
+    /// What is known of each tracked process: its last window from /proc,
+    /// or, for one /proc never showed (born and gone between two reads),
+    /// what the kernel side's fork, exec and match events told. Its
+    /// identity for the windows in which /proc no longer shows it.
+    known: std::collections::HashMap<u32, crate::probe::ProcessWindow>,
     programs: ProgramStats,
     tracked: tracked::TrackedSet,
     figures: TreeFigures,
@@ -194,7 +198,7 @@ impl EbpfProbe {
             proc: proc.clone(),
             deltas: EpochDeltas::default(),
             exited: HashSet::new(),
-            last_windows: std::collections::HashMap::new(),
+            known: std::collections::HashMap::new(),
             programs,
             tracked: tracked::TrackedSet::new(),
             // Without kernel-side syscall counting, read/write come from
@@ -265,7 +269,7 @@ impl EbpfProbe {
             PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = counters.remove(&tgid);
         self.deltas.forget(tgid);
-        self.last_windows.remove(&tgid);
+        self.known.remove(&tgid);
         self.exited.remove(&tgid);
         Ok(())
     }
@@ -282,6 +286,37 @@ impl EbpfProbe {
             }
         }
         out
+    }
+
+    /// Learns a process's identity and name from a kernel event; an exit
+    /// event is given the process's name (the kernel side sends the name of
+    /// the thread that exited last, which may be a worker's).
+    fn learn(&mut self, e: &mut ProcEvent) {
+        let fresh = |e: &ProcEvent| crate::probe::ProcessWindow {
+            pid: e.pid,
+            ppid: e.ppid,
+            start_unixtime: e.unixtime,
+            comm: e.comm.clone(),
+            rss_bytes: f64::NAN,
+            num_threads: f64::NAN,
+            read_bytes: f64::NAN,
+            write_bytes: f64::NAN,
+            ..Default::default()
+        };
+        let tgid = e.pid as u32;
+        match e.kind {
+            // A new child has its parent's name until it execs.
+            EventKind::Fork | EventKind::Match => {
+                self.known.entry(tgid).or_insert_with(|| fresh(e));
+            }
+            EventKind::Exec => self.known.entry(tgid).or_insert_with(|| fresh(e)).comm.clone_from(&e.comm),
+            EventKind::Exit => {
+                if let Some(k) = self.known.get(&tgid).filter(|k| !k.comm.is_empty()) {
+                    e.comm.clone_from(&k.comm);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The ebpf columns' values; the tree's are missing when nothing was tracked.
@@ -376,7 +411,10 @@ impl Probe for EbpfProbe {
             Some(s) => s,
             None => self.snapshot()?,
         };
-        let Snap { first, last, cpus_used, events, tracked, frozen } = snap;
+        let Snap { first, last, cpus_used, mut events, tracked, frozen } = snap;
+        for e in &mut events {
+            self.learn(e);
+        }
         let mut sum = Counters::default();
         let mut stats = Vec::new();
         let mut processes = Vec::new();
@@ -387,27 +425,36 @@ impl Probe for EbpfProbe {
             let own = d;
             log::trace!("epoch {} tgid {tgid}: frozen on_cpu {} delta {}", self.epoch, now.on_cpu_ns, d.on_cpu_ns);
             sum = counters::add(&sum, &d);
+            // Its row when /proc no longer shows it: its identity as last
+            // known, this window's counters, no momentary figures.
+            let io_on = self.io;
+            let unseen = |known: Option<crate::probe::ProcessWindow>| {
+                let base = known.unwrap_or_else(|| crate::probe::ProcessWindow {
+                    pid: tgid as i32,
+                    ppid: info.parent_tgid as i32,
+                    start_unixtime: f64::NAN,
+                    ..Default::default()
+                });
+                let (rb, wb) = if io_on {
+                    (own.io_bytes[io::READ] as f64, own.io_bytes[io::WRITE] as f64)
+                } else {
+                    (f64::NAN, f64::NAN)
+                };
+                crate::probe::ProcessWindow {
+                    cpu: own_cpu(&own),
+                    rss_bytes: f64::NAN,
+                    num_threads: f64::NAN,
+                    read_bytes: rb,
+                    write_bytes: wb,
+                    ..base
+                }
+            };
             if info.flags & TRACKED_EXITED != 0 {
                 if self.exited.insert(tgid) {
-                    // Exited during this window: its last part is in it.
+                    // Exited during this window: its last part is in it,
+                    // however short its life was.
                     exited_now += 1;
-                    if let Some(w) = self.last_windows.remove(&tgid) {
-                        let cpu = own_cpu(&own);
-                        let (rb, wb) = if self.io {
-                            (own.io_bytes[io::READ] as f64, own.io_bytes[io::WRITE] as f64)
-                        } else {
-                            (f64::NAN, f64::NAN)
-                        };
-                        let gone = f64::NAN;
-                        processes.push(crate::probe::ProcessWindow {
-                            cpu,
-                            rss_bytes: gone,
-                            num_threads: gone,
-                            read_bytes: rb,
-                            write_bytes: wb,
-                            ..w
-                        });
-                    }
+                    processes.push(unseen(self.known.get(&tgid).cloned()));
                 } else {
                     retire.push(tgid);
                 }
@@ -421,11 +468,13 @@ impl Probe for EbpfProbe {
                     let cpu = own_cpu(&own);
                     let rw = self.io.then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
                     let w = self.host.window(&stat, cpu, rw);
-                    self.last_windows.insert(tgid, w.clone());
+                    self.known.insert(tgid, w.clone());
                     processes.push(w);
                     stats.push(stat);
                 }
-                Err(e) if e.is_gone() => {}
+                // Exiting (its exit not yet told): the window's counters
+                // still belong to it.
+                Err(e) if e.is_gone() => processes.push(unseen(self.known.get(&tgid).cloned())),
                 Err(e) => return Err(ProbeError::Procfs(e)),
             }
         }

@@ -4,7 +4,12 @@
 //! the moment of reading); new threads and processes count from their birth.
 //! A thread that exits during a window takes the part of its run time since
 //! the previous read with it: /proc no longer shows it (the eBPF probe does
-//! not have this gap).
+//! not have this gap). A child process that a process of the tree reaped
+//! (waited for) is not lost: the kernel adds its whole CPU time to the
+//! parent's cutime/cstime, so the window also gets the parent's gain in
+//! those minus what was already counted for each child it reaped (see
+//! `reaped`); a child that lived and was reaped between two reads counts
+//! whole.
 
 pub mod figures;
 pub mod host;
@@ -42,6 +47,9 @@ struct Gains {
     switches: u64,
     /// Time runnable on a run queue (`run_delay`).
     runq_wait_ns: u64,
+    /// CPU of reaped children not counted before (see `reaped`): signed, as
+    /// the parent's cutime/cstime are whole ticks.
+    reaped_ns: i64,
 }
 
 /// Reads the tracked tree from /proc.
@@ -61,6 +69,13 @@ pub struct ProcfsProbe {
     run_delay: DeltaTracker<(i32, u64, i32)>,
     /// CLOCK_MONOTONIC ns when the previous snapshot began.
     prev_snap_start_ns: u64,
+    /// Each process's cutime + cstime (reaped children's CPU, ticks).
+    reaped: DeltaTracker<(i32, u64)>,
+    /// Each process's run time known so far (ns): its threads' run time when
+    /// first seen plus every gain since. When it is reaped by a process of
+    /// the tree, the parent's cutime/cstime grow by its whole lifetime; this
+    /// part of it was counted already.
+    counted: HashMap<(i32, u64), u64>,
     split: SplitTicks,
     figures: figures::TreeFigures,
     system: system::SystemProbe,
@@ -84,6 +99,8 @@ impl ProcfsProbe {
             switches: DeltaTracker::default(),
             run_delay: DeltaTracker::default(),
             prev_snap_start_ns: 0,
+            reaped: DeltaTracker::default(),
+            counted: HashMap::new(),
             split: SplitTicks::default(),
         };
         for &r in roots {
@@ -123,6 +140,7 @@ impl ProcfsProbe {
                 }
             }
             self.split.prime(&stat);
+            self.reaped.prime((p, stat.starttime), stat.cutime + stat.cstime);
             self.members.entry(p).or_insert_with(|| (stat.starttime, stat.comm.clone(), stat.ppid));
             stats.push(stat);
         }
@@ -196,10 +214,12 @@ impl ProcfsProbe {
             return Err(ReadError::Gone(format!("{pid}").into()));
         }
         let mut own_ns = 0;
+        let mut run_now = 0;
         let tids = self.proc.tasks(pid)?;
         for &tid in &tids {
             match self.proc.task_schedstat(pid, tid) {
                 Ok(s) => {
+                    run_now += s.run_ns;
                     let key = (pid, stat.starttime, tid);
                     match self.took_over(key, s.run_ns, &tids) {
                         // The exec'ing thread now holds the leader's id and
@@ -223,6 +243,12 @@ impl ProcfsProbe {
             }
         }
         gains.on_cpu_ns += own_ns;
+        match self.counted.entry((pid, stat.starttime)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(run_now);
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => *e.get_mut() += own_ns,
+        }
         let (user_ticks, system_ticks) = self.split.observe(&stat);
         let own = CpuWindow { on_cpu_ns: i64::try_from(own_ns).unwrap_or(i64::MAX), user_ticks, system_ticks };
         Ok((stat, own))
@@ -257,6 +283,41 @@ impl ProcfsProbe {
             .map(|(k, _)| k)
     }
 
+    /// The CPU of children reaped in this window that was not counted
+    /// before, added to each reaper's window; returns the tree's total.
+    /// A reaped child's whole lifetime is added to its parent's cutime and
+    /// cstime (in ns; /proc shows the sum in whole ticks, so the figure is
+    /// signed and exact to a tick over any span). Of a child the tree had
+    /// seen, the part counted already (`counted`) is taken off: what is left
+    /// is the run time of its threads since they were last read. A child
+    /// born and reaped between two reads counts whole. Children reaped by a
+    /// process outside the tree (a root's parent, or init after their parent
+    /// died) stay uncounted after their last read.
+    fn reaped(&mut self, stats: &[parse::Stat], cpus: &mut [CpuWindow]) -> i64 {
+        let now: HashMap<i32, u64> = stats.iter().map(|s| (s.pid, s.starttime)).collect();
+        // Counted run time of the vanished children of each present process.
+        let mut seen_part: HashMap<i32, u64> = HashMap::new();
+        for (&pid, &(start, _, ppid)) in &self.members {
+            if now.get(&pid) == Some(&start) {
+                continue;
+            }
+            let counted = self.counted.remove(&(pid, start)).unwrap_or(0);
+            if now.contains_key(&ppid) {
+                *seen_part.entry(ppid).or_default() += counted;
+            }
+        }
+        let tick_ns = 1e9 / self.host.ticks_per_second;
+        let mut total = 0i64;
+        for (s, cpu) in stats.iter().zip(cpus.iter_mut()) {
+            let ticks = self.reaped.observe((s.pid, s.starttime), s.cutime + s.cstime);
+            let gained = (ticks as f64 * tick_ns).round() as i64;
+            let extra = gained - i64::try_from(seen_part.get(&s.pid).copied().unwrap_or(0)).unwrap_or(i64::MAX);
+            cpu.on_cpu_ns += extra;
+            total += extra;
+        }
+        total
+    }
+
     /// The exact part of a read (see `Probe::snap`).
     fn snapshot(&mut self) -> Result<Snap, ProbeError> {
         let span = Span::start();
@@ -275,11 +336,13 @@ impl ProcfsProbe {
                 Err(e) => return Err(ProbeError::Procfs(e)),
             }
         }
+        gains.reaped_ns = self.reaped(&stats, &mut cpus);
         // The CPU figures' instant; the momentary ones read later follow it.
         let mono_ns = span.end();
         self.run_ns.commit();
         self.switches.commit();
         self.run_delay.commit();
+        self.reaped.commit();
         let ticks = self.split.commit();
         self.prev_snap_start_ns = started_ns;
         Ok(Snap { stats, cpus, gains, mono_ns, ticks })
@@ -337,7 +400,11 @@ impl Probe for ProcfsProbe {
             present,
             events,
             mono_ns,
-            cpu: CpuWindow { on_cpu_ns: i64::try_from(gains.on_cpu_ns).unwrap_or(i64::MAX), user_ticks, system_ticks },
+            cpu: CpuWindow {
+                on_cpu_ns: i64::try_from(gains.on_cpu_ns).unwrap_or(i64::MAX).saturating_add(gains.reaped_ns),
+                user_ticks,
+                system_ticks,
+            },
             num_processes: stats.len() as u32,
             extra,
             processes,

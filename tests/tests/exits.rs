@@ -68,8 +68,11 @@ fn leader_exit_ebpf() {
     if !require_root("leader_exit_ebpf") {
         return;
     }
-    check("ebpf", false, "leader-exit", 1.5, 0.005);
-    check("ebpf", true, "leader-exit", 1.5, 0.005);
+    // 3 s as on the kernel where the loss was found. The truth (getrusage
+    // at the workload's end) lacks the exit's teardown: 0.2 ms here, ~10 ms
+    // under QEMU's emulation (cargo xtask test-kernel).
+    check("ebpf", false, "leader-exit", 3.0, 0.005);
+    check("ebpf", true, "leader-exit", 3.0, 0.005);
 }
 
 #[test]
@@ -83,7 +86,7 @@ fn thread_exec_ebpf() {
 
 #[test]
 fn leader_exit_procfs() {
-    check("procfs", false, "leader-exit", 1.5, 0.03);
+    check("procfs", false, "leader-exit", 3.0, 0.03);
 }
 
 #[test]

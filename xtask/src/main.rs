@@ -5,6 +5,7 @@
 //! first, so a fresh Debian machine needs nothing but these commands.
 
 mod bench;
+mod kernel;
 mod setup;
 mod soak;
 
@@ -44,6 +45,16 @@ enum Task {
         /// How long (the soak is an hour).
         #[arg(long, default_value_t = 60.0)]
         minutes: f64,
+    },
+    /// Set up, build, and run messer's correctness tests on Debian 12's
+    /// stock kernel (6.1) booted in QEMU (as root); prints a table per test.
+    TestKernel {
+        /// Run the same suites on this machine's kernel too, side by side.
+        #[arg(long)]
+        host: bool,
+        /// Only these suites (repeatable; default: all of kernel::SUITES).
+        #[arg(long = "suite", value_name = "NAME")]
+        suites: Vec<String>,
     },
     /// Set up, build, and run every test (unit and root integration tests).
     Test {
@@ -95,6 +106,10 @@ fn run() -> Result<()> {
             prepare_as_root("soak")?;
             soak::run(&root, minutes)
         }
+        Task::TestKernel { host, suites } => {
+            prepare_as_root("test-kernel")?;
+            kernel::run(&root, host, &suites)
+        }
         Task::Test { args } => {
             setup::ensure()?;
             build()?;
@@ -103,7 +118,7 @@ fn run() -> Result<()> {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

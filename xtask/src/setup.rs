@@ -127,9 +127,14 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn apt_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    install_debian(PACKAGES)
+}
+
+/// Installs whichever of `packages` are missing (apt-get, as root).
+pub fn install_debian(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
-        step("Debian packages: all installed");
+        step(&format!("Debian packages {}: installed", packages.join(" ")));
         return Ok(());
     }
     step(&format!("Debian packages: installing {}", missing.join(" ")));
@@ -206,4 +211,21 @@ fn tracefs() {
     } else {
         step("tracefs: not mounted; messer mounts it at /sys/kernel/tracing when it runs as root");
     }
+}
+
+/// Installs `packages` (pinned) into the project's venv unless `module`
+/// imports already.
+pub fn install_python(module: &str, packages: &[&str]) -> Result<()> {
+    let root = workspace_root()?;
+    let py = root.join(".venv/bin/python");
+    let mut check = Command::new(&py);
+    check.args(["-c", &format!("import {module}")]);
+    if quiet_ok(&mut check) {
+        step(&format!("Python {}: installed", packages.join(" ")));
+        return Ok(());
+    }
+    step(&format!("Python venv .venv: installing {}", packages.join(" ")));
+    let mut c = Command::new(root.join(".venv/bin/pip"));
+    c.args(["install", "--quiet"]).args(packages);
+    run(c, "pip install")
 }

@@ -373,7 +373,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         (_, Some(c)) => c.clone(),
         _ => String::new(),
     };
-    let labels = [("target", target_label), ("comm", comm_label), ("host", host), ("messer_mode", mode.to_string())];
+    let labels = [("target", target_label), ("comm", comm_label.clone()), ("host", host), ("messer_mode", mode.to_string())];
     let mut exporters = match Exporters::start(cli, &ts_schema, &labels) {
         Ok(e) => e,
         Err(e) => {
@@ -398,7 +398,12 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     });
     let writer = Writer::spawn(file, path.clone(), all, QUEUE_ROWS, rotation)
         .map_err(|e| RecordError::Runtime(format!("cannot start the writer thread: {e}")))?;
-    if let Some(e) = first_event {
+    if let Some(mut e) = first_event {
+        // A launched command is found while held before its exec, under
+        // messer's name: the event names the program it runs.
+        if matches!(spec, Spec::Launch(_)) && !comm_label.is_empty() {
+            e.comm.clone_from(&comm_label);
+        }
         let _ = writer.send(EVENTS, e.row());
     }
 

@@ -244,6 +244,13 @@ impl Follow {
                     }
                     out.extend(self.find(e.pid, e.ppid, &e.comm, e.unixtime));
                 }
+                // The watched process runs a new program: its events carry
+                // the new name (a launched command is found before its exec).
+                EventKind::Exec => {
+                    if let Some(t) = self.current.as_mut().filter(|t| t.pid == e.pid && !e.comm.is_empty()) {
+                        t.comm.clone_from(&e.comm);
+                    }
+                }
                 // The watched process is lost through its pidfd.
                 EventKind::Exit if self.current.as_ref().is_none_or(|t| t.pid != e.pid) => {
                     out.extend(self.lose(e.pid, e.ppid, &e.comm).map(|mut l| {

@@ -37,19 +37,24 @@ pub struct Counters {
     pub io_bytes: [u64; io::COUNT],
 }
 
-/// Syscall families counted at syscall exit.
+/// Syscall families counted at syscall exit, the read/write families split
+/// by the kind of file the descriptor names.
 pub mod io {
-    /// read, pread64, readv, preadv, preadv2.
+    /// read, pread64, readv, preadv, preadv2 on anything but a socket
+    /// (files, pipes, terminals), or on a descriptor whose kind could not be
+    /// told (`stat::IO_UNCLASSIFIED` counts those calls).
     pub const READ: usize = 0;
-    /// write, pwrite64, writev, pwritev, pwritev2.
+    /// write, pwrite64, writev, pwritev, pwritev2 likewise.
     pub const WRITE: usize = 1;
-    /// recvfrom, recvmsg (network receive).
+    /// recvfrom, recvmsg (always sockets).
     pub const RECV: usize = 2;
-    /// sendto, sendmsg (network send).
+    /// sendto, sendmsg (always sockets).
     pub const SEND: usize = 3;
-    pub const COUNT: usize = 4;
-    /// Family names as used in column names.
-    pub const NAMES: [&str; COUNT] = ["read", "write", "recv", "send"];
+    /// The read family on a socket.
+    pub const READ_SOCKET: usize = 4;
+    /// The write family on a socket.
+    pub const WRITE_SOCKET: usize = 5;
+    pub const COUNT: usize = 6;
 }
 
 /// The value of the `COUNTERS` map: two halves selected by the parity of the
@@ -196,8 +201,12 @@ pub mod stat {
     pub const FLUSH_RESYNC: u32 = 4;
     /// An event could not be put into the `EVENTS` ring buffer (full).
     pub const EVENTS_LOST: u32 = 5;
+    /// A read/write-family call whose descriptor's kind could not be read
+    /// (closed meanwhile, or no syscall arguments on this architecture): it
+    /// is counted as a non-socket call.
+    pub const IO_UNCLASSIFIED: u32 = 6;
     /// Number of entries in the array.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
     /// Names as used in column names.
     pub const NAMES: [&str; COUNT as usize] = [
         "tracked_insert_failed",
@@ -206,6 +215,7 @@ pub mod stat {
         "stint_unknown",
         "flush_resync",
         "events_lost",
+        "io_unclassified",
     ];
 }
 
@@ -259,6 +269,69 @@ pub struct Config {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Byte offsets, from the kernel's BTF, for walking from a task to its open
+/// files (current -> files -> fdt -> fd[n] -> f_inode -> i_mode: is a
+/// read/write-family call's descriptor a socket?) and from a socket file to
+/// its socket's family, protocol and state (the census). A global of its
+/// own (`FILES_SYMBOL`), so that programs that copy `Config` onto their
+/// small stack do not copy these too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOffsets {
+    /// 1: the syscall exit programs read the descriptor's kind.
+    pub classify_io: u32,
+    /// 1: the socket census has its offsets (the file-to-socket part).
+    pub census: u32,
+    /// `pt_regs` member holding a syscall's first argument at its exit
+    /// (x86-64 `di`, arm64 `orig_x0`).
+    pub regs_arg0: u32,
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.max_fds`, `fdtable.fd`.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    /// `file.f_inode`, `file.private_data` (a socket file's `struct socket`).
+    pub file_inode: u32,
+    pub file_private: u32,
+    /// `inode.i_mode` (umode_t), `inode.i_ino` (unsigned long).
+    pub inode_mode: u32,
+    pub inode_ino: u32,
+    /// `socket.sk`; `sock.__sk_common.skc_family` (u16),
+    /// `.skc_state` (u8), `sock.sk_protocol` (u16).
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_protocol: u32,
+}
+
+/// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFSOCK: u16 = 0o140000;
+
+/// What the socket iterator reports for each TCP or UDP socket (IPv4 or
+/// IPv6) a tracked process has open, one record per descriptor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketRecord {
+    /// The socket's inode number (as in `socket:[N]`): one socket open in
+    /// several descriptors or processes is counted once.
+    pub ino: u64,
+    /// The process holding it.
+    pub tgid: u32,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u16,
+    /// The socket's state (`skc_state`; TCP_ESTABLISHED is 1).
+    pub state: u16,
+}
+
+/// `SocketRecord::protocol` values, and the TCP state that is a connection.
+pub const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_UDP: u16 = 17;
+pub const TCP_ESTABLISHED: u16 = 1;
+/// Address families of IP sockets.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
 /// Size of the kernel's `task_struct.comm` (TASK_COMM_LEN), NUL included.
 pub const COMM_LEN: usize = 16;
 
@@ -296,6 +369,9 @@ pub mod event {
 /// Name of the global that holds [`Config`] in the BPF object.
 pub const CONFIG_SYMBOL: &str = "MESSER_CONFIG";
 
+/// Name of the global that holds [`FileOffsets`] in the BPF object.
+pub const FILES_SYMBOL: &str = "MESSER_FILES";
+
 /// `clone(2)` flag that makes a new task a thread of its parent's process.
 pub const CLONE_THREAD: u64 = 0x0001_0000;
 
@@ -309,5 +385,7 @@ mod pod {
     unsafe impl aya::Pod for super::RunSlot {}
     unsafe impl aya::Pod for super::Tracked {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::FileOffsets {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::SocketRecord {}
 }

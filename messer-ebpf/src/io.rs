@@ -1,12 +1,73 @@
 //! Bytes and calls of the read/write and send/receive syscall families,
 //! counted at syscall exit for tracked processes. Every call counts; bytes
 //! are the sum of non-negative return values. One program per family, each
-//! attached to the exit tracepoints of that family's syscalls.
+//! attached to the exit tracepoints of that family's syscalls. A
+//! read/write-family call is counted as a socket's when the descriptor it
+//! was given (the syscall's first argument, still in the task's saved
+//! registers at exit) names a socket in the task's file table.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use messer_common::io;
+use aya_ebpf::{helpers, macros::tracepoint, programs::TracePointContext};
+use messer_common::{S_IFMT, S_IFSOCK, io, stat};
 
-use crate::maps::{config, counters, current_ids, is_tracked, slot};
+use crate::maps::{bump, config, counters, current_ids, files_ref, is_tracked, read_field, slot};
+
+/// A `T` at byte `offset` of a kernel object behind a BTF-typed pointer: a
+/// direct load the verifier checks against the kernel's layout (offsets are
+/// constants of the frozen configuration) and the JIT guards, no helper.
+#[inline(always)]
+fn btf_field<T: Copy>(base: *const u8, offset: u32) -> T {
+    // SAFETY: see above.
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
+}
+
+/// Whether the descriptor the current syscall was given is a socket; None
+/// when that could not be read (the descriptor closed meanwhile by another
+/// thread, or a kernel without the offsets). current -> files -> fdt and
+/// the saved registers are typed pointers (direct loads); the descriptor
+/// array's entries and the file behind one are read with the probe helper.
+#[inline(always)]
+fn on_socket() -> Option<bool> {
+    let f = files_ref();
+    // Each offset read alone, so that the verifier sees a constant.
+    // SAFETY: plain reads of the loader's static.
+    let (classify, arg0_at, files_at, fdt_at, max_at, fd_at, inode_at, mode_at) = unsafe {
+        (
+            core::ptr::read_volatile(&f.classify_io),
+            core::ptr::read_volatile(&f.regs_arg0),
+            core::ptr::read_volatile(&f.task_files),
+            core::ptr::read_volatile(&f.files_fdt),
+            core::ptr::read_volatile(&f.fdt_max_fds),
+            core::ptr::read_volatile(&f.fdt_fd),
+            core::ptr::read_volatile(&f.file_inode),
+            core::ptr::read_volatile(&f.inode_mode),
+        )
+    };
+    if classify == 0 {
+        return None;
+    }
+    // SAFETY: helpers without preconditions: the current task (a BTF
+    // pointer), and its saved user registers (one too).
+    let (task, regs) = unsafe {
+        let task = helpers::bpf_get_current_task_btf();
+        (task as *const u8, helpers::bpf_task_pt_regs(task) as *const u8)
+    };
+    let fd = btf_field::<u64>(regs, arg0_at);
+    let files = btf_field::<*const u8>(task, files_at);
+    if files.is_null() {
+        return None;
+    }
+    let fdt = btf_field::<*const u8>(files, fdt_at);
+    if fdt.is_null() || fd >= u64::from(btf_field::<u32>(fdt, max_at)) {
+        return None;
+    }
+    let array = btf_field::<u64>(fdt, fd_at);
+    let file = read_field::<u64>(array.checked_add(fd.checked_mul(8)?)?, 0)?;
+    if file == 0 {
+        return None;
+    }
+    let mode = read_field::<u16>(read_field::<u64>(file, inode_at)?, mode_at)?;
+    Some(mode & S_IFMT == S_IFSOCK)
+}
 
 #[inline(always)]
 fn count(ctx: &TracePointContext, family: usize) -> u32 {
@@ -36,6 +97,17 @@ fn count(ctx: &TracePointContext, family: usize) -> u32 {
     // and the add, the call is counted in the previous half, which the
     // loader picks up one read later: late, never lost.
     let c = unsafe { &mut *c };
+    let family = match family {
+        io::READ | io::WRITE => match on_socket() {
+            Some(true) => family + (io::READ_SOCKET - io::READ),
+            Some(false) => family,
+            None => {
+                bump(stat::IO_UNCLASSIFIED);
+                family
+            }
+        },
+        f => f,
+    };
     if family < io::COUNT {
         c.io_calls[family] += 1;
         if ret > 0 {

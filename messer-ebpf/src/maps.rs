@@ -9,7 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use messer_common::{
-    COMM_LEN, Config, Counters, EpochCounters, Event, MARK_CHUNK, RunSlot, SchedCounts, ThreadState, Tracked, stat,
+    COMM_LEN, Config, Counters, EpochCounters, Event, FileOffsets, MARK_CHUNK, RunSlot, SchedCounts, ThreadState,
+    Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -34,6 +35,21 @@ pub static THREAD_MARKS: Array<[u8; MARK_CHUNK]> = Array::with_max_entries(1, BP
 /// entries x CPUs x value, which would be large on big machines.
 #[map]
 pub static COUNTERS: PerCpuHashMap<u32, EpochCounters> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// One all-zero `EpochCounters`, never written: new `COUNTERS` entries are
+/// inserted from it, since the value is too big for a program's stack.
+#[map]
+pub static ZERO_COUNTERS: Array<EpochCounters> = Array::with_max_entries(1, 0);
+
+/// Inserts all-zero counters for `tgid` with `flags`; false if that failed
+/// (map full, or with BPF_NOEXIST present).
+#[inline(always)]
+pub fn insert_zero_counters(tgid: u32, flags: u64) -> bool {
+    match ZERO_COUNTERS.get(0) {
+        Some(zero) => COUNTERS.insert(tgid, zero, flags).is_ok(),
+        None => false,
+    }
+}
 
 /// Per CPU: the thread running there, since when it is uncredited, and the
 /// CPU's flush epoch.
@@ -70,6 +86,45 @@ static MESSER_CONFIG: Config = Config {
     match_comm: 0,
     comm: [0; COMM_LEN],
 };
+
+/// Filled in by the loader (BTF offsets) before loading.
+#[unsafe(no_mangle)]
+static MESSER_FILES: FileOffsets = FileOffsets {
+    classify_io: 0,
+    census: 0,
+    regs_arg0: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_inode: 0,
+    file_private: 0,
+    inode_mode: 0,
+    inode_ino: 0,
+    socket_sk: 0,
+    sk_family: 0,
+    sk_state: 0,
+    sk_protocol: 0,
+};
+
+/// The file offsets as the loader wrote them.
+#[inline(always)]
+pub fn file_offsets() -> FileOffsets {
+    // SAFETY: a plain read of a static (volatile: see `config`).
+    unsafe { core::ptr::read_volatile(&MESSER_FILES) }
+}
+
+/// The file offsets' static, for reading single members.
+#[inline(always)]
+pub fn files_ref() -> &'static FileOffsets {
+    &MESSER_FILES
+}
+
+/// The configuration's static, for reading single members.
+#[inline(always)]
+pub fn config_ref() -> &'static Config {
+    &MESSER_CONFIG
+}
 
 /// The configuration as the loader wrote it.
 #[inline(always)]
@@ -191,7 +246,7 @@ pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
     let c = match COUNTERS.get_ptr_mut(tgid) {
         Some(c) => c,
         None => {
-            if COUNTERS.insert(tgid, EpochCounters::default(), BPF_NOEXIST).is_err() {
+            if !insert_zero_counters(tgid, BPF_NOEXIST) {
                 // Lost a race with another CPU (fine) or the map is full.
                 if COUNTERS.get_ptr_mut(tgid).is_none() {
                     bump(stat::COUNTERS_INSERT_FAILED);

@@ -11,11 +11,11 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use messer_common::{CLONE_THREAD, EpochCounters, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
+use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    COUNTERS, THREADS, TRACKED, bump, config, current_ids, emit, is_tracked, parent_tgid, read_field, sched_info,
-    set_mark, slot, ticks,
+    THREADS, TRACKED, bump, config, current_ids, emit, insert_zero_counters, is_tracked, parent_tgid, read_field,
+    sched_info, set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -45,7 +45,7 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // A fresh entry: a reused pid must not inherit an old process's counts.
-    if COUNTERS.insert(pid, EpochCounters::default(), 0).is_err() {
+    if !insert_zero_counters(pid, 0) {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     add_thread(task, pid, pid);
@@ -74,7 +74,7 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         bump(stat::TRACKED_INSERT_FAILED);
         return 0;
     }
-    if COUNTERS.insert(tgid, EpochCounters::default(), 0).is_err() {
+    if !insert_zero_counters(tgid, 0) {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     // Its stint so far predates the program: settle from here.

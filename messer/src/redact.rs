@@ -68,14 +68,26 @@ mod tests {
         assert_eq!(urls("http://u:pw@h:8086/x?y=1"), "http://***@h:8086/x?y=1");
         assert_eq!(urls("https://tok@h"), "https://***@h");
         assert_eq!(urls("http://h:8086/a@b"), "http://h:8086/a@b");
-        assert_eq!(urls("error at http://a:b@h/w: refused, see http://c@d"), "error at http://***@h/w: refused, see http://***@d");
+        assert_eq!(
+            urls("error at http://a:b@h/w: refused, see http://c@d"),
+            "error at http://***@h/w: refused, see http://***@d"
+        );
         assert_eq!(urls("no url here"), "no url here");
         assert_eq!(urls("x://"), "x://");
     }
 
     #[test]
     fn tokens_are_masked() {
-        let a = ["messer", "--influx", "http://u:SECRET1@h", "--influx-token", "SECRET2", "--influx-token=SECRET3", "--pid", "1"];
+        let a = [
+            "messer",
+            "--influx",
+            "http://u:SECRET1@h",
+            "--influx-token",
+            "SECRET2",
+            "--influx-token=SECRET3",
+            "--pid",
+            "1",
+        ];
         let c = command_line(&a);
         assert!(!c.contains("SECRET"), "{c}");
         assert_eq!(c, "messer --influx http://***@h --influx-token *** --influx-token=*** --pid 1");

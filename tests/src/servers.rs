@@ -274,3 +274,94 @@ impl Drop for Postgres {
         let _ = self.child.wait();
     }
 }
+
+/// Debian's nginx serving `dir/www` on a loopback port with a master and
+/// `workers` worker processes: keep-alive connections kept open (many
+/// thousands allowed), no sendfile (static files go out through
+/// read/writev, the syscalls --io-syscalls counts), and an access log of
+/// each reply's bytes sent and request length (`dir/access.log`: the
+/// truth of what went over the sockets). Stopped (SIGTERM, then SIGKILL)
+/// on drop.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, workers: u32) -> Nginx {
+        let port = free_port();
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).expect("www dir");
+        // A 64 KiB page.
+        std::fs::write(www.join("page"), vec![b'x'; 65536]).expect("page");
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes {workers};\nworker_rlimit_nofile 20000;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 8192; }}\n\
+             http {{\n  log_format bytes '$bytes_sent $request_length';\n  access_log {d}/access.log bytes;\n\
+             sendfile off;\n  keepalive_timeout 120s;\n  keepalive_requests 10000000;\n\
+             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             server {{ listen 127.0.0.1:{port}; root {www}; }}\n}}\n",
+            www = www.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let mut child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log"))
+            .spawn()
+            .expect("start nginx (package nginx-light, installed by `cargo xtask setup`)");
+        wait_ready(&format!("http://127.0.0.1:{port}/page"), 200, "nginx", &mut child);
+        Nginx { child, port, dir: dir.to_path_buf() }
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// (Σ bytes sent, Σ request length, requests) in the access log.
+    pub fn logged(&self) -> (u64, u64, u64) {
+        let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let mut out = (0, 0, 0);
+        for l in text.lines() {
+            let mut f = l.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+            out.0 += f.next().unwrap_or(0);
+            out.1 += f.next().unwrap_or(0);
+            out.2 += 1;
+        }
+        out
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of our own child (SIGTERM: nginx's fast shutdown).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Established TCP connections whose local port is `port`, now (ss).
+pub fn established_on(port: u16) -> usize {
+    let out = Command::new("ss")
+        .args(["-Htn", "state", "established", &format!("( sport = :{port} )")])
+        .output()
+        .expect("ss (package iproute2)");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+}

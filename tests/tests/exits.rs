@@ -17,16 +17,17 @@ fn record(mode: &str, env_old_kernel: bool, workload_mode: &str, seconds: f64) -
     if env_old_kernel {
         c.env("MESSER_TEST_EXIT_WITHOUT_GROUP_DEAD", "1");
     }
-    c.args(["--mode", mode, "--interval", "0.25", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(workload_bin())
-        .args([workload_mode, "--seconds", &seconds.to_string()]);
+    c.args(["--mode", mode, "--interval", "0.25", "-o"]).arg(&out).arg("--").arg(workload_bin()).args([
+        workload_mode,
+        "--seconds",
+        &seconds.to_string(),
+    ]);
     let o = run(c);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{mode} {workload_mode}: {err}");
     let truth = reported_cpu_s(&o.stdout);
-    let t = read_table(&out, "messer_timeseries", &["proc_cpu_util_percent_total", "window_seconds", "proc_num_processes"]);
+    let t =
+        read_table(&out, "messer_timeseries", &["proc_cpu_util_percent_total", "window_seconds", "proc_num_processes"]);
     let cpu = column(&t, "proc_cpu_util_percent_total");
     let w = column(&t, "window_seconds");
     let recorded: f64 = cpu.iter().zip(&w).map(|(c, w)| c.unwrap_or(0.0) / 100.0 * w.unwrap_or(0.0)).sum();
@@ -36,7 +37,8 @@ fn record(mode: &str, env_old_kernel: bool, workload_mode: &str, seconds: f64) -
         assert!(c.is_some(), "{mode} {workload_mode}: window {i} has no CPU figure: {cpu:?}");
     }
     let ev = read_table(&out, "messer_events", &["kind"]);
-    let kinds: Vec<String> = ev["kind"].as_array().unwrap().iter().map(|k| k.as_str().unwrap_or("").to_string()).collect();
+    let kinds: Vec<String> =
+        ev["kind"].as_array().unwrap().iter().map(|k| k.as_str().unwrap_or("").to_string()).collect();
     let exits = kinds.iter().filter(|k| *k == "exit").count();
     let info = read_table(&out, "messer_process_info", &["pid", "cpu_seconds"]);
     (recorded, truth, exits, info)
@@ -54,7 +56,10 @@ fn check(mode: &str, old_kernel: bool, workload_mode: &str, seconds: f64, bound:
     );
     assert!(truth > 1.9 * seconds * 0.9 || workload_mode == "leader-exit", "{workload_mode} burned {truth} s");
     let last_window = if mode == "procfs" { 0.25 } else { 0.0 };
-    assert!(recorded <= truth * (1.0 + bound), "{mode} {workload_mode}: {recorded} s recorded vs {truth} s: counted twice");
+    assert!(
+        recorded <= truth * (1.0 + bound),
+        "{mode} {workload_mode}: {recorded} s recorded vs {truth} s: counted twice"
+    );
     assert!(
         recorded >= truth * (1.0 - bound) - last_window,
         "{mode} {workload_mode}: {recorded} s recorded vs {truth} s: lost"

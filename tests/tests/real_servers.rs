@@ -3,7 +3,7 @@
 //! recorded with `--comm postgres`. Truth: the cgroup the server runs in
 //! (cgroup v2 cpu.stat usage_usec).
 
-use messer_tests::servers::{Cgroup, Postgres};
+use messer_tests::servers::{self, Cgroup, Postgres};
 use messer_tests::*;
 
 /// What a recording of the server said, and the truth over the same span.
@@ -40,11 +40,7 @@ fn record_pgbench(mode: &str, seconds: u32) -> Recorded {
     eprintln!("{mode}: pgbench {tps}");
     drop(pg);
 
-    let t = read_table(
-        &out,
-        "messer_timeseries",
-        &["proc_cpu_util_percent_total", "window_seconds", "proc_mem_pss"],
-    );
+    let t = read_table(&out, "messer_timeseries", &["proc_cpu_util_percent_total", "window_seconds", "proc_mem_pss"]);
     let cpu = column(&t, "proc_cpu_util_percent_total");
     let w = column(&t, "window_seconds");
     let tree_s: f64 = cpu.iter().zip(&w).map(|(c, w)| c.unwrap_or(0.0) / 100.0 * w.unwrap_or(0.0)).sum();
@@ -60,7 +56,8 @@ fn record_pgbench(mode: &str, seconds: u32) -> Recorded {
         .map(|(p, s)| (p.unwrap_or(0.0) as u64, s.unwrap_or(f64::NAN).to_bits()))
         .collect();
     let ev = read_table(&out, "messer_events", &["kind"]);
-    let kinds: Vec<String> = ev["kind"].as_array().unwrap().iter().map(|k| k.as_str().unwrap_or("").to_string()).collect();
+    let kinds: Vec<String> =
+        ev["kind"].as_array().unwrap().iter().map(|k| k.as_str().unwrap_or("").to_string()).collect();
     Recorded {
         truth_s: (u1 - u0) as f64 / 1e6,
         tree_s,
@@ -107,11 +104,21 @@ fn postgres_fork_per_connection_ebpf() {
     // Hundreds natively, tens under emulation (cargo xtask test-kernel).
     assert!(r.forks > 30, "pgbench -C made a backend per transaction: {} forks", r.forks);
     assert!((r.tree_s / r.truth_s - 1.0).abs() <= 0.005, "tree {} s vs cgroup {} s", r.tree_s, r.truth_s);
-    assert!((r.per_process_s / r.tree_s - 1.0).abs() <= 0.005, "per-process {} s vs tree {} s", r.per_process_s, r.tree_s);
+    assert!(
+        (r.per_process_s / r.tree_s - 1.0).abs() <= 0.005,
+        "per-process {} s vs tree {} s",
+        r.per_process_s,
+        r.tree_s
+    );
     // Every backend is in the tables: one process_info row per process.
     assert_eq!(r.info_rows, r.process_rows_distinct, "one process_info row per process of /messer_processes");
     assert!(r.info_rows >= r.forks, "{} rows for {} forks", r.info_rows, r.forks);
-    assert!(r.exits_with_status >= r.exits.saturating_sub(2), "{} of {} exits have a status", r.exits_with_status, r.exits);
+    assert!(
+        r.exits_with_status >= r.exits.saturating_sub(2),
+        "{} of {} exits have a status",
+        r.exits_with_status,
+        r.exits
+    );
     assert!((r.credits - r.per_process_s / 60.0).abs() < 1e-6);
     // PSS is reported, not asserted: backends exiting while they are read
     // no longer make the memory sums missing (unit test in
@@ -128,4 +135,104 @@ fn postgres_fork_per_connection_procfs() {
     report("procfs", &r);
     assert!(r.tree_s >= 0.95 * r.truth_s, "procfs tree {} s vs cgroup {} s", r.tree_s, r.truth_s);
     assert!(r.tree_s <= 1.03 * r.truth_s, "procfs tree {} s vs cgroup {} s: counted twice", r.tree_s, r.truth_s);
+}
+
+/// Bytes over a recording from a throughput column (MiB/s) and the windows' lengths.
+fn total_bytes(t: &serde_json::Value, name: &str) -> f64 {
+    let w = column(t, "window_seconds");
+    column(t, name).iter().zip(&w).map(|(v, w)| v.unwrap_or(0.0) * w.unwrap_or(0.0) * 1048576.0).sum()
+}
+
+/// nginx (2 workers) holding 2000 keep-alive connections from wrk, recorded
+/// with `--mode both --io-syscalls`: the eBPF socket census counts the
+/// server's connections in every window and agrees with `ss` at the same
+/// moment; replies written with writev to sockets are network traffic
+/// (Σ proc_net_send = Σ $bytes_sent of nginx's access log), requests read
+/// from sockets too (Σ proc_net_recv = Σ $request_length), and the disk
+/// columns hold only the files: the page read (requests × 64 KiB) and the
+/// access log written.
+#[test]
+fn nginx_thousands_of_sockets() {
+    if !require_root("nginx_thousands_of_sockets") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = servers::Nginx::start(dir.path(), 2);
+    let (_, _, warmup) = nginx.logged();
+    let out = dir.path().join("nginx.h5");
+    let o = out.display().to_string();
+    let pid = nginx.pid().to_string();
+    let (child, log) =
+        start_recording(&["--mode", "both", "--io-syscalls", "--pid", &pid, "--interval", "0.5", "-o", &o]);
+    let connections = 2000;
+    let wrk = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 20000 && exec wrk -t 2 -c {connections} -d 6s http://127.0.0.1:{}/page", nginx.port))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wrk (package wrk, installed by `cargo xtask setup`)");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (ss_at, ss) = (monotonic_ns(), servers::established_on(nginx.port));
+    let wrk = wrk.wait_with_output().expect("wrk");
+    assert!(wrk.status.success(), "wrk: {}", String::from_utf8_lossy(&wrk.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(interrupt(child), Some(0), "{}", log.lock().unwrap());
+    let (sent, requested, requests) = nginx.logged();
+    let requests = requests - warmup;
+    let log_bytes = std::fs::metadata(dir.path().join("access.log")).map(|m| m.len()).unwrap_or(0);
+    drop(nginx);
+
+    let cols = [
+        "monotime",
+        "window_seconds",
+        "proc_num_tcp_connections",
+        "proc_num_ip_sockets_open",
+        "proc_net_send_throughput_mibps",
+        "proc_net_recv_throughput_mibps",
+        "proc_disk_read_throughput_mibps",
+        "proc_disk_write_throughput_mibps",
+        "ebpf_io_unclassified",
+    ];
+    let t = read_table(&out, "messer_timeseries", &cols);
+    let tcp = column(&t, "proc_num_tcp_connections");
+    let ip = column(&t, "proc_num_ip_sockets_open");
+    let mono = column(&t, "monotime");
+    eprintln!("ss: {ss} established; wrk: {}", String::from_utf8_lossy(&wrk.stdout).lines().nth(3).unwrap_or(""));
+    eprintln!("tcp connections per window: {tcp:?}");
+    assert!(tcp.len() >= 14, "{} rows", tcp.len());
+    assert!(tcp.iter().chain(&ip).all(Option::is_some), "a socket count in every window: {tcp:?} {ip:?}");
+    // The census right after the flush nearest to ss's moment.
+    let nearest =
+        (0..mono.len()).min_by_key(|&i| ((mono[i].unwrap() * 1e9) as i64 - ss_at as i64).unsigned_abs()).unwrap();
+    let counted = tcp[nearest].unwrap();
+    assert!(ss >= connections * 99 / 100, "ss saw {ss} connections of {connections}");
+    assert!((counted - ss as f64).abs() <= ss as f64 * 0.01, "census {counted} vs ss {ss}");
+    // The listening socket too.
+    assert!(ip[nearest].unwrap() >= counted + 1.0, "{:?} IP sockets for {counted} connections", ip[nearest]);
+
+    let send = total_bytes(&t, "proc_net_send_throughput_mibps");
+    let recv = total_bytes(&t, "proc_net_recv_throughput_mibps");
+    let disk_read = total_bytes(&t, "proc_disk_read_throughput_mibps");
+    let disk_write = total_bytes(&t, "proc_disk_write_throughput_mibps");
+    eprintln!(
+        "{requests} requests: net send {send:.0} B (log {sent}), recv {recv:.0} B (log {requested}); \
+         disk read {disk_read:.0} B (page x requests {}), write {disk_write:.0} B (log file {log_bytes} B)",
+        requests * 65536
+    );
+    assert!(requests > 1000, "{requests} requests");
+    let near = |a: f64, b: f64, tol: f64| (a / b - 1.0).abs() <= tol;
+    assert!(near(send, sent as f64, 0.005), "net send {send} vs {sent} bytes sent");
+    assert!(near(recv, requested as f64, 0.005), "net recv {recv} vs {requested} bytes of requests");
+    assert!(near(disk_read, (requests * 65536) as f64, 0.01), "disk read {disk_read} vs {requests} pages");
+    assert!(disk_write <= log_bytes as f64 * 1.01 + 65536.0, "disk write {disk_write} vs log {log_bytes}");
+    // A cumulative count of calls whose descriptor could not be told.
+    let unclassified = column(&t, "ebpf_io_unclassified");
+    assert_eq!(unclassified.last().copied().flatten(), Some(0.0));
+
+    // procfs mode counts sockets too, as often as its budget allows.
+    let p = read_table(&out, "messer_procfs_timeseries", &["proc_num_tcp_connections"]);
+    let counted: Vec<f64> = column(&p, "proc_num_tcp_connections").into_iter().flatten().collect();
+    eprintln!("procfs: tcp connections in {} rows: {counted:?}", counted.len());
+    assert!(!counted.is_empty(), "procfs counted sockets at least once");
 }

@@ -35,9 +35,7 @@ fn record(path: &Path, extra: &[&str]) -> std::process::Output {
             c.args([opt, default]);
         }
     }
-    c.args(extra)
-        .arg("-o")
-        .arg(path);
+    c.args(extra).arg("-o").arg(path);
     run(c)
 }
 
@@ -45,13 +43,15 @@ fn record(path: &Path, extra: &[&str]) -> std::process::Output {
 fn force_replaces_only_regular_files() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    assert!(run({
-        let mut c = Command::new("mkfifo");
-        c.arg(&fifo);
-        c
-    })
-    .status
-    .success());
+    assert!(
+        run({
+            let mut c = Command::new("mkfifo");
+            c.arg(&fifo);
+            c
+        })
+        .status
+        .success()
+    );
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
     for (path, says) in [
@@ -73,13 +73,15 @@ fn force_replaces_only_regular_files() {
     // A device node outside /dev is refused for what it is.
     if unsafe { libc::geteuid() } == 0 {
         let node = dir.path().join("null");
-        assert!(run({
-            let mut c = Command::new("mknod");
-            c.arg(&node).args(["c", "1", "3"]);
-            c
-        })
-        .status
-        .success());
+        assert!(
+            run({
+                let mut c = Command::new("mknod");
+                c.arg(&node).args(["c", "1", "3"]);
+                c
+            })
+            .status
+            .success()
+        );
         let mut c = messer();
         c.args(["--mode", "procfs", "--pid", &std::process::id().to_string(), "--duration", "0.2", "--force", "-o"])
             .arg(&node);

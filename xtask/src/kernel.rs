@@ -69,7 +69,11 @@ fn cloud_kernel() -> Result<PathBuf> {
     let mut images: Vec<PathBuf> = std::fs::read_dir("/boot")
         .context("reading /boot")?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64"))
+        })
         .collect();
     images.sort();
     images.pop().context("no /boot/vmlinuz-*-cloud-amd64 (package linux-image-cloud-amd64)")
@@ -214,7 +218,11 @@ fn run_suites(
             let venv = root.join(".venv/bin");
             let path = format!("{}:{}:{}", bin.display(), venv.display(), std::env::var("PATH").unwrap_or_default());
             let log = dir.join("console.log");
-            eprintln!("xtask: booting {} under QEMU (TCG) for the tests; console in {}", kernel.display(), log.display());
+            eprintln!(
+                "xtask: booting {} under QEMU (TCG) for the tests; console in {}",
+                kernel.display(),
+                log.display()
+            );
             // The console goes to the log as it comes (follow it with tail -f).
             let file = std::fs::File::create(&log)?;
             let status = Command::new(venv.join("vng"))
@@ -310,6 +318,9 @@ mod tests {
         let console = "==> kernel 6.1.0\n==> exits\nrunning 3 tests\ntest a ... ok\ntest b ... ebpf: recorded 1 s\nmore\nFAILED\ntest c ... x: recorded 2 s\nok\n==> launch\ntest d ... FAILED\n";
         let o = outcomes(console);
         let got: Vec<(&str, &str, bool)> = o.iter().map(|o| (o.suite.as_str(), o.test.as_str(), o.ok)).collect();
-        assert_eq!(got, vec![("exits", "a", true), ("exits", "b", false), ("exits", "c", true), ("launch", "d", false)]);
+        assert_eq!(
+            got,
+            vec![("exits", "a", true), ("exits", "b", false), ("exits", "c", true), ("launch", "d", false)]
+        );
     }
 }

@@ -31,6 +31,12 @@ const PACKAGES: &[&str] = &[
     "prometheus",
     "influxdb",
     "postgresql",
+    // A server with thousands of sockets (nginx under wrk's keep-alive
+    // connections; ss from iproute2 is the truth). Its package starts no
+    // service where PID 1 is not an init that runs them.
+    "nginx-light",
+    "wrk",
+    "iproute2",
 ];
 
 /// bpf-linker, built against LLVM 22 (newer releases need a newer rustc).

@@ -69,7 +69,12 @@ pub fn compare(path: &std::path::Path, worst: usize) -> Result<Vec<Metric>, Read
     let t = column(&ebpf, "unixtime").unwrap_or_default();
     let w = column(&ebpf, "window_seconds").unwrap_or_default();
     let mut out = Vec::new();
-    for name in ebpf.columns.iter().filter(|c| c.starts_with("proc_") && *c != "proc_pid") {
+    // With --io-syscalls the kernel side's proc_disk_* leave sockets out,
+    // which /proc's rchar/wchar cannot: not the same measurand.
+    let by_kind = ebpf.columns.iter().any(|c| c == "proc_net_recv_rate_hz");
+    let comparable =
+        |c: &&String| c.starts_with("proc_") && *c != "proc_pid" && !(by_kind && c.starts_with("proc_disk_"));
+    for name in ebpf.columns.iter().filter(comparable) {
         let (Some(a), Some(b)) = (column(&ebpf, name), column(&procfs, name)) else { continue };
         let (unit, factor) = total_kind(name);
         let mut windows = Vec::new();

@@ -47,7 +47,14 @@ impl ReadError {
     /// Bad input (exit 2): a file that is not a usable recording, or a
     /// request it cannot answer.
     pub fn is_usage(&self) -> bool {
-        matches!(self, ReadError::Open { .. } | ReadError::NoTable(..) | ReadError::Type(..) | ReadError::NotBoth(_) | ReadError::NoColumn { .. })
+        matches!(
+            self,
+            ReadError::Open { .. }
+                | ReadError::NoTable(..)
+                | ReadError::Type(..)
+                | ReadError::NotBoth(_)
+                | ReadError::NoColumn { .. }
+        )
     }
 
     /// The reader of our output went away (`messer export ... | head`).
@@ -95,7 +102,10 @@ pub fn retrying<T>(mut f: impl FnMut() -> Result<T, ReadError>) -> Result<T, Rea
     let mut tries = 0;
     loop {
         match f() {
-            Err(e) if tries < 4 && !matches!(e, ReadError::NoColumn { .. } | ReadError::NotBoth(_) | ReadError::Output(_)) => {
+            Err(e)
+                if tries < 4
+                    && !matches!(e, ReadError::NoColumn { .. } | ReadError::NotBoth(_) | ReadError::Output(_)) =>
+            {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20 << tries));
             }

@@ -79,7 +79,9 @@ fn map_entries(option: &str, n: u32) -> Result<u32, RecordError> {
     if (1..=MAX_MAP_ENTRIES).contains(&n) {
         Ok(n)
     } else {
-        Err(RecordError::Usage(format!("{option} must be from 1 to {MAX_MAP_ENTRIES} (the kernel's PID_MAX_LIMIT); got {n}")))
+        Err(RecordError::Usage(format!(
+            "{option} must be from 1 to {MAX_MAP_ENTRIES} (the kernel's PID_MAX_LIMIT); got {n}"
+        )))
     }
 }
 
@@ -373,7 +375,8 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         (_, Some(c)) => c.clone(),
         _ => String::new(),
     };
-    let labels = [("target", target_label), ("comm", comm_label.clone()), ("host", host), ("messer_mode", mode.to_string())];
+    let labels =
+        [("target", target_label), ("comm", comm_label.clone()), ("host", host), ("messer_mode", mode.to_string())];
     let mut exporters = match Exporters::start(cli, &ts_schema, &labels) {
         Ok(e) => e,
         Err(e) => {

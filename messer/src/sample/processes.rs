@@ -240,7 +240,8 @@ impl Registry {
         if let Some((pid, s)) = exit {
             self.statuses.insert(pid, s);
         }
-        let infos: Vec<Info> = std::mem::take(&mut self.seen).into_values().chain(std::mem::take(&mut self.held)).collect();
+        let infos: Vec<Info> =
+            std::mem::take(&mut self.seen).into_values().chain(std::mem::take(&mut self.held)).collect();
         infos.iter().map(|i| self.row_of(i)).collect()
     }
 }

@@ -1,9 +1,9 @@
 //! `--pid-command`: a shell command that prints the pid to record.
 
 use std::io::Read;
-use std::sync::{Arc, Mutex, mpsc};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::launch::RunAs;

@@ -6,9 +6,9 @@ use std::path::Path;
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use messer_common::{CONFIG_SYMBOL, Config, THREAD_WAIT_VALID, ThreadState, Tracked};
+use messer_common::{CONFIG_SYMBOL, Config, FILES_SYMBOL, FileOffsets, THREAD_WAIT_VALID, ThreadState, Tracked};
 
-use super::btf::Btf;
+use super::btf::{self, Btf};
 use super::{EbpfError, EbpfOptions, marks, tracefs};
 use crate::probe::procfs::ProcRoot;
 
@@ -134,6 +134,64 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
     ))
 }
 
+/// The member of `pt_regs` that holds a syscall's first argument when the
+/// syscall exits (x86-64 passes it in rdi, which the syscall leaves alone;
+/// arm64 overwrites x0 with the return value and keeps the argument in
+/// orig_x0); None on other architectures.
+const REGS_ARG0: Option<&str> = if cfg!(target_arch = "x86_64") {
+    Some("di")
+} else if cfg!(target_arch = "aarch64") {
+    Some("orig_x0")
+} else {
+    None
+};
+
+/// Offsets for the socket census and the socket test of the syscall IO
+/// programs. The census needs the file-to-socket part (`socket_part`);
+/// `classify_io` is set when the task-to-file part is known too. A kernel
+/// without one of them gets zeros there (and a warning).
+fn file_offsets(btf: &Btf) -> FileOffsets {
+    let socket_part = || -> Result<FileOffsets, btf::BtfError> {
+        Ok(FileOffsets {
+            file_inode: btf.offset("file", &["f_inode"])?,
+            file_private: btf.offset("file", &["private_data"])?,
+            inode_mode: btf.offset("inode", &["i_mode"])?,
+            inode_ino: btf.offset("inode", &["i_ino"])?,
+            socket_sk: btf.offset("socket", &["sk"])?,
+            sk_family: btf.offset("sock", &["__sk_common", "skc_family"])?,
+            sk_state: btf.offset("sock", &["__sk_common", "skc_state"])?,
+            sk_protocol: btf.offset("sock", &["sk_protocol"])?,
+            census: 1,
+            ..FileOffsets::default()
+        })
+    };
+    let mut f = match socket_part() {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!("this kernel's socket layout is not known ({e}): socket counts will be missing");
+            return FileOffsets::default();
+        }
+    };
+    let mut task_part = || -> Result<(), btf::BtfError> {
+        let arg0 =
+            REGS_ARG0.ok_or_else(|| btf::BtfError("no syscall argument register on this architecture".into()))?;
+        f.regs_arg0 = btf.offset("pt_regs", &[arg0])?;
+        f.task_files = btf.offset("task_struct", &["files"])?;
+        f.files_fdt = btf.offset("files_struct", &["fdt"])?;
+        f.fdt_max_fds = btf.offset("fdtable", &["max_fds"])?;
+        f.fdt_fd = btf.offset("fdtable", &["fd"])?;
+        Ok(())
+    };
+    match task_part() {
+        Ok(()) => f.classify_io = 1,
+        Err(e) => log::warn!(
+            "descriptors cannot be told apart here ({e}): with --io-syscalls, read/write on sockets count as disk \
+             (ebpf_io_unclassified counts them)"
+        ),
+    }
+    f
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
 fn raise_memlock() {
     let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -178,6 +236,8 @@ pub struct Loaded {
     pub io: bool,
     /// The kernel keeps run-queue delay per task (sched_info).
     pub runq: bool,
+    /// The socket census program is loaded.
+    pub census: bool,
 }
 
 /// Loads the object, tracks `targets` and attaches everything.
@@ -186,9 +246,11 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     let root = tracefs::root()?;
     let btf = Btf::from_kernel()?;
     let (cfg, io_available) = config(&root, &btf, &opts)?;
+    let files = file_offsets(&btf);
     let io = io_available && opts.count_io;
     let mut bpf = EbpfLoader::new()
         .override_global(CONFIG_SYMBOL, &cfg, true)
+        .override_global(FILES_SYMBOL, &files, true)
         .map_max_entries("TRACKED", opts.max_processes)
         .map_max_entries("COUNTERS", opts.max_processes)
         .map_max_entries("THREADS", opts.max_threads)
@@ -217,10 +279,16 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     } else if !io_available {
         log::warn!("this kernel has no syscall tracepoints: syscall IO columns are left out");
     }
+    // Without the census the recording goes on, its socket counts missing.
+    let census = files.census != 0
+        && opts.reads.sockets
+        && super::sockets::load(&mut bpf, &kernel_btf)
+            .map_err(|e| log::warn!("the socket census does not load on this kernel ({e}): socket counts are missing"))
+            .is_ok();
     for &t in targets {
         seed(&mut bpf, proc, t, opts.follow_children)?;
     }
-    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0 })
+    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census })
 }
 
 /// Starts tracking `pid` (and its tree) in a running recording.

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod flush;
 pub mod load;
 pub mod marks;
+pub mod sockets;
 pub mod stats;
 pub mod tracefs;
 pub mod tracked;
@@ -21,7 +22,7 @@ use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, Tra
 use crate::probe::EventKind;
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
-use crate::probe::procfs::figures::TreeFigures;
+use crate::probe::procfs::figures::{SOCKET_BUDGET, SocketCounts, Sockets, Throttle, TreeFigures};
 use crate::probe::procfs::host::Host;
 use crate::probe::procfs::system::SystemProbe;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
@@ -142,6 +143,14 @@ pub struct EbpfProbe {
     programs: ProgramStats,
     tracked: tracked::TrackedSet,
     figures: TreeFigures,
+    /// The socket census is loaded; its read buffer; whether a failed
+    /// census has been logged.
+    census: bool,
+    census_buf: Vec<u8>,
+    census_failed: bool,
+    /// Keeps the census within `SOCKET_BUDGET` (it costs per open file of
+    /// the machine): every window unless that costs more.
+    census_throttle: Throttle,
     system: SystemProbe,
     host: Host,
 }
@@ -157,7 +166,9 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
         float("proc_ctx_switch_involuntary_rate_hz"),
     ];
     if io {
-        // In `io::*` order; read and write keep the original Messer's names.
+        // Read and write keep the original Messer's names (files, pipes
+        // and terminals: everything but sockets); recv and send have all
+        // socket traffic.
         for prefix in ["disk_read", "disk_write", "net_recv", "net_send"] {
             c.push(float(format!("proc_{prefix}_rate_hz")));
             c.push(float(format!("proc_{prefix}_throughput_mibps")));
@@ -177,7 +188,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
 impl EbpfProbe {
     /// Loads and attaches the programs and starts tracking `targets`.
     pub fn start(targets: &[i32], opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        let load::Loaded { mut bpf, io, runq } = load::load(targets, opts, &proc)?;
+        let load::Loaded { mut bpf, io, runq, census } = load::load(targets, opts, &proc)?;
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
@@ -203,7 +214,16 @@ impl EbpfProbe {
             tracked: tracked::TrackedSet::new(),
             // Without kernel-side syscall counting, read/write come from
             // /proc/<pid>/io under the same column names as in procfs mode.
-            figures: TreeFigures::new(proc.clone(), opts.reads, !io),
+            // Sockets come from the census where it runs.
+            figures: TreeFigures::new(
+                proc.clone(),
+                crate::probe::procfs::process::Reads { sockets: opts.reads.sockets && !census, ..opts.reads },
+                !io,
+            ),
+            census,
+            census_buf: Vec::new(),
+            census_failed: false,
+            census_throttle: Throttle::every(0, SOCKET_BUDGET),
             system: SystemProbe::new(proc.clone(), "/sys"),
             host: Host::new(&proc),
         })
@@ -335,9 +355,12 @@ impl EbpfProbe {
             m[2] = Measure::Missing;
         }
         if self.io {
-            for family in [io::READ, io::WRITE, io::RECV, io::SEND] {
-                m.push(Measure::PerSecond(f(sum.io_calls[family])));
-                m.push(Measure::MibPerSecond(f(sum.io_bytes[family])));
+            // Sockets' reads and writes are network traffic, whichever
+            // syscall carried them.
+            for families in [&[io::READ][..], &[io::WRITE], &[io::RECV, io::READ_SOCKET], &[io::SEND, io::WRITE_SOCKET]]
+            {
+                m.push(Measure::PerSecond(families.iter().map(|&i| f(sum.io_calls[i])).sum()));
+                m.push(Measure::MibPerSecond(families.iter().map(|&i| f(sum.io_bytes[i])).sum()));
             }
         }
         if !present {
@@ -355,6 +378,31 @@ impl EbpfProbe {
             }
         }
         m
+    }
+}
+
+impl EbpfProbe {
+    /// The tree's sockets now; None (logged once) if the census failed.
+    fn socket_census(&mut self) -> Option<SocketCounts> {
+        let t0 = crate::sample::clock::monotonic_ns();
+        if !self.census_throttle.due(t0) {
+            return None;
+        }
+        let counted = sockets::count(&mut self.bpf, &mut self.census_buf);
+        let spent = crate::sample::clock::monotonic_ns().saturating_sub(t0);
+        self.census_throttle.spent(spent);
+        match counted {
+            Ok(c) => {
+                log::trace!("socket census: {c:?} in {} us", spent / 1000);
+                Some(c)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.census_failed, true) {
+                    log::warn!("the socket census failed ({e}): socket counts are missing where it fails");
+                }
+                None
+            }
+        }
     }
 }
 
@@ -483,7 +531,8 @@ impl Probe for EbpfProbe {
         }
         let present = !stats.is_empty() || exited_now > 0;
         let mut extra = self.measures(&sum, last - first, cpus_used, present);
-        extra.extend(self.figures.read(&stats)?.0);
+        let sockets = if self.census { Sockets::Counted(self.socket_census()) } else { Sockets::Scan };
+        extra.extend(self.figures.read(&stats, sockets)?.0);
         extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns: first + (last - first) / 2,

@@ -36,6 +36,28 @@ impl Sum {
     }
 }
 
+/// The tree's sockets at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketCounts {
+    /// Distinct TCP and UDP sockets (IPv4 and IPv6), however many
+    /// descriptors or processes hold each.
+    pub ip_sockets: u64,
+    /// Of those, TCP sockets in state ESTABLISHED.
+    pub tcp_established: u64,
+}
+
+/// Each process's window (rchar, wchar) gain, by pid.
+pub type PerProcessIo = HashMap<i32, (u64, u64)>;
+
+/// Where the socket counts of a read come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sockets {
+    /// Scanned here from /proc (descriptors, then the namespace's tables).
+    Scan,
+    /// Counted elsewhere (the eBPF census); None: unknown this time.
+    Counted(Option<SocketCounts>),
+}
+
 /// Reads the tree's /proc figures each sample.
 pub struct TreeFigures {
     proc: ProcRoot,
@@ -104,40 +126,47 @@ fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
     out
 }
 
-/// Sockets cost a readlink per file descriptor (20 ms for 2000): counted
-/// at most this often (ns), and less often when that would cost more than
-/// `COSTLY_READ_BUDGET`.
+/// Sockets cost a readlink per file descriptor and a parse of the
+/// namespace's socket tables (25 ms for 5000 sockets here): counted at most
+/// this often (ns), and less often when that would cost more than
+/// `SOCKET_BUDGET`.
 const SOCKET_SCAN_NS: u64 = 1_000_000_000;
+
+/// The share of one core that counting sockets may take (either mode): the
+/// eBPF census of 5000 sockets (~3 ms here) runs in every 0.5 s window.
+pub const SOCKET_BUDGET: f64 = 0.01;
 
 /// smaps_rollup walks every page table of the process (~2.5 ms for 1000
 /// threads' stacks): read at most this often (ns), so every row at 0.45 s
 /// and longer intervals (0.5 s ticks may come a little early), about twice
 /// a second at shorter ones; and less often when that would cost more than
-/// `COSTLY_READ_BUDGET`.
+/// `SMAPS_BUDGET`.
 const SMAPS_NS: u64 = 450_000_000;
 
-/// The share of one core each costly read may take: its period stretches to
+/// The share of one core smaps_rollup may take: its period stretches to
 /// its last cost divided by this (2.5 ms of smaps_rollup: every 2.5 s).
-const COSTLY_READ_BUDGET: f64 = 0.001;
+const SMAPS_BUDGET: f64 = 0.001;
 
 /// Lets a costly read happen at most once per period (CLOCK_MONOTONIC ns),
-/// the period stretched so that the read stays within its CPU budget.
+/// the period stretched so that the read stays within its CPU budget (a
+/// share of one core).
 #[derive(Debug)]
-struct Throttle {
+pub struct Throttle {
     period_ns: u64,
+    budget: f64,
     last: Option<u64>,
     /// What the last read took.
     cost_ns: u64,
 }
 
 impl Throttle {
-    fn every(period_ns: u64) -> Self {
-        Self { period_ns, last: None, cost_ns: 0 }
+    pub fn every(period_ns: u64, budget: f64) -> Self {
+        Self { period_ns, budget, last: None, cost_ns: 0 }
     }
 
     /// True (and noted) if the period has passed since the last time.
-    fn due(&mut self, now: u64) -> bool {
-        let period = self.period_ns.max((self.cost_ns as f64 / COSTLY_READ_BUDGET) as u64);
+    pub fn due(&mut self, now: u64) -> bool {
+        let period = self.period_ns.max((self.cost_ns as f64 / self.budget) as u64);
         let due = self.last.is_none_or(|t| now.saturating_sub(t) >= period);
         if due {
             self.last = Some(now);
@@ -146,7 +175,7 @@ impl Throttle {
     }
 
     /// Notes what the read that was due took.
-    fn spent(&mut self, ns: u64) {
+    pub fn spent(&mut self, ns: u64) {
         self.cost_ns = ns;
     }
 }
@@ -171,8 +200,8 @@ impl TreeFigures {
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             mem_total,
             io: Default::default(),
-            socket_scan: Throttle::every(SOCKET_SCAN_NS),
-            smaps: Throttle::every(SMAPS_NS),
+            socket_scan: Throttle::every(SOCKET_SCAN_NS, SOCKET_BUDGET),
+            smaps: Throttle::every(SMAPS_NS, SMAPS_BUDGET),
             blkio: DeltaTracker::default(),
         }
     }
@@ -200,14 +229,18 @@ impl TreeFigures {
     /// Reads the processes whose stats are `stats` (the tree now; the ones
     /// that vanished meanwhile are skipped).
     /// Also returns each process's window (rchar, wchar) gain, by pid.
-    pub fn read(&mut self, stats: &[Stat]) -> Result<(Vec<Measure>, HashMap<i32, (u64, u64)>), ReadError> {
+    pub fn read(
+        &mut self,
+        stats: &[Stat],
+        counted: Sockets,
+    ) -> Result<(Vec<Measure>, PerProcessIo), ReadError> {
         if stats.is_empty() {
             // No process: the figures are unknown, not zero.
             return Ok((vec![Measure::Missing; names(self.procfs_mode).len()], HashMap::new()));
         }
         let now = crate::sample::clock::monotonic_ns();
         let reads = Reads {
-            sockets: self.reads.sockets && self.socket_scan.due(now),
+            sockets: counted == Sockets::Scan && self.reads.sockets && self.socket_scan.due(now),
             smaps: self.reads.smaps && self.smaps.due(now),
         };
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
@@ -277,8 +310,12 @@ impl TreeFigures {
         if reads.smaps {
             self.smaps.spent(spent.smaps_ns);
         }
-        let (ip_sockets, tcp_conns) = match (&sockets, stats.first()) {
-            (Some(set), Some(first)) => {
+        let (ip_sockets, tcp_conns) = match (counted, &sockets, stats.first()) {
+            (Sockets::Counted(Some(c)), ..) => {
+                (Measure::Value(c.ip_sockets as f64), Measure::Value(c.tcp_established as f64))
+            }
+            (Sockets::Counted(None), ..) => (Measure::Missing, Measure::Missing),
+            (Sockets::Scan, Some(set), Some(first)) => {
                 let t0 = crate::sample::clock::monotonic_ns();
                 let table = socket_table(&self.proc, first.pid);
                 self.socket_scan.spent(spent.sockets_ns + crate::sample::clock::monotonic_ns().saturating_sub(t0));
@@ -286,8 +323,8 @@ impl TreeFigures {
                 let tcp = found.iter().filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED).count();
                 (Measure::Value(found.len() as f64), Measure::Value(tcp as f64))
             }
-            (Some(_), None) => (Measure::Value(0.0), Measure::Value(0.0)),
-            (None, _) => (Measure::Missing, Measure::Missing),
+            (Sockets::Scan, Some(_), None) => (Measure::Value(0.0), Measure::Value(0.0)),
+            (Sockets::Scan, None, _) => (Measure::Missing, Measure::Missing),
         };
         let known = |ok: bool, m: Measure| if ok { m } else { Measure::Missing };
         let rss_percent = match (rss.measure(), self.mem_total) {
@@ -332,7 +369,7 @@ mod tests {
 
     #[test]
     fn throttle_lets_through_once_per_period() {
-        let mut t = Throttle::every(100);
+        let mut t = Throttle::every(100, 0.001);
         assert!(t.due(1_000));
         assert!(!t.due(1_099));
         assert!(t.due(1_100));
@@ -341,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_costly_read_stretches_its_period_to_its_budget() {
-        let mut t = Throttle::every(100);
+        let mut t = Throttle::every(100, 0.001);
         assert!(t.due(1_000));
         // 1 ns at a budget of 0.1 % of a core: once per 1000 ns.
         t.spent(1);
@@ -366,7 +403,7 @@ mod tests {
         let mut t = TreeFigures::new(root.clone(), Reads { smaps: true, sockets: true }, true);
         let cols = t.columns();
         let stats = vec![root.stat(10).unwrap(), root.stat(12).unwrap()];
-        let (m, _) = t.read(&stats).unwrap();
+        let (m, _) = t.read(&stats, Sockets::Scan).unwrap();
         assert_eq!(m.len(), cols.len());
         let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
         assert_eq!(at("proc_num_threads"), Measure::Value(3.0));
@@ -376,7 +413,7 @@ mod tests {
         assert_eq!(at("proc_mem_pss"), Measure::Missing, "process 12 has no smaps_rollup");
         assert_eq!(at("proc_cpu_children_user_s"), Measure::Value(6.0 / t.ticks_per_second));
         p.file("10/io", "rchar: 1124\nwchar: 0\nsyscr: 3\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
-        let (m, per) = t.read(&stats).unwrap();
+        let (m, per) = t.read(&stats, Sockets::Scan).unwrap();
         assert_eq!(per[&10], (1024, 0));
         let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
         assert_eq!(at("proc_disk_read_rate_hz").value(1_000_000_000), 2.0);

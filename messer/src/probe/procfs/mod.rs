@@ -386,7 +386,7 @@ impl Probe for ProcfsProbe {
             Measure::PercentOfWindow(wait),
             Measure::Mean { sum: wait, count: waits, scale: 1e-6 },
         ];
-        let (tree, rw) = self.figures.read(&stats)?;
+        let (tree, rw) = self.figures.read(&stats, figures::Sockets::Scan)?;
         extra.extend(tree);
         extra.extend(self.system.read()?);
         let processes =

@@ -273,9 +273,13 @@ fn main() {
             let me = std::env::args().next().unwrap_or_else(|| usage());
             let worker = std::thread::spawn(move || {
                 spin_until(Instant::now() + Duration::from_secs_f64(seconds));
-                let e = std::os::unix::process::CommandExt::exec(
-                    std::process::Command::new(&me).args(["busy", "--threads", "1", "--seconds", &seconds.to_string()]),
-                );
+                let e = std::os::unix::process::CommandExt::exec(std::process::Command::new(&me).args([
+                    "busy",
+                    "--threads",
+                    "1",
+                    "--seconds",
+                    &seconds.to_string(),
+                ]));
                 eprintln!("messer-workload: exec: {e}");
                 std::process::exit(1);
             });

@@ -32,6 +32,10 @@ pub struct Counters {
     /// used, to split the exact `on_cpu_ns`.
     pub user_ns: u64,
     pub system_ns: u64,
+    /// Minor and major page faults of the threads (gains of the kernel's
+    /// per-task `min_flt` and `maj_flt`, settled like `user_ns`).
+    pub faults_minor: u64,
+    pub faults_major: u64,
     /// [`io`] family counters: calls and bytes, indexed by `io::*`.
     pub io_calls: [u64; io::COUNT],
     pub io_bytes: [u64; io::COUNT],
@@ -116,6 +120,8 @@ pub struct SchedCounts {
     pub switches_involuntary: u64,
     pub user_ns: u64,
     pub system_ns: u64,
+    pub faults_minor: u64,
+    pub faults_major: u64,
 }
 
 /// `RunSlot::flags`: the slot describes the running thread.
@@ -146,13 +152,17 @@ pub struct ThreadState {
     /// Its `utime` and `stime` (ns) as last credited.
     pub utime_ns: u64,
     pub stime_ns: u64,
+    /// Its `min_flt` and `maj_flt` as last credited (known with the ticks).
+    pub min_flt: u64,
+    pub maj_flt: u64,
 }
 
 /// `ThreadState::flags`: every baseline is known.
 pub const THREAD_SUM_VALID: u32 = 1;
 
-/// `ThreadState::flags`: `utime_ns` and `stime_ns` are known (set by a
-/// flush for a seeded thread whose `sum_exec_ns` is not known yet).
+/// `ThreadState::flags`: `utime_ns`, `stime_ns`, `min_flt` and `maj_flt`
+/// are known (set by a flush for a seeded thread whose `sum_exec_ns` is not
+/// known yet).
 pub const THREAD_TICKS_VALID: u32 = 4;
 
 /// `ThreadState::flags` with which `utime_ns` and `stime_ns` are known.
@@ -262,6 +272,10 @@ pub struct Config {
     /// charged to user and system mode).
     pub task_utime: u32,
     pub task_stime: u32,
+    /// Byte offsets of `task_struct.min_flt` and `.maj_flt` (the thread's
+    /// page faults).
+    pub task_min_flt: u32,
+    pub task_maj_flt: u32,
     /// 1: a process whose new program's comm equals `comm` starts being
     /// tracked at its exec (`--comm`).
     pub match_comm: u32,
@@ -302,6 +316,24 @@ pub struct FileOffsets {
     pub sk_family: u32,
     pub sk_state: u32,
     pub sk_protocol: u32,
+    /// `task_struct.__state` (unsigned int) and `.exit_state` (int), for
+    /// the thread-state census.
+    pub task_state: u32,
+    pub task_exit_state: u32,
+}
+
+/// What the thread-state iterator reports for each thread of a tracked
+/// process: the raw state words, turned into /proc's letters by the loader
+/// with the kernel's own rule (`task_state_index`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadRecord {
+    pub tgid: u32,
+    /// `__state`.
+    pub state: u32,
+    /// `exit_state` (EXIT_ZOMBIE, EXIT_DEAD or 0).
+    pub exit_state: u32,
+    pub _pad: u32,
 }
 
 /// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).
@@ -388,4 +420,5 @@ mod pod {
     unsafe impl aya::Pod for super::FileOffsets {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SocketRecord {}
+    unsafe impl aya::Pod for super::ThreadRecord {}
 }

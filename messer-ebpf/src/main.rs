@@ -2,16 +2,16 @@
 //!
 //! One module per probe: `sched` (on-CPU time, run-queue wait, context
 //! switches, the in-flight flush), `task` (process and thread creation and
-//! exit), `io` (read/write/send/receive syscalls), `sockets` (the census of
-//! the tree's open TCP and UDP sockets). Maps and load-time settings live in
+//! exit), `io` (read/write/send/receive syscalls), `census` (the tree's open
+//! TCP and UDP sockets and its threads' states, by iterators). Maps and load-time settings live in
 //! `maps`.
 #![no_std]
 #![no_main]
 
+mod census;
 mod io;
 mod maps;
 mod sched;
-mod sockets;
 mod task;
 
 #[cfg(not(test))]

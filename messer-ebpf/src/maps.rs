@@ -83,6 +83,8 @@ static MESSER_CONFIG: Config = Config {
     has_sched_info: 0,
     task_utime: 0,
     task_stime: 0,
+    task_min_flt: 0,
+    task_maj_flt: 0,
     match_comm: 0,
     comm: [0; COMM_LEN],
 };
@@ -105,14 +107,9 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     sk_family: 0,
     sk_state: 0,
     sk_protocol: 0,
+    task_state: 0,
+    task_exit_state: 0,
 };
-
-/// The file offsets as the loader wrote them.
-#[inline(always)]
-pub fn file_offsets() -> FileOffsets {
-    // SAFETY: a plain read of a static (volatile: see `config`).
-    unsafe { core::ptr::read_volatile(&MESSER_FILES) }
-}
 
 /// The file offsets' static, for reading single members.
 #[inline(always)]
@@ -144,6 +141,8 @@ pub struct TaskOffsets {
     pub has_sched_info: bool,
     pub utime: u32,
     pub stime: u32,
+    pub min_flt: u32,
+    pub maj_flt: u32,
 }
 
 /// The task offsets, each read alone from the frozen configuration, so
@@ -162,6 +161,8 @@ pub fn task_offsets() -> TaskOffsets {
             has_sched_info: core::ptr::read_volatile(&MESSER_CONFIG.has_sched_info) != 0,
             utime: core::ptr::read_volatile(&MESSER_CONFIG.task_utime),
             stime: core::ptr::read_volatile(&MESSER_CONFIG.task_stime),
+            min_flt: core::ptr::read_volatile(&MESSER_CONFIG.task_min_flt),
+            maj_flt: core::ptr::read_volatile(&MESSER_CONFIG.task_maj_flt),
         }
     }
 }
@@ -182,6 +183,13 @@ pub fn sched_info(task: u64) -> Option<(u64, u64)> {
 pub fn ticks(task: u64) -> Option<(u64, u64)> {
     let cfg = config();
     Some((read_field::<u64>(task, cfg.task_utime)?, read_field::<u64>(task, cfg.task_stime)?))
+}
+
+/// A task's (`min_flt`, `maj_flt`) read with the probe helper.
+#[inline(always)]
+pub fn faults(task: u64) -> Option<(u64, u64)> {
+    let cfg = config();
+    Some((read_field::<u64>(task, cfg.task_min_flt)?, read_field::<u64>(task, cfg.task_maj_flt)?))
 }
 
 /// A `T` at byte `offset` of a task passed to a BTF tracepoint: a direct
@@ -293,6 +301,8 @@ pub fn spill(slot: &mut RunSlot) {
         c.switches_involuntary += a.switches_involuntary;
         c.user_ns += a.user_ns;
         c.system_ns += a.system_ns;
+        c.faults_minor += a.faults_minor;
+        c.faults_major += a.faults_major;
     }
     slot.acc = SchedCounts::default();
     slot.acc_dirty = 0;

@@ -35,8 +35,8 @@ use messer_common::{
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, config, current_ids, is_tracked, mark, read_field, sched_acc, sched_info, set_mark,
-    slot, spill, task_field, task_offsets, ticks,
+    BPF_NOEXIST, THREADS, bump, config, current_ids, faults, is_tracked, mark, read_field, sched_acc, sched_info,
+    set_mark, slot, spill, task_field, task_offsets, ticks,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -51,6 +51,8 @@ struct Kernel {
     pcount: u64,
     utime_ns: u64,
     stime_ns: u64,
+    min_flt: u64,
+    maj_flt: u64,
 }
 
 impl Kernel {
@@ -63,6 +65,8 @@ impl Kernel {
             pcount: t.pcount,
             utime_ns: t.utime_ns,
             stime_ns: t.stime_ns,
+            min_flt: t.min_flt,
+            maj_flt: t.maj_flt,
         }
     }
 
@@ -77,6 +81,8 @@ impl Kernel {
             pcount: self.pcount,
             utime_ns: self.utime_ns,
             stime_ns: self.stime_ns,
+            min_flt: self.min_flt,
+            maj_flt: self.maj_flt,
         }
     }
 }
@@ -119,6 +125,8 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             pcount,
             utime_ns: task_field(prev_task, off.utime),
             stime_ns: task_field(prev_task, off.stime),
+            min_flt: task_field(prev_task, off.min_flt),
+            maj_flt: task_field(prev_task, off.maj_flt),
         };
         switch_out(slot, tid, tgid, &now, runnable, dead);
     }
@@ -200,6 +208,8 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     if flags & THREAD_TICKS_KNOWN != 0 {
         a.user_ns = a.user_ns.wrapping_add(now.utime_ns.wrapping_sub(before.utime_ns));
         a.system_ns = a.system_ns.wrapping_add(now.stime_ns.wrapping_sub(before.stime_ns));
+        a.faults_minor = a.faults_minor.wrapping_add(now.min_flt.wrapping_sub(before.min_flt));
+        a.faults_major = a.faults_major.wrapping_add(now.maj_flt.wrapping_sub(before.maj_flt));
     }
     if runnable {
         a.switches_involuntary += 1;
@@ -299,8 +309,8 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     let t = unsafe { &mut *t };
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    let (Some(sum), Some((delay, pcount)), Some((utime, stime))) =
-        (read_field::<u64>(task, config().task_sum_exec_runtime), sched_info(task), ticks(task))
+    let (Some(sum), Some((delay, pcount)), Some((utime, stime)), Some((min_flt, maj_flt))) =
+        (read_field::<u64>(task, config().task_sum_exec_runtime), sched_info(task), ticks(task), faults(task))
     else {
         return;
     };
@@ -314,6 +324,8 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     if t.flags & THREAD_TICKS_KNOWN != 0 {
         a.user_ns = a.user_ns.wrapping_add(utime.wrapping_sub(t.utime_ns));
         a.system_ns = a.system_ns.wrapping_add(stime.wrapping_sub(t.stime_ns));
+        a.faults_minor = a.faults_minor.wrapping_add(min_flt.wrapping_sub(t.min_flt));
+        a.faults_major = a.faults_major.wrapping_add(maj_flt.wrapping_sub(t.maj_flt));
     }
     if resynced {
         a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
@@ -322,6 +334,8 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     t.pcount = pcount;
     t.utime_ns = utime;
     t.stime_ns = stime;
+    t.min_flt = min_flt;
+    t.maj_flt = maj_flt;
     t.flags |= THREAD_WAIT_VALID | THREAD_TICKS_VALID;
     if resynced {
         slot.credited_ns = piece;

@@ -14,8 +14,8 @@ use aya_ebpf::{
 use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    THREADS, TRACKED, bump, config, current_ids, emit, insert_zero_counters, is_tracked, parent_tgid, read_field,
-    sched_info, set_mark, slot, ticks,
+    THREADS, TRACKED, bump, config, current_ids, emit, faults, insert_zero_counters, is_tracked, parent_tgid,
+    read_field, sched_info, set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -78,8 +78,8 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     // Its stint so far predates the program: settle from here.
-    let (Some(sum), Some((delay, pcount)), Some((utime_ns, stime_ns))) =
-        (read_field::<u64>(task, cfg.task_sum_exec_runtime), sched_info(task), ticks(task))
+    let (Some(sum), Some((delay, pcount)), Some((utime_ns, stime_ns)), Some((min_flt, maj_flt))) =
+        (read_field::<u64>(task, cfg.task_sum_exec_runtime), sched_info(task), ticks(task), faults(task))
     else {
         return 0;
     };
@@ -91,6 +91,8 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         pcount,
         utime_ns,
         stime_ns,
+        min_flt,
+        maj_flt,
     };
     if THREADS.insert(tid, t, 0).is_ok() {
         set_mark(tid, 1);

@@ -60,8 +60,11 @@ pub const SUITES: &[(&str, &[&str])] = &[
         "targets",
         &["both_modes_agree_on_a_steady_workload_and_compare_says_so", "pid_command_follows_a_restarted_service"],
     ),
-    // PostgreSQL under pgbench -C, truth from its cgroup.
-    ("real_servers", &[]),
+    // PostgreSQL under pgbench -C, truth from its cgroup. Left out: nginx
+    // with 2000 connections, whose census and socket IO load and count on
+    // 6.1 (1957 connections seen, --io-syscalls attached) but cost beyond
+    // their 1 % budget under emulation, so most windows have no count.
+    ("real_servers", &["nginx_thousands_of_sockets"]),
 ];
 
 /// The newest installed kernel image of Debian's cloud flavour.

@@ -65,6 +65,9 @@ pub struct ProcessWindow {
     /// (ebpf: syscall returns; procfs: rchar/wchar); NaN if unknown.
     pub read_bytes: f64,
     pub write_bytes: f64,
+    /// Minor and major page faults in the window; NaN if unknown.
+    pub faults_minor: f64,
+    pub faults_major: f64,
 }
 
 /// A source of readings.

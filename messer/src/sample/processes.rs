@@ -28,6 +28,8 @@ pub fn schema() -> Schema {
         f("num_threads"),
         f("read_throughput_mibps"),
         f("write_throughput_mibps"),
+        f("page_faults_minor_rate_hz"),
+        f("page_faults_major_rate_hz"),
     ])
 }
 
@@ -40,9 +42,10 @@ pub fn ascii(text: &str, len: usize) -> String {
 /// The `/messer_processes` row of one process in a window.
 pub fn row(p: &ProcessWindow, unixtime: f64, monotime: f64, window_ns: u64) -> Row {
     let (total, user, system) = cpu_percent(&p.cpu, window_ns);
-    let mibps = |b: f64| {
-        if window_ns == 0 { f64::NAN } else { b / 1048576.0 / (window_ns as f64 / 1e9) }
+    let per_second = |n: f64| {
+        if window_ns == 0 { f64::NAN } else { n / (window_ns as f64 / 1e9) }
     };
+    let mibps = |b: f64| per_second(b / 1048576.0);
     vec![
         Value::F64(unixtime),
         Value::F64(monotime),
@@ -57,6 +60,8 @@ pub fn row(p: &ProcessWindow, unixtime: f64, monotime: f64, window_ns: u64) -> R
         Value::F64(p.num_threads),
         Value::F64(mibps(p.read_bytes)),
         Value::F64(mibps(p.write_bytes)),
+        Value::F64(per_second(p.faults_minor)),
+        Value::F64(per_second(p.faults_major)),
     ]
 }
 
@@ -145,7 +150,7 @@ impl Registry {
         self.hold = Some(pid);
         let host = crate::probe::procfs::host::Host::new(&self.proc);
         if let Ok(stat) = self.proc.stat(pid) {
-            let w = host.window(&stat, crate::probe::CpuWindow::default(), None);
+            let w = host.window(&stat, crate::probe::CpuWindow::default(), None, None);
             let (key, mut info) = self.seen_now(&w, unixtime);
             if info.cmdline.is_empty() {
                 info.cmdline = argv.join(" ");

@@ -21,6 +21,8 @@ pub fn add(a: &Counters, b: &Counters) -> Counters {
     out.switches_involuntary += b.switches_involuntary;
     out.user_ns += b.user_ns;
     out.system_ns += b.system_ns;
+    out.faults_minor += b.faults_minor;
+    out.faults_major += b.faults_major;
     for i in 0..io::COUNT {
         out.io_calls[i] += b.io_calls[i];
         out.io_bytes[i] += b.io_bytes[i];
@@ -40,6 +42,8 @@ pub fn sub(a: &Counters, b: &Counters) -> Option<Counters> {
         switches_involuntary: a.switches_involuntary.checked_sub(b.switches_involuntary)?,
         user_ns: a.user_ns.checked_sub(b.user_ns)?,
         system_ns: a.system_ns.checked_sub(b.system_ns)?,
+        faults_minor: a.faults_minor.checked_sub(b.faults_minor)?,
+        faults_major: a.faults_major.checked_sub(b.faults_major)?,
         ..Counters::default()
     };
     for i in 0..io::COUNT {

@@ -127,6 +127,8 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
             has_sched_info: u32::from(task_run_delay != 0),
             task_utime: btf.offset("task_struct", &["utime"])?,
             task_stime: btf.offset("task_struct", &["stime"])?,
+            task_min_flt: btf.offset("task_struct", &["min_flt"])?,
+            task_maj_flt: btf.offset("task_struct", &["maj_flt"])?,
             match_comm: u32::from(opts.comm.is_some()),
             comm: opts.comm.unwrap_or_default(),
         },
@@ -161,6 +163,8 @@ fn file_offsets(btf: &Btf) -> FileOffsets {
             sk_family: btf.offset("sock", &["__sk_common", "skc_family"])?,
             sk_state: btf.offset("sock", &["__sk_common", "skc_state"])?,
             sk_protocol: btf.offset("sock", &["sk_protocol"])?,
+            task_state: btf.offset("task_struct", &["__state"])?,
+            task_exit_state: btf.offset("task_struct", &["exit_state"])?,
             census: 1,
             ..FileOffsets::default()
         })
@@ -168,7 +172,10 @@ fn file_offsets(btf: &Btf) -> FileOffsets {
     let mut f = match socket_part() {
         Ok(f) => f,
         Err(e) => {
-            log::warn!("this kernel's socket layout is not known ({e}): socket counts will be missing");
+            log::warn!(
+                "this kernel's socket or task layout is not known ({e}): socket counts and thread states come \
+                 from /proc"
+            );
             return FileOffsets::default();
         }
     };
@@ -236,7 +243,7 @@ pub struct Loaded {
     pub io: bool,
     /// The kernel keeps run-queue delay per task (sched_info).
     pub runq: bool,
-    /// The socket census program is loaded.
+    /// The census programs are loaded.
     pub census: bool,
 }
 
@@ -282,8 +289,10 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     // Without the census the recording goes on, its socket counts missing.
     let census = files.census != 0
         && opts.reads.sockets
-        && super::sockets::load(&mut bpf, &kernel_btf)
-            .map_err(|e| log::warn!("the socket census does not load on this kernel ({e}): socket counts are missing"))
+        && super::census::load(&mut bpf, &kernel_btf)
+            .map_err(|e| {
+                log::warn!("the census does not load on this kernel ({e}): sockets and thread states come from /proc")
+            })
             .is_ok();
     for &t in targets {
         seed(&mut bpf, proc, t, opts.follow_children)?;

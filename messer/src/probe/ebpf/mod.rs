@@ -2,11 +2,11 @@
 //! the kernel, and reads exact per-window counters from the maps.
 
 pub mod btf;
+pub mod census;
 pub mod counters;
 pub mod flush;
 pub mod load;
 pub mod marks;
-pub mod sockets;
 pub mod stats;
 pub mod tracefs;
 pub mod tracked;
@@ -22,7 +22,7 @@ use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, Tra
 use crate::probe::EventKind;
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
-use crate::probe::procfs::figures::{SOCKET_BUDGET, SocketCounts, Sockets, Throttle, TreeFigures};
+use crate::probe::procfs::figures::{Census, FromProc, SOCKET_BUDGET, Sockets, Throttle, TreeFigures};
 use crate::probe::procfs::host::Host;
 use crate::probe::procfs::system::SystemProbe;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
@@ -143,8 +143,8 @@ pub struct EbpfProbe {
     programs: ProgramStats,
     tracked: tracked::TrackedSet,
     figures: TreeFigures,
-    /// The socket census is loaded; its read buffer; whether a failed
-    /// census has been logged.
+    /// The census is loaded; its read buffer; whether a failed census has
+    /// been logged.
     census: bool,
     census_buf: Vec<u8>,
     census_failed: bool,
@@ -164,6 +164,8 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
         float("proc_ctx_switch_rate_hz"),
         float("proc_ctx_switch_voluntary_rate_hz"),
         float("proc_ctx_switch_involuntary_rate_hz"),
+        float("proc_page_faults_minor_rate_hz"),
+        float("proc_page_faults_major_rate_hz"),
     ];
     if io {
         // Read and write keep the original Messer's names (files, pipes
@@ -218,7 +220,7 @@ impl EbpfProbe {
             figures: TreeFigures::new(
                 proc.clone(),
                 crate::probe::procfs::process::Reads { sockets: opts.reads.sockets && !census, ..opts.reads },
-                !io,
+                FromProc { disk: !io, faults: false },
             ),
             census,
             census_buf: Vec::new(),
@@ -321,6 +323,8 @@ impl EbpfProbe {
             num_threads: f64::NAN,
             read_bytes: f64::NAN,
             write_bytes: f64::NAN,
+            faults_minor: f64::NAN,
+            faults_major: f64::NAN,
             ..Default::default()
         };
         let tgid = e.pid as u32;
@@ -349,6 +353,8 @@ impl EbpfProbe {
             Measure::PerSecond(f(sum.switches_voluntary + sum.switches_involuntary)),
             Measure::PerSecond(f(sum.switches_voluntary)),
             Measure::PerSecond(f(sum.switches_involuntary)),
+            Measure::PerSecond(f(sum.faults_minor)),
+            Measure::PerSecond(f(sum.faults_major)),
         ];
         if !self.runq {
             m[1] = Measure::Missing;
@@ -382,23 +388,28 @@ impl EbpfProbe {
 }
 
 impl EbpfProbe {
-    /// The tree's sockets now; None (logged once) if the census failed.
-    fn socket_census(&mut self) -> Option<SocketCounts> {
+    /// The tree's sockets and thread states now; each None (logged once)
+    /// where its iterator failed, both when the budget does not allow.
+    fn run_census(&mut self) -> Census {
         let t0 = crate::sample::clock::monotonic_ns();
         if !self.census_throttle.due(t0) {
-            return None;
+            return Census::default();
         }
-        let counted = sockets::count(&mut self.bpf, &mut self.census_buf);
+        let sockets = census::sockets(&mut self.bpf, &mut self.census_buf);
+        let states = census::threads(&mut self.bpf, &mut self.census_buf);
         let spent = crate::sample::clock::monotonic_ns().saturating_sub(t0);
         self.census_throttle.spent(spent);
-        match counted {
-            Ok(c) => {
-                log::trace!("socket census: {c:?} in {} us", spent / 1000);
-                Some(c)
-            }
+        log::trace!("census: {sockets:?} {states:?} in {} us", spent / 1000);
+        Census { sockets: self.census_ok(sockets), states: self.census_ok(states) }
+    }
+
+    /// A census result; a failure is logged once and its figures missing.
+    fn census_ok<T>(&mut self, r: Result<T, EbpfError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
             Err(e) => {
                 if !std::mem::replace(&mut self.census_failed, true) {
-                    log::warn!("the socket census failed ({e}): socket counts are missing where it fails");
+                    log::warn!("the census failed ({e}): its figures are missing where it fails");
                 }
                 None
             }
@@ -494,6 +505,8 @@ impl Probe for EbpfProbe {
                     num_threads: f64::NAN,
                     read_bytes: rb,
                     write_bytes: wb,
+                    faults_minor: own.faults_minor as f64,
+                    faults_major: own.faults_major as f64,
                     ..base
                 }
             };
@@ -515,7 +528,7 @@ impl Probe for EbpfProbe {
                 Ok(stat) => {
                     let cpu = own_cpu(&own);
                     let rw = self.io.then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
-                    let w = self.host.window(&stat, cpu, rw);
+                    let w = self.host.window(&stat, cpu, rw, Some((own.faults_minor, own.faults_major)));
                     self.known.insert(tgid, w.clone());
                     processes.push(w);
                     stats.push(stat);
@@ -531,7 +544,7 @@ impl Probe for EbpfProbe {
         }
         let present = !stats.is_empty() || exited_now > 0;
         let mut extra = self.measures(&sum, last - first, cpus_used, present);
-        let sockets = if self.census { Sockets::Counted(self.socket_census()) } else { Sockets::Scan };
+        let sockets = if self.census { Sockets::Counted(self.run_census()) } else { Sockets::Scan };
         extra.extend(self.figures.read(&stats, sockets)?.0);
         extra.extend(self.system.read()?);
         Ok(Reading {

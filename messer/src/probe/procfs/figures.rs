@@ -46,45 +46,58 @@ pub struct SocketCounts {
     pub tcp_established: u64,
 }
 
-/// Each process's window (rchar, wchar) gain, by pid.
-pub type PerProcessIo = HashMap<i32, (u64, u64)>;
+/// Each process's gains over the window, by pid.
+pub type PerProcess = HashMap<i32, ProcessGains>;
 
-/// Where the socket counts of a read come from.
+/// Where the socket counts and thread states of a read come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sockets {
-    /// Scanned here from /proc (descriptors, then the namespace's tables).
+    /// Scanned here from /proc (descriptors, then the namespace's tables;
+    /// each thread's stat).
     Scan,
-    /// Counted elsewhere (the eBPF census); None: unknown this time.
-    Counted(Option<SocketCounts>),
+    /// Counted by the kernel side (ebpf mode's census).
+    Counted(Census),
 }
 
 /// Reads the tree's /proc figures each sample.
 pub struct TreeFigures {
     proc: ProcRoot,
     reads: Reads,
-    /// Also the figures eBPF provides in ebpf mode.
-    procfs_mode: bool,
+    /// Which of the figures eBPF can provide come from here.
+    own: FromProc,
     page_size: u64,
     ticks_per_second: f64,
     mem_total: Option<u64>,
-    io: [DeltaTracker<(i32, u64)>; 6],
+    io: [DeltaTracker<(i32, u64)>; 7],
     /// Costly reads, each done at most so often; rows in between have
     /// their figures missing.
     socket_scan: Throttle,
+    state_scan: Throttle,
     smaps: Throttle,
     blkio: DeltaTracker<(i32, u64)>,
+    guest: DeltaTracker<(i32, u64)>,
+    faults: [DeltaTracker<(i32, u64)>; 2],
 }
 
 /// Column order of `TreeFigures::read`.
-fn names(procfs_mode: bool) -> Vec<&'static str> {
+fn names(own: FromProc) -> Vec<&'static str> {
     let mut n = vec![
         "proc_num_threads",
+        "proc_num_threads_running",
+        "proc_num_threads_sleeping",
+        "proc_num_threads_disk_sleep",
+        "proc_num_threads_stopped",
+        "proc_num_threads_zombie",
         "proc_num_fds",
+        "proc_fd_limit",
+        "proc_fd_used_percent",
         "proc_num_ip_sockets_open",
         "proc_num_tcp_connections",
         "proc_io_storage_read_throughput_mibps",
         "proc_io_storage_write_throughput_mibps",
+        "proc_io_cancelled_write_throughput_mibps",
         "proc_io_blkio_delay_percent",
+        "proc_cpu_util_percent_guest",
         "proc_mem_rss",
         "proc_mem_vms",
         "proc_mem_pss",
@@ -96,7 +109,7 @@ fn names(procfs_mode: bool) -> Vec<&'static str> {
         "proc_cpu_children_user_s",
         "proc_cpu_children_system_s",
     ];
-    if procfs_mode {
+    if own.disk {
         n.extend([
             "proc_disk_read_throughput_mibps",
             "proc_disk_write_throughput_mibps",
@@ -104,7 +117,80 @@ fn names(procfs_mode: bool) -> Vec<&'static str> {
             "proc_disk_write_rate_hz",
         ]);
     }
+    if own.faults {
+        n.extend(["proc_page_faults_minor_rate_hz", "proc_page_faults_major_rate_hz"]);
+    }
     n
+}
+
+/// Figures that the eBPF probe counts in the kernel when it can, and that
+/// these /proc figures then leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromProc {
+    /// `proc_disk_*` from /proc/<pid>/io (no kernel-side syscall counting).
+    pub disk: bool,
+    /// Page faults from /proc/<pid>/stat.
+    pub faults: bool,
+}
+
+impl FromProc {
+    /// procfs mode: everything from /proc.
+    pub const ALL: FromProc = FromProc { disk: true, faults: true };
+}
+
+/// The tree's threads by state at one instant, as /proc shows a thread's
+/// state letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThreadStates {
+    /// R: on a CPU or runnable, waiting for one.
+    pub running: u64,
+    /// S (interruptible sleep), I (idle) and P (parked).
+    pub sleeping: u64,
+    /// D: uninterruptible sleep (usually IO).
+    pub disk_sleep: u64,
+    /// T (stopped by a signal) and t (stopped by a tracer).
+    pub stopped: u64,
+    /// Z: exited, not yet reaped.
+    pub zombie: u64,
+}
+
+impl ThreadStates {
+    /// Counts a thread in state `c` (a /proc state letter); X (dead) and
+    /// unknown letters are not counted.
+    pub fn add(&mut self, c: char) {
+        match c {
+            'R' => self.running += 1,
+            'S' | 'I' | 'P' => self.sleeping += 1,
+            'D' => self.disk_sleep += 1,
+            'T' | 't' => self.stopped += 1,
+            'Z' => self.zombie += 1,
+            _ => {}
+        }
+    }
+
+    fn measures(s: Option<Self>) -> [Measure; 5] {
+        match s {
+            Some(s) => [s.running, s.sleeping, s.disk_sleep, s.stopped, s.zombie].map(|v| Measure::Value(v as f64)),
+            None => [Measure::Missing; 5],
+        }
+    }
+}
+
+/// What the kernel side counted at this read (ebpf mode's iterators); None
+/// where unknown this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Census {
+    pub sockets: Option<SocketCounts>,
+    pub states: Option<ThreadStates>,
+}
+
+/// One process's gains over the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessGains {
+    /// rchar, wchar; None if /proc/<pid>/io could not be read.
+    pub rw: Option<(u64, u64)>,
+    /// Minor and major page faults.
+    pub faults: (u64, u64),
 }
 
 /// Socket tables of a network namespace: inode -> (is TCP, TCP state).
@@ -184,7 +270,7 @@ impl Throttle {
 const TCP_ESTABLISHED: u8 = 1;
 
 impl TreeFigures {
-    pub fn new(proc: ProcRoot, reads: Reads, procfs_mode: bool) -> Self {
+    pub fn new(proc: ProcRoot, reads: Reads, own: FromProc) -> Self {
         // SAFETY: sysconf has no preconditions.
         let (page, hz) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
         let mem_total = proc
@@ -195,19 +281,22 @@ impl TreeFigures {
         Self {
             proc,
             reads,
-            procfs_mode,
+            own,
             page_size: u64::try_from(page).unwrap_or(4096),
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             mem_total,
             io: Default::default(),
             socket_scan: Throttle::every(SOCKET_SCAN_NS, SOCKET_BUDGET),
+            state_scan: Throttle::every(0, SOCKET_BUDGET),
             smaps: Throttle::every(SMAPS_NS, SMAPS_BUDGET),
             blkio: DeltaTracker::default(),
+            guest: DeltaTracker::default(),
+            faults: Default::default(),
         }
     }
 
     pub fn columns(&self) -> Vec<Column> {
-        names(self.procfs_mode).into_iter().map(float).collect()
+        names(self.own).into_iter().map(float).collect()
     }
 
     /// Baselines processes that existed before they were tracked: their IO
@@ -223,20 +312,40 @@ impl TreeFigures {
             if let Some(t) = s.blkio_ticks {
                 self.blkio.prime(key, t);
             }
+            if let Some(t) = s.guest_ticks {
+                self.guest.prime(key, t);
+            }
+            self.faults[0].prime(key, s.minflt);
+            self.faults[1].prime(key, s.majflt);
         }
+    }
+
+    /// The threads of `stats`' processes by state, from each thread's
+    /// stat (a read per thread); None if a live process's threads could not
+    /// be read.
+    fn scan_states(&self, stats: &[Stat]) -> Option<ThreadStates> {
+        let mut out = ThreadStates::default();
+        for s in stats {
+            let Ok(tids) = self.proc.tasks(s.pid) else { continue };
+            for tid in tids {
+                // The letter after the comm's closing parenthesis.
+                if let Ok(text) = self.proc.read(format!("{}/task/{tid}/stat", s.pid))
+                    && let Some(c) = text.rfind(')').and_then(|i| text[i + 1..].trim_start().chars().next())
+                {
+                    out.add(c);
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Reads the processes whose stats are `stats` (the tree now; the ones
     /// that vanished meanwhile are skipped).
-    /// Also returns each process's window (rchar, wchar) gain, by pid.
-    pub fn read(
-        &mut self,
-        stats: &[Stat],
-        counted: Sockets,
-    ) -> Result<(Vec<Measure>, PerProcessIo), ReadError> {
+    /// Also returns each process's gains over the window, by pid.
+    pub fn read(&mut self, stats: &[Stat], counted: Sockets) -> Result<(Vec<Measure>, PerProcess), ReadError> {
         if stats.is_empty() {
             // No process: the figures are unknown, not zero.
-            return Ok((vec![Measure::Missing; names(self.procfs_mode).len()], HashMap::new()));
+            return Ok((vec![Measure::Missing; names(self.own).len()], HashMap::new()));
         }
         let now = crate::sample::clock::monotonic_ns();
         let reads = Reads {
@@ -264,12 +373,17 @@ impl TreeFigures {
             Sum::default(),
         );
         let (mut cu, mut cs) = (0.0, 0.0);
-        let mut io = [0.0; 6];
+        let mut io = [0.0; 7];
         let mut io_known = true;
         let mut blkio = 0.0;
         let mut blkio_known = true;
         let mut sockets: Option<HashSet<u64>> = Some(HashSet::new());
         let mut per_process = HashMap::new();
+        let (mut guest, mut guest_known) = (0.0, true);
+        let mut faults = [0.0; 2];
+        // The highest descriptor use against the process's own soft limit.
+        let mut fd_use: Option<(f64, u64)> = None;
+        let mut fd_use_known = true;
         for (s, f) in &figures {
             let key = (s.pid, s.starttime);
             threads += f.num_threads as f64;
@@ -283,16 +397,36 @@ impl TreeFigures {
             peak.add(f.rss_peak_bytes);
             cu += f.children_user_ticks as f64;
             cs += f.children_system_ticks as f64;
+            let mut gains = ProcessGains {
+                rw: None,
+                faults: (self.faults[0].observe(key, s.minflt), self.faults[1].observe(key, s.majflt)),
+            };
+            faults[0] += gains.faults.0 as f64;
+            faults[1] += gains.faults.1 as f64;
             match f.io {
                 Some(v) => {
-                    let mut d = [0; 6];
-                    for i in 0..6 {
+                    let mut d = [0; 7];
+                    for i in 0..7 {
                         d[i] = self.io[i].observe(key, v[i]);
                         io[i] += d[i] as f64;
                     }
-                    per_process.insert(s.pid, (d[0], d[1]));
+                    gains.rw = Some((d[0], d[1]));
                 }
                 None => io_known = false,
+            }
+            per_process.insert(s.pid, gains);
+            match s.guest_ticks {
+                Some(t) => guest += self.guest.observe(key, t) as f64,
+                None => guest_known = false,
+            }
+            match (f.num_fds, f.fd_limit) {
+                (Some(n), Some(limit)) if limit > 0 => {
+                    let used = n as f64 / limit as f64;
+                    if fd_use.is_none_or(|(u, _)| used > u) {
+                        fd_use = Some((used, limit));
+                    }
+                }
+                _ => fd_use_known = false,
             }
             match f.blkio_ticks {
                 Some(t) => blkio += self.blkio.observe(key, t) as f64,
@@ -307,14 +441,18 @@ impl TreeFigures {
             t.commit();
         }
         self.blkio.commit();
+        self.guest.commit();
+        for t in &mut self.faults {
+            t.commit();
+        }
         if reads.smaps {
             self.smaps.spent(spent.smaps_ns);
         }
         let (ip_sockets, tcp_conns) = match (counted, &sockets, stats.first()) {
-            (Sockets::Counted(Some(c)), ..) => {
+            (Sockets::Counted(Census { sockets: Some(c), .. }), ..) => {
                 (Measure::Value(c.ip_sockets as f64), Measure::Value(c.tcp_established as f64))
             }
-            (Sockets::Counted(None), ..) => (Measure::Missing, Measure::Missing),
+            (Sockets::Counted(Census { sockets: None, .. }), ..) => (Measure::Missing, Measure::Missing),
             (Sockets::Scan, Some(set), Some(first)) => {
                 let t0 = crate::sample::clock::monotonic_ns();
                 let table = socket_table(&self.proc, first.pid);
@@ -326,20 +464,43 @@ impl TreeFigures {
             (Sockets::Scan, Some(_), None) => (Measure::Value(0.0), Measure::Value(0.0)),
             (Sockets::Scan, None, _) => (Measure::Missing, Measure::Missing),
         };
+        let states = match counted {
+            Sockets::Counted(c) => c.states,
+            Sockets::Scan if self.state_scan.due(now) => {
+                let t0 = crate::sample::clock::monotonic_ns();
+                let s = self.scan_states(stats);
+                self.state_scan.spent(crate::sample::clock::monotonic_ns().saturating_sub(t0));
+                s
+            }
+            Sockets::Scan => None,
+        };
         let known = |ok: bool, m: Measure| if ok { m } else { Measure::Missing };
+        let (fd_limit, fd_used) = match fd_use {
+            Some((used, limit)) if fd_use_known => (
+                // Unlimited is infinite, stored as such.
+                Measure::Value(if limit == u64::MAX { f64::INFINITY } else { limit as f64 }),
+                Measure::Value(used * 100.0),
+            ),
+            _ => (Measure::Missing, Measure::Missing),
+        };
         let rss_percent = match (rss.measure(), self.mem_total) {
             (Measure::Value(r), Some(total)) if total > 0 => Measure::Value(r / total as f64 * 100.0),
             _ => Measure::Missing,
         };
-        let mut m = vec![
-            Measure::Value(threads),
+        let mut m = vec![Measure::Value(threads)];
+        m.extend(ThreadStates::measures(states));
+        m.extend([
             fds.measure(),
+            fd_limit,
+            fd_used,
             ip_sockets,
             tcp_conns,
             known(io_known, Measure::MibPerSecond(io[4])),
             known(io_known, Measure::MibPerSecond(io[5])),
+            known(io_known, Measure::MibPerSecond(io[6])),
             // Ticks of waiting, as nanoseconds, per window.
             known(blkio_known, Measure::PercentOfWindow(blkio / self.ticks_per_second * 1e9)),
+            known(guest_known, Measure::PercentOfWindow(guest / self.ticks_per_second * 1e9)),
             rss.measure(),
             vms.measure(),
             pss.measure(),
@@ -350,14 +511,17 @@ impl TreeFigures {
             peak.measure(),
             Measure::Value(cu / self.ticks_per_second),
             Measure::Value(cs / self.ticks_per_second),
-        ];
-        if self.procfs_mode {
+        ]);
+        if self.own.disk {
             m.extend([
                 known(io_known, Measure::MibPerSecond(io[0])),
                 known(io_known, Measure::MibPerSecond(io[1])),
                 known(io_known, Measure::PerSecond(io[2])),
                 known(io_known, Measure::PerSecond(io[3])),
             ]);
+        }
+        if self.own.faults {
+            m.extend([Measure::PerSecond(faults[0]), Measure::PerSecond(faults[1])]);
         }
         Ok((m, per_process))
     }
@@ -396,28 +560,38 @@ mod tests {
         p.file("meminfo", "MemTotal: 4096 kB\n");
         p.process(10, 1, "a", &[10, 11]);
         p.process(12, 10, "b", &[12]);
-        p.file("10/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
-        p.file("12/io", "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 0\nwrite_bytes: 0\n");
+        p.file(
+            "10/io",
+            "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\ncancelled_write_bytes: 0\n",
+        );
+        p.file(
+            "12/io",
+            "rchar: 100\nwchar: 0\nsyscr: 1\nsyscw: 0\nread_bytes: 0\nwrite_bytes: 0\ncancelled_write_bytes: 0\n",
+        );
         p.file("10/smaps_rollup", "Pss: 8 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 4 kB\nShared_Dirty: 0 kB\n");
         let root = p.root();
-        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true, sockets: true }, true);
+        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true, sockets: true }, FromProc::ALL);
         let cols = t.columns();
         let stats = vec![root.stat(10).unwrap(), root.stat(12).unwrap()];
         let (m, _) = t.read(&stats, Sockets::Scan).unwrap();
         assert_eq!(m.len(), cols.len());
         let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
         assert_eq!(at("proc_num_threads"), Measure::Value(3.0));
+        // Each thread's stat says S.
+        assert_eq!(at("proc_num_threads_sleeping"), Measure::Value(3.0));
+        assert_eq!(at("proc_num_threads_running"), Measure::Value(0.0));
         let rss = 2.0 * 300.0 * t.page_size as f64;
         assert_eq!(at("proc_mem_rss"), Measure::Value(rss));
         assert_eq!(at("proc_mem_rss_percent"), Measure::Value(rss / (4096.0 * 1024.0) * 100.0));
         assert_eq!(at("proc_mem_pss"), Measure::Missing, "process 12 has no smaps_rollup");
         assert_eq!(at("proc_cpu_children_user_s"), Measure::Value(6.0 / t.ticks_per_second));
-        p.file("10/io", "rchar: 1124\nwchar: 0\nsyscr: 3\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 0\n");
+        p.file("10/io", "rchar: 1124\nwchar: 0\nsyscr: 3\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 512\ncancelled_write_bytes: 256\n");
         let (m, per) = t.read(&stats, Sockets::Scan).unwrap();
-        assert_eq!(per[&10], (1024, 0));
+        assert_eq!(per[&10].rw, Some((1024, 0)));
         let at = |n: &str| m[cols.iter().position(|c| c.name == n).unwrap()];
         assert_eq!(at("proc_disk_read_rate_hz").value(1_000_000_000), 2.0);
         assert_eq!(at("proc_disk_read_throughput_mibps").value(1_000_000_000), 1024.0 / 1048576.0);
         assert_eq!(at("proc_io_storage_read_throughput_mibps").value(1), 0.0);
+        assert_eq!(at("proc_io_cancelled_write_throughput_mibps").value(1_000_000_000), 256.0 / 1048576.0);
     }
 }

@@ -39,8 +39,15 @@ impl Host {
         self.boot_unixtime + stat.starttime as f64 / self.ticks_per_second
     }
 
-    /// A process's window from its stat and what was measured for it.
-    pub fn window(&self, stat: &super::parse::Stat, cpu: CpuWindow, rw: Option<(u64, u64)>) -> ProcessWindow {
+    /// A process's window from its stat and what was measured for it:
+    /// read/write bytes, minor/major page faults.
+    pub fn window(
+        &self,
+        stat: &super::parse::Stat,
+        cpu: CpuWindow,
+        rw: Option<(u64, u64)>,
+        faults: Option<(u64, u64)>,
+    ) -> ProcessWindow {
         ProcessWindow {
             pid: stat.pid,
             ppid: stat.ppid,
@@ -51,6 +58,8 @@ impl Host {
             num_threads: stat.num_threads as f64,
             read_bytes: rw.map_or(f64::NAN, |(r, _)| r as f64),
             write_bytes: rw.map_or(f64::NAN, |(_, w)| w as f64),
+            faults_minor: faults.map_or(f64::NAN, |(m, _)| m as f64),
+            faults_major: faults.map_or(f64::NAN, |(_, m)| m as f64),
         }
     }
 }

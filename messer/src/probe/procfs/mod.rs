@@ -87,7 +87,7 @@ impl ProcfsProbe {
     pub fn new(proc: ProcRoot, roots: &[i32], follow_children: bool, reads: process::Reads) -> Self {
         let mut p = Self {
             snap: None,
-            figures: figures::TreeFigures::new(proc.clone(), reads, true),
+            figures: figures::TreeFigures::new(proc.clone(), reads, figures::FromProc::ALL),
             system: system::SystemProbe::new(proc.clone(), "/sys"),
             host: host::Host::new(&proc),
             proc,
@@ -389,8 +389,14 @@ impl Probe for ProcfsProbe {
         let (tree, rw) = self.figures.read(&stats, figures::Sockets::Scan)?;
         extra.extend(tree);
         extra.extend(self.system.read()?);
-        let processes =
-            stats.iter().zip(cpus).map(|(s, cpu)| self.host.window(s, cpu, rw.get(&s.pid).copied())).collect();
+        let processes = stats
+            .iter()
+            .zip(cpus)
+            .map(|(s, cpu)| {
+                let g = rw.get(&s.pid);
+                self.host.window(s, cpu, g.and_then(|g| g.rw), g.map(|g| g.faults))
+            })
+            .collect();
         let events = self.events(&stats, crate::sample::clock::wall_of(mono_ns) as f64 / 1e9);
         let present = !stats.is_empty();
         if !present {

@@ -50,6 +50,12 @@ pub struct Stat {
     /// Ticks spent waiting for block IO (delay accounting; absent in old
     /// kernels, 0 when delay accounting is off).
     pub blkio_ticks: Option<u64>,
+    /// Page faults that needed no IO (minor) and that did (major); for a
+    /// process, of all its threads including exited ones.
+    pub minflt: u64,
+    pub majflt: u64,
+    /// Ticks spent running a virtual CPU (guest mode; absent in old kernels).
+    pub guest_ticks: Option<u64>,
 }
 
 /// `PF_KTHREAD` in `Stat::flags`: a kernel thread.
@@ -93,6 +99,9 @@ pub fn stat(text: &str) -> Result<Stat, ParseError> {
         rss_pages: num(24)?,
         processor: num(39).ok().and_then(|v| u32::try_from(v).ok()),
         blkio_ticks: num(42).ok(),
+        minflt: num(10)?,
+        majflt: num(12)?,
+        guest_ticks: num(43).ok(),
     })
 }
 
@@ -141,6 +150,7 @@ mod tests {
         assert_eq!(s.starttime, 987654);
         assert_eq!(s.flags & PF_KTHREAD, 0);
         assert_eq!((s.vsize, s.rss_pages, s.processor, s.blkio_ticks), (12345678, 321, Some(1), Some(0)));
+        assert_eq!((s.minflt, s.majflt, s.guest_ticks), (120, 0, Some(0)));
     }
 
     #[test]

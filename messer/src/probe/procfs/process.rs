@@ -24,15 +24,42 @@ pub struct ProcessFigures {
     pub num_fds: Option<u64>,
     /// Socket inodes among the open file descriptors.
     pub socket_inodes: Option<Vec<u64>>,
-    /// /proc/<pid>/io: rchar, wchar, syscr, syscw, read_bytes, write_bytes.
-    pub io: Option<[u64; 6]>,
+    /// The soft limit on open descriptors (RLIMIT_NOFILE); None if unknown,
+    /// u64::MAX for unlimited.
+    pub fd_limit: Option<u64>,
+    /// /proc/<pid>/io: rchar, wchar, syscr, syscw, read_bytes, write_bytes,
+    /// cancelled_write_bytes.
+    pub io: Option<[u64; 7]>,
     pub children_user_ticks: u64,
     pub children_system_ticks: u64,
     pub blkio_ticks: Option<u64>,
 }
 
 /// The /proc/<pid>/io fields, in `ProcessFigures::io` order.
-pub const IO_FIELDS: [&str; 6] = ["rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes"];
+pub const IO_FIELDS: [&str; 7] =
+    ["rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes", "cancelled_write_bytes"];
+
+/// Process `pid`'s soft RLIMIT_NOFILE: prlimit(2) (one syscall; root may
+/// ask of any process), else the "Max open files" line of
+/// /proc/<pid>/limits (readable by anyone). u64::MAX for unlimited.
+pub fn fd_limit(proc: &ProcRoot, pid: i32) -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit with a null new limit only reads into `lim`.
+    if proc.is_live() && unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut lim) } == 0 {
+        return Some(if lim.rlim_cur == libc::RLIM_INFINITY { u64::MAX } else { lim.rlim_cur });
+    }
+    let text = proc.read(format!("{pid}/limits")).ok()?;
+    parse_fd_limit(&text)
+}
+
+/// The soft limit of "Max open files" in a /proc/<pid>/limits text.
+pub fn parse_fd_limit(text: &str) -> Option<u64> {
+    let rest = text.lines().find_map(|l| l.strip_prefix("Max open files"))?;
+    match rest.split_whitespace().next()? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
+}
 
 /// The fields of /proc/<pid>/smaps_rollup used.
 const SMAPS_FIELDS: [&str; 4] = ["Pss", "Private_Clean", "Private_Dirty", "Shared_Dirty"];
@@ -111,13 +138,13 @@ fn socket_inode(dir: &std::fs::File, name: &std::ffi::OsStr) -> Option<u64> {
 }
 
 /// /proc/<pid>/io in `IO_FIELDS` order; None if unreadable or incomplete.
-pub fn io(proc: &ProcRoot, pid: i32) -> Option<[u64; 6]> {
+pub fn io(proc: &ProcRoot, pid: i32) -> Option<[u64; 7]> {
     io_fields(kv_file(proc, pid, "io", &IO_FIELDS).ok().as_ref())
 }
 
-fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 6]> {
+fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 7]> {
     let m = m?;
-    let mut v = [0; 6];
+    let mut v = [0; 7];
     for (slot, k) in v.iter_mut().zip(IO_FIELDS) {
         *slot = *m.get(k)?;
     }
@@ -185,6 +212,7 @@ pub fn read(
         dirty_bytes: or_exited(sum(&smaps, "Private_Dirty", "Shared_Dirty"), reads.smaps),
         num_fds: fds.as_ref().map(|f| f.0),
         socket_inodes: fds.and_then(|f| f.1),
+        fd_limit: fd_limit(proc, pid),
         io: io_fields(io.as_ref()),
         children_user_ticks: stat.cutime,
         children_system_ticks: stat.cstime,
@@ -237,7 +265,7 @@ mod tests {
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
-        assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6, 0]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");
         let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true }, &mut Spent::default()).unwrap();

@@ -1,15 +1,16 @@
-//! The socket census: a BPF iterator over the open files of every process
-//! (the kernel's `task_file` iterator, which visits a file table shared by
-//! threads once) that reports, for each descriptor of a tracked process
-//! naming a TCP or UDP socket over IPv4 or IPv6, the socket's inode,
-//! protocol and state. The loader runs it once per sample by reading an
-//! iterator instance: exact at that instant, at a cost per open file of the
-//! machine instead of a readlink per descriptor and a /proc/net table parse.
+//! The census: two BPF iterators the loader reads once per sample, each
+//! exact at that instant. Sockets: the kernel's `task_file` iterator over
+//! the open files of every process (a file table shared by threads is
+//! visited once) reports, for each descriptor of a tracked process naming a
+//! TCP or UDP socket over IPv4 or IPv6, the socket's inode, protocol and
+//! state: a cost per open file of the machine instead of a readlink per
+//! descriptor and a /proc/net table parse. Threads: the `task` iterator
+//! reports the state words of every thread of a tracked process.
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers;
-use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SocketRecord};
+use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SocketRecord, ThreadRecord};
 
 use crate::maps::{config_ref, files_ref, is_tracked};
 
@@ -107,4 +108,44 @@ fn census(ctx: *const TaskFileCtx) -> Option<()> {
         helpers::bpf_seq_write(seq.cast(), (&rec as *const SocketRecord).cast(), size_of::<SocketRecord>() as u32);
     }
     Some(())
+}
+
+/// The kernel's `struct bpf_iter__task`.
+#[repr(C)]
+struct TaskCtx {
+    meta: *const IterMeta,
+    task: *const u8,
+}
+
+/// The thread-state census: every thread (task) of the machine is visited
+/// once; for each of a tracked process its raw state words are reported.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
+    let ctx = ctx as *const TaskCtx;
+    // SAFETY: the iterator's context (see `census`).
+    let (meta, task) = unsafe { (core::ptr::read_volatile(&(*ctx).meta), core::ptr::read_volatile(&(*ctx).task)) };
+    if task.is_null() || meta.is_null() {
+        return 0;
+    }
+    // SAFETY: plain reads of the loader's statics (each alone: constants).
+    let (tgid_at, state_at, exit_at) = unsafe {
+        (
+            core::ptr::read_volatile(&config_ref().task_tgid),
+            core::ptr::read_volatile(&files_ref().task_state),
+            core::ptr::read_volatile(&files_ref().task_exit_state),
+        )
+    };
+    let tgid = field::<u32>(task, tgid_at);
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    let rec =
+        ThreadRecord { tgid, state: field::<u32>(task, state_at), exit_state: field::<u32>(task, exit_at), _pad: 0 };
+    // SAFETY: as in `census`.
+    unsafe {
+        let seq = core::ptr::read_volatile(&(*meta).seq);
+        helpers::bpf_seq_write(seq.cast(), (&rec as *const ThreadRecord).cast(), size_of::<ThreadRecord>() as u32);
+    }
+    0
 }

@@ -1,0 +1,136 @@
+//! The census (kernel side: `messer-ebpf/src/census.rs`): each read runs
+//! the two iterators once, the tree's TCP and UDP sockets from the records
+//! of the one over every process's open files, its threads' states from
+//! the one over every task.
+
+use std::collections::HashSet;
+use std::io::Read as _;
+
+use aya::Ebpf;
+use aya::programs::Iter;
+use messer_common::{IPPROTO_TCP, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
+
+use super::{EbpfError, load};
+use crate::probe::procfs::figures::{SocketCounts, ThreadStates};
+
+/// The programs' names in the BPF object and the kernel iterators they run on.
+pub const SOCKETS: (&str, &str) = ("messer_sockets", "task_file");
+pub const THREADS: (&str, &str) = ("messer_thread_states", "task");
+
+/// Loads both iterator programs (attached anew at every read).
+pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
+    for (name, target) in [SOCKETS, THREADS] {
+        let p: &mut Iter = load::program(bpf, name)?;
+        p.load(target, btf).map_err(EbpfError::load)?;
+    }
+    Ok(())
+}
+
+/// Counts socket records (`SocketRecord`s as the kernel side wrote them).
+pub fn tally_sockets(records: &[u8]) -> SocketCounts {
+    let mut seen = HashSet::new();
+    let mut out = SocketCounts::default();
+    for chunk in records.chunks_exact(size_of::<SocketRecord>()) {
+        // SAFETY: a whole record's bytes; read unaligned.
+        let r: SocketRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        if seen.insert(r.ino) {
+            out.ip_sockets += 1;
+            if r.protocol == IPPROTO_TCP && r.state == TCP_ESTABLISHED {
+                out.tcp_established += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `TASK_REPORT` and `TASK_IDLE` of include/linux/sched.h, and the letters
+/// /proc shows by the highest bit of the reported state (fs/proc/array.c).
+const TASK_REPORT: u32 = 0x7f;
+const TASK_IDLE: u32 = 0x402;
+const LETTERS: [char; 8] = ['R', 'S', 'D', 'T', 't', 'X', 'Z', 'P'];
+
+/// The /proc state letter of a thread's state words, by the kernel's
+/// `task_state_index`.
+pub fn letter(state: u32, exit_state: u32) -> char {
+    if state == TASK_IDLE {
+        return 'I';
+    }
+    let reported = (state | exit_state) & TASK_REPORT;
+    let index = (u32::BITS - reported.leading_zeros()) as usize;
+    LETTERS.get(index).copied().unwrap_or('?')
+}
+
+/// Counts thread records by state.
+pub fn tally_threads(records: &[u8]) -> ThreadStates {
+    let mut out = ThreadStates::default();
+    for chunk in records.chunks_exact(size_of::<ThreadRecord>()) {
+        // SAFETY: a whole record's bytes; read unaligned.
+        let r: ThreadRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        out.add(letter(r.state, r.exit_state));
+    }
+    out
+}
+
+/// Runs iterator program `name` once: a new instance read to its end into
+/// `buf` (which keeps its capacity), whole records of `record` bytes.
+pub fn run(bpf: &mut Ebpf, name: &str, record: usize, buf: &mut Vec<u8>) -> Result<(), EbpfError> {
+    let p: &mut Iter = load::program(bpf, name)?;
+    let id = p.attach().map_err(EbpfError::map)?;
+    let link = p.take_link(id).map_err(EbpfError::map)?;
+    let mut file = link.into_file().map_err(EbpfError::map)?;
+    buf.clear();
+    file.read_to_end(buf).map_err(EbpfError::map)?;
+    if !buf.len().is_multiple_of(record) {
+        return Err(EbpfError::Map(format!("iterator {name} returned {} bytes, not whole records", buf.len())));
+    }
+    Ok(())
+}
+
+/// The tree's sockets now.
+pub fn sockets(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<SocketCounts, EbpfError> {
+    run(bpf, SOCKETS.0, size_of::<SocketRecord>(), buf)?;
+    Ok(tally_sockets(buf))
+}
+
+/// The tree's threads by state now.
+pub fn threads(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<ThreadStates, EbpfError> {
+    run(bpf, THREADS.0, size_of::<ThreadRecord>(), buf)?;
+    Ok(tally_threads(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<T: Copy>(r: T) -> Vec<u8> {
+        // SAFETY: a plain-data record's bytes.
+        unsafe { std::slice::from_raw_parts((&r as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn counts_each_socket_once_however_many_hold_it() {
+        let rec = |ino, tgid, protocol, state| bytes(SocketRecord { ino, tgid, protocol, state });
+        let b: Vec<u8> =
+            [rec(7, 1, 6, 1), rec(7, 2, 6, 1), rec(8, 1, 6, 10), rec(9, 1, 17, 7), rec(10, 2, 6, 1)].concat();
+        assert_eq!(tally_sockets(&b), SocketCounts { ip_sockets: 4, tcp_established: 2 });
+        assert_eq!(tally_sockets(&[]), SocketCounts::default());
+    }
+
+    #[test]
+    fn thread_states_follow_the_kernels_letters() {
+        assert_eq!(letter(0, 0), 'R');
+        assert_eq!(letter(1, 0), 'S');
+        assert_eq!(letter(2, 0), 'D');
+        assert_eq!(letter(0x402, 0), 'I');
+        assert_eq!(letter(4, 0), 'T');
+        assert_eq!(letter(8, 0), 't');
+        // An exited thread group leader: exit_state EXIT_ZOMBIE (0x20).
+        assert_eq!(letter(0x80, 0x20), 'Z');
+        // TASK_KILLABLE (TASK_WAKEKILL | TASK_UNINTERRUPTIBLE): D.
+        assert_eq!(letter(0x102, 0), 'D');
+        let rec = |state, exit_state| bytes(ThreadRecord { tgid: 1, state, exit_state, _pad: 0 });
+        let b: Vec<u8> = [rec(0, 0), rec(1, 0), rec(1, 0), rec(2, 0), rec(0x80, 0x20)].concat();
+        let t = tally_threads(&b);
+        assert_eq!((t.running, t.sleeping, t.disk_sleep, t.stopped, t.zombie), (1, 2, 1, 0, 1));
+    }
+}

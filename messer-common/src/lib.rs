@@ -168,6 +168,13 @@ pub const THREAD_TICKS_VALID: u32 = 4;
 /// `ThreadState::flags` with which `utime_ns` and `stime_ns` are known.
 pub const THREAD_TICKS_KNOWN: u32 = THREAD_SUM_VALID | THREAD_TICKS_VALID;
 
+/// `ThreadState::flags`: `min_flt` and `maj_flt` are known (a thread
+/// seeded by the loader from its /proc stat).
+pub const THREAD_FAULTS_VALID: u32 = 8;
+
+/// `ThreadState::flags` with which `min_flt` and `maj_flt` are known.
+pub const THREAD_FAULTS_KNOWN: u32 = THREAD_TICKS_KNOWN | THREAD_FAULTS_VALID;
+
 /// `ThreadState::flags`: `run_delay_ns` and `pcount` are known (a thread
 /// that existed when the recording began, seeded from its schedstat), its
 /// `sum_exec_ns` is not yet.
@@ -279,6 +286,9 @@ pub struct Config {
     /// 1: a process whose new program's comm equals `comm` starts being
     /// tracked at its exec (`--comm`).
     pub match_comm: u32,
+    /// `oom/mark_victim` tracepoint: offset of `pid` (the victim task's
+    /// id, a thread of the process the OOM killer ends).
+    pub oom_victim_pid: u32,
     /// The comm to match, NUL-padded (the kernel's comm is at most 15 bytes).
     pub comm: [u8; COMM_LEN],
 }
@@ -396,6 +406,8 @@ pub mod event {
     /// A process not tracked before ran a program whose comm matches
     /// `Config::comm`; it is tracked from this exec on.
     pub const MATCH: u32 = 4;
+    /// The OOM killer chose a tracked process as its victim (`mark_victim`).
+    pub const OOM_KILL: u32 = 5;
 }
 
 /// Name of the global that holds [`Config`] in the BPF object.

@@ -86,6 +86,7 @@ static MESSER_CONFIG: Config = Config {
     task_min_flt: 0,
     task_maj_flt: 0,
     match_comm: 0,
+    oom_victim_pid: 0,
     comm: [0; COMM_LEN],
 };
 

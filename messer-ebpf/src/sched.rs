@@ -30,8 +30,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use messer_common::{
-    RunSlot, SLOT_VALID, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID, THREAD_WAIT_KNOWN,
-    THREAD_WAIT_VALID, ThreadState, stat,
+    RunSlot, SLOT_VALID, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID,
+    THREAD_WAIT_KNOWN, THREAD_WAIT_VALID, ThreadState, stat,
 };
 
 use crate::maps::{
@@ -208,6 +208,8 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     if flags & THREAD_TICKS_KNOWN != 0 {
         a.user_ns = a.user_ns.wrapping_add(now.utime_ns.wrapping_sub(before.utime_ns));
         a.system_ns = a.system_ns.wrapping_add(now.stime_ns.wrapping_sub(before.stime_ns));
+    }
+    if flags & THREAD_FAULTS_KNOWN != 0 {
         a.faults_minor = a.faults_minor.wrapping_add(now.min_flt.wrapping_sub(before.min_flt));
         a.faults_major = a.faults_major.wrapping_add(now.maj_flt.wrapping_sub(before.maj_flt));
     }
@@ -324,6 +326,8 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     if t.flags & THREAD_TICKS_KNOWN != 0 {
         a.user_ns = a.user_ns.wrapping_add(utime.wrapping_sub(t.utime_ns));
         a.system_ns = a.system_ns.wrapping_add(stime.wrapping_sub(t.stime_ns));
+    }
+    if t.flags & THREAD_FAULTS_KNOWN != 0 {
         a.faults_minor = a.faults_minor.wrapping_add(min_flt.wrapping_sub(t.min_flt));
         a.faults_major = a.faults_major.wrapping_add(maj_flt.wrapping_sub(t.maj_flt));
     }

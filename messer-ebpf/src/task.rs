@@ -8,14 +8,14 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    THREADS, TRACKED, bump, config, current_ids, emit, faults, insert_zero_counters, is_tracked, parent_tgid,
-    read_field, sched_info, set_mark, slot, ticks,
+    THREADS, TRACKED, bump, config, config_ref, current_ids, emit, faults, insert_zero_counters, is_tracked,
+    parent_tgid, read_field, sched_info, set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -167,5 +167,30 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
         let status = read_field::<u32>(task, cfg.task_exit_code).unwrap_or(0);
         emit(event::EXIT, tgid, parent_tgid(task), status);
     }
+    0
+}
+
+/// `oom/mark_victim` (a classic tracepoint: its raw arguments changed
+/// between kernels, its `pid` field did not), run when the OOM killer has
+/// chosen its victim, any thread of the process it ends.
+#[tracepoint]
+pub fn oom_mark_victim(ctx: TracePointContext) -> u32 {
+    // SAFETY: a plain read of the loader's static (alone: a constant).
+    let at = unsafe { core::ptr::read_volatile(&config_ref().oom_victim_pid) };
+    // SAFETY: offset from this kernel's tracefs format file.
+    let Ok(victim) = (unsafe { ctx.read_at::<i32>(at as usize) }) else { return 0 };
+    let victim = victim as u32;
+    let tgid = if is_tracked(victim) {
+        victim
+    } else {
+        // SAFETY: map value pointer from a successful lookup.
+        match THREADS.get_ptr(victim) {
+            Some(t) => unsafe { (*t).tgid },
+            None => return 0,
+        }
+    };
+    // SAFETY: map value pointer from a successful lookup.
+    let Some(parent) = TRACKED.get_ptr(tgid).map(|t| unsafe { (*t).parent_tgid }) else { return 0 };
+    emit(event::OOM_KILL, tgid, parent, 0);
     0
 }

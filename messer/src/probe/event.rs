@@ -25,6 +25,9 @@ pub enum EventKind {
     TargetLost,
     /// A target was found again after all targets had been lost.
     TargetRestarted,
+    /// The OOM killer chose a tracked process as its victim (ebpf): its
+    /// exit, with signal 9, follows.
+    OomKill,
 }
 
 impl EventKind {
@@ -37,6 +40,7 @@ impl EventKind {
             EventKind::TargetFound => "target_found",
             EventKind::TargetLost => "target_lost",
             EventKind::TargetRestarted => "target_restarted",
+            EventKind::OomKill => "oom_kill",
         }
     }
 }
@@ -76,6 +80,7 @@ impl ProcEvent {
             event::EXEC => EventKind::Exec,
             event::EXIT => EventKind::Exit,
             event::MATCH => EventKind::Match,
+            event::OOM_KILL => EventKind::OomKill,
             _ => return None,
         };
         Some(ProcEvent {

@@ -6,7 +6,9 @@ use std::path::Path;
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use messer_common::{CONFIG_SYMBOL, Config, FILES_SYMBOL, FileOffsets, THREAD_WAIT_VALID, ThreadState, Tracked};
+use messer_common::{
+    CONFIG_SYMBOL, Config, FILES_SYMBOL, FileOffsets, THREAD_FAULTS_VALID, THREAD_WAIT_VALID, ThreadState, Tracked,
+};
 
 use super::btf::{self, Btf};
 use super::{EbpfError, EbpfOptions, marks, tracefs};
@@ -130,10 +132,27 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
             task_min_flt: btf.offset("task_struct", &["min_flt"])?,
             task_maj_flt: btf.offset("task_struct", &["maj_flt"])?,
             match_comm: u32::from(opts.comm.is_some()),
+            oom_victim_pid: oom_victim_pid(root),
             comm: opts.comm.unwrap_or_default(),
         },
         !events.is_empty(),
     ))
+}
+
+/// The OOM killer's tracepoint, whose `pid` field names its victim.
+pub const OOM_TRACEPOINT: (&str, &str) = ("oom", "mark_victim");
+
+/// Offset of `pid` in the OOM killer's tracepoint; 0 where the kernel has
+/// none (then OOM kills are not told apart from other SIGKILLs).
+fn oom_victim_pid(root: &Path) -> u32 {
+    let (category, ev) = OOM_TRACEPOINT;
+    match common_offset(root, category, &[ev], "pid", 4) {
+        Ok(off) => off,
+        Err(e) => {
+            log::warn!("no OOM kill tracepoint here ({e}): oom_kill events and proc_oom_kills are missing");
+            0
+        }
+    }
 }
 
 /// The member of `pt_regs` that holds a syscall's first argument when the
@@ -245,6 +264,8 @@ pub struct Loaded {
     pub runq: bool,
     /// The census programs are loaded.
     pub census: bool,
+    /// OOM kills are told (the OOM killer's tracepoint is attached).
+    pub oom: bool,
 }
 
 /// Loads the object, tracks `targets` and attaches everything.
@@ -277,6 +298,10 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     for (prog, events, _) in TASK_PROGRAMS {
         attach_raw(&mut bpf, prog, events)?;
     }
+    let oom = cfg.oom_victim_pid != 0;
+    if oom {
+        attach(&mut bpf, "oom_mark_victim", OOM_TRACEPOINT.0, &[OOM_TRACEPOINT.1])?;
+    }
     if io {
         for (prog, names) in IO_FAMILIES {
             let events = present_syscalls(&root, names);
@@ -297,7 +322,7 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     for &t in targets {
         seed(&mut bpf, proc, t, opts.follow_children)?;
     }
-    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census })
+    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census, oom })
 }
 
 /// Starts tracking `pid` (and its tree) in a running recording.
@@ -347,7 +372,7 @@ fn seed(bpf: &mut Ebpf, proc: &ProcRoot, target: i32, follow_children: bool) -> 
                 // run_delay is exact at any read: the kernel adds a wait
                 // when it ends); its on-CPU baseline is taken at its first
                 // switch-out or flush, since schedstat's run time lags.
-                let t = match proc.task_schedstat(pid, tid) {
+                let mut t = match proc.task_schedstat(pid, tid) {
                     Ok(s) => ThreadState {
                         tgid: pid as u32,
                         flags: THREAD_WAIT_VALID,
@@ -357,6 +382,12 @@ fn seed(bpf: &mut Ebpf, proc: &ProcRoot, target: i32, follow_children: bool) -> 
                     },
                     Err(_) => ThreadState { tgid: pid as u32, ..ThreadState::default() },
                 };
+                // Its page faults count from now (the thread's own stat
+                // holds its own min_flt/maj_flt, exact at any read).
+                if let Ok(s) = proc.task_stat(pid, tid) {
+                    (t.min_flt, t.maj_flt) = (s.minflt, s.majflt);
+                    t.flags |= THREAD_FAULTS_VALID;
+                }
                 if insert_new(&mut threads, tid as u32, t, "thread") {
                     marks.set(tid as u32);
                 }

@@ -146,6 +146,8 @@ pub struct EbpfProbe {
     /// The census is loaded; its read buffer; whether a failed census has
     /// been logged.
     census: bool,
+    /// OOM kills are told.
+    oom: bool,
     census_buf: Vec<u8>,
     census_failed: bool,
     /// Keeps the census within `SOCKET_BUDGET` (it costs per open file of
@@ -166,6 +168,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
         float("proc_ctx_switch_involuntary_rate_hz"),
         float("proc_page_faults_minor_rate_hz"),
         float("proc_page_faults_major_rate_hz"),
+        float("proc_oom_kills"),
     ];
     if io {
         // Read and write keep the original Messer's names (files, pipes
@@ -190,7 +193,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
 impl EbpfProbe {
     /// Loads and attaches the programs and starts tracking `targets`.
     pub fn start(targets: &[i32], opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        let load::Loaded { mut bpf, io, runq, census } = load::load(targets, opts, &proc)?;
+        let load::Loaded { mut bpf, io, runq, census, oom } = load::load(targets, opts, &proc)?;
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
@@ -223,6 +226,7 @@ impl EbpfProbe {
                 FromProc { disk: !io, faults: false },
             ),
             census,
+            oom,
             census_buf: Vec::new(),
             census_failed: false,
             census_throttle: Throttle::every(0, SOCKET_BUDGET),
@@ -334,7 +338,7 @@ impl EbpfProbe {
                 self.known.entry(tgid).or_insert_with(|| fresh(e));
             }
             EventKind::Exec => self.known.entry(tgid).or_insert_with(|| fresh(e)).comm.clone_from(&e.comm),
-            EventKind::Exit => {
+            EventKind::Exit | EventKind::OomKill => {
                 if let Some(k) = self.known.get(&tgid).filter(|k| !k.comm.is_empty()) {
                     e.comm.clone_from(&k.comm);
                 }
@@ -344,7 +348,15 @@ impl EbpfProbe {
     }
 
     /// The ebpf columns' values; the tree's are missing when nothing was tracked.
-    fn measures(&mut self, sum: &Counters, spread_ns: u64, cpus_used: u32, present: bool) -> Vec<Measure> {
+    /// `oom_kills`: the window's OOM kill events.
+    fn measures(
+        &mut self,
+        sum: &Counters,
+        spread_ns: u64,
+        cpus_used: u32,
+        present: bool,
+        oom_kills: usize,
+    ) -> Vec<Measure> {
         let f = |x: u64| x as f64;
         let mut m = vec![
             Measure::Value(f64::from(cpus_used)),
@@ -355,6 +367,7 @@ impl EbpfProbe {
             Measure::PerSecond(f(sum.switches_involuntary)),
             Measure::PerSecond(f(sum.faults_minor)),
             Measure::PerSecond(f(sum.faults_major)),
+            if self.oom { Measure::Value(oom_kills as f64) } else { Measure::Missing },
         ];
         if !self.runq {
             m[1] = Measure::Missing;
@@ -543,7 +556,8 @@ impl Probe for EbpfProbe {
             self.retire(tgid)?;
         }
         let present = !stats.is_empty() || exited_now > 0;
-        let mut extra = self.measures(&sum, last - first, cpus_used, present);
+        let oom_kills = events.iter().filter(|e| e.kind == EventKind::OomKill).count();
+        let mut extra = self.measures(&sum, last - first, cpus_used, present, oom_kills);
         let sockets = if self.census { Sockets::Counted(self.run_census()) } else { Sockets::Scan };
         extra.extend(self.figures.read(&stats, sockets)?.0);
         extra.extend(self.system.read()?);

@@ -157,6 +157,11 @@ impl ProcRoot {
         self.parsed(format!("{pid}/task/{tid}/schedstat"), parse::schedstat)
     }
 
+    /// The stat of thread `tid` of process `pid` (its own figures).
+    pub fn task_stat(&self, pid: i32, tid: i32) -> Result<Stat, ReadError> {
+        self.parsed(format!("{pid}/task/{tid}/stat"), parse::stat)
+    }
+
     /// Child processes forked by thread `tid` of process `pid`.
     pub fn task_children(&self, pid: i32, tid: i32) -> Result<Vec<i32>, ReadError> {
         self.parsed(format!("{pid}/task/{tid}/children"), parse::id_list)

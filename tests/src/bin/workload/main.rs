@@ -30,10 +30,15 @@
 //! `busy --seconds S` of this program. Both print the whole process's
 //! getrusage at the end (exec keeps it), as every mode does.
 //!
+//! `messer-workload faults --pages N [--file F] [--linger S]`, `states
+//! --sleepers N --busy M --seconds S`, `fds --open N --seconds S`, `hog --mib
+//! N`: known page faults, thread states, descriptors, memory (figures.rs).
+//!
 //! Every mode takes `--delay S` (sleep before starting, so that a recorder
 //! attached meanwhile sees all of the work) and prints start_cpu_ns and
 //! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
 
+mod figures;
 mod io;
 mod storm;
 mod truth;
@@ -286,6 +291,20 @@ fn main() {
             let _ = worker.join();
             std::process::exit(1);
         }
+        Some("faults") => {
+            let pages = arg(&args, "--pages", None::<usize>);
+            let file = args.iter().position(|a| a == "--file").and_then(|i| args.get(i + 1)).cloned();
+            extra = figures::faults(pages, file.as_deref());
+            // Stay until the recorder's next read has seen the process.
+            std::thread::sleep(Duration::from_secs_f64(arg(&args, "--linger", Some(0.0f64))));
+        }
+        Some("states") => {
+            let sleepers = arg(&args, "--sleepers", None::<usize>);
+            let busy = arg(&args, "--busy", None::<usize>);
+            figures::states(sleepers, busy, arg(&args, "--seconds", None::<f64>));
+        }
+        Some("fds") => figures::fds(arg(&args, "--open", None::<usize>), arg(&args, "--seconds", None::<f64>)),
+        Some("hog") => figures::hog(arg(&args, "--mib", None::<usize>)),
         _ => usage(),
     }
     report(start_cpu_ns, &extra);

@@ -23,6 +23,19 @@ fn busy_then_idle(busy_s: &str, idle_s: &str) -> Vec<String> {
     ]
 }
 
+/// The same once a line comes through FIFO `go` (the test writes it when
+/// Prometheus has scraped messer: per-process series live only while their
+/// process does, and a scraper's first scrape comes a while after it
+/// starts). The shell waits blocked, using no CPU.
+fn when_told(go: &std::path::Path, busy_s: &str, idle_s: &str) -> Vec<String> {
+    let path = std::ffi::CString::new(go.display().to_string()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path in the test's directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut c = busy_then_idle(busy_s, idle_s);
+    c[2] = format!("read _ < {}; {}", go.display(), c[2]);
+    c
+}
+
 #[test]
 fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
     if !messer_tests::require_root("prometheus_scrapes_the_cpu_counter_of_a_busy_child") {
@@ -32,13 +45,28 @@ fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
     let port = servers::free_port();
     let prom = servers::prometheus(dir.path(), &format!("127.0.0.1:{port}"));
     let out = dir.path().join("p.h5");
-    let o = messer()
-        .args(["--mode", "ebpf", "--interval", "0.25", "--prometheus", &port.to_string(), "-o"])
+    let go = dir.path().join("go");
+    let command = when_told(&go, "3", "3");
+    let child = messer()
+        .args(["--mode", "ebpf", "--interval", "0.25", "--prometheus", &port.to_string(), "--prometheus-per-process"])
+        .arg("-o")
         .arg(&out)
         .arg("--")
-        .args(busy_then_idle("3", "3"))
-        .output()
+        .args(&command)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let t0 = std::time::Instant::now();
+    while !get(&format!("http://127.0.0.1:{}/api/v1/query?query=messer_samples_total", prom.port))
+        .1
+        .contains("messer_samples_total")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "Prometheus never scraped messer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&go, "\n").unwrap();
+    let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let truth = truth_cpu_s(&o.stdout);
     let q = |expr: &str| {
@@ -50,7 +78,7 @@ fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
     let cpu = q("max_over_time(messer_process_cpu_seconds_total[2m])");
     let modes: Vec<&str> = cpu.iter().filter_map(|r| r["metric"]["mode"].as_str()).collect();
     assert!(modes.contains(&"user") && modes.contains(&"system"), "{cpu:?}");
-    assert!(cpu.iter().all(|r| r["metric"]["target"] == "sh -c ".to_string() + &busy_then_idle("3", "3")[2]));
+    assert!(cpu.iter().all(|r| r["metric"]["target"] == "sh -c ".to_string() + &command[2]));
     assert!(cpu.iter().all(|r| r["metric"]["comm"] == "sh" && r["metric"]["messer_mode"] == "ebpf"), "{cpu:?}");
     let total: f64 = cpu.iter().map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap()).sum();
     let unsplit = q("max_over_time(messer_process_cpu_unsplit_seconds_total[2m])");
@@ -68,6 +96,18 @@ fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
     );
     let threads = q("max_over_time(messer_process_threads[2m])");
     assert!(!threads.is_empty());
+    // Per-process series, named by their own process label.
+    let per = q("max_over_time(messer_tree_process_cpu_seconds_total[2m])");
+    let busy: f64 = per
+        .iter()
+        .filter(|r| r["metric"]["process"] == "messer-workload")
+        .map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    println!("Prometheus: per-process series {}, the workload's {busy:.3} s", per.len());
+    assert!(per.len() >= 2, "the shell and the workload: {per:?}");
+    // Its series ends with the process: what it used after the last
+    // scrape (Prometheus scrapes every second here) is not in Prometheus.
+    assert!(busy >= truth - 1.3 && busy <= 1.01 * truth, "{busy} against {truth}: {per:?}");
 }
 
 #[test]
@@ -129,4 +169,57 @@ fn influx_down_is_not_fatal() {
     assert!(err.contains("InfluxDB write failed"), "{err}");
     let rows = column(&read_table(&out, "messer_timeseries", &["window_seconds"]), "window_seconds").len();
     assert!(rows >= 9, "sampling went on: {rows} rows");
+}
+
+/// `promtool check metrics` (Debian's prometheus package) on the endpoint's
+/// exposition, for every mode with and without per-process series: a scrape
+/// that Prometheus would reject is a bug.
+#[test]
+fn promtool_accepts_the_exposition_of_every_option() {
+    if !messer_tests::require_root("promtool_accepts_the_exposition_of_every_option") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["ebpf", "procfs", "both"] {
+        for per_process in [false, true] {
+            let port = servers::free_port();
+            let out = dir.path().join(format!("{mode}-{per_process}.h5"));
+            let mut c = messer();
+            c.args(["--mode", mode, "--interval", "0.2", "--io-syscalls", "--prometheus", &port.to_string(), "-o"])
+                .arg(&out)
+                .args(["--force", "--duration", "3"]);
+            if per_process {
+                c.arg("--prometheus-per-process");
+            }
+            let w = workload_bin().display().to_string();
+            let mut child = c
+                .args(["--", &w, "pingpong", "--pairs", "1", "--seconds", "5"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            let (status, body) = get(&format!("http://127.0.0.1:{port}/metrics"));
+            let _ = child.wait();
+            assert_eq!(status, 200, "{mode} per-process {per_process}: {body}");
+            assert!(body.contains("messer_process_page_faults_total"), "{body}");
+            assert!(body.contains("messer_process_threads_by_state"), "{body}");
+            assert_eq!(body.contains("messer_tree_process_cpu_seconds_total{"), per_process, "{body}");
+            let mut check = std::process::Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("promtool (package prometheus, installed by `cargo xtask setup`)");
+            use std::io::Write as _;
+            check.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+            let r = check.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
+            assert!(
+                r.status.success() && said.trim().is_empty(),
+                "{mode} per-process {per_process}: promtool: {said}\n{body}"
+            );
+        }
+    }
 }

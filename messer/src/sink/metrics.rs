@@ -19,6 +19,22 @@ const COUNTERS: &[(&str, &str, &str, f64)] = &[
     ("messer_process_storage_write_bytes_total", "", "proc_io_storage_write_throughput_mibps", 1048576.0),
     ("messer_process_context_switches_total", "kind=\"voluntary\"", "proc_ctx_switch_voluntary_rate_hz", 1.0),
     ("messer_process_context_switches_total", "kind=\"involuntary\"", "proc_ctx_switch_involuntary_rate_hz", 1.0),
+    ("messer_process_page_faults_total", "kind=\"minor\"", "proc_page_faults_minor_rate_hz", 1.0),
+    ("messer_process_page_faults_total", "kind=\"major\"", "proc_page_faults_major_rate_hz", 1.0),
+    ("messer_process_cancelled_write_bytes_total", "", "proc_io_cancelled_write_throughput_mibps", 1048576.0),
+    ("messer_process_guest_cpu_seconds_total", "", "proc_cpu_util_percent_guest", 0.01),
+];
+
+/// Counters of events counted per window: (metric, source column).
+const COUNTS: &[(&str, &str)] = &[("messer_process_oom_kills_total", "proc_oom_kills")];
+
+/// Gauges with a label: (metric, label, source column).
+const LABELLED_GAUGES: &[(&str, &str, &str)] = &[
+    ("messer_process_threads_by_state", "state=\"running\"", "proc_num_threads_running"),
+    ("messer_process_threads_by_state", "state=\"sleeping\"", "proc_num_threads_sleeping"),
+    ("messer_process_threads_by_state", "state=\"disk_sleep\"", "proc_num_threads_disk_sleep"),
+    ("messer_process_threads_by_state", "state=\"stopped\"", "proc_num_threads_stopped"),
+    ("messer_process_threads_by_state", "state=\"zombie\"", "proc_num_threads_zombie"),
 ];
 
 /// Gauges: (metric, source column, factor).
@@ -29,6 +45,9 @@ const GAUGES: &[(&str, &str, f64)] = &[
     ("messer_process_swap_bytes", "proc_mem_swap", 1.0),
     ("messer_process_threads", "proc_num_threads", 1.0),
     ("messer_process_open_fds", "proc_num_fds", 1.0),
+    ("messer_process_max_fds", "proc_fd_limit", 1.0),
+    ("messer_process_fd_used_ratio", "proc_fd_used_percent", 0.01),
+    ("messer_process_ip_sockets", "proc_num_ip_sockets_open", 1.0),
     ("messer_process_tcp_connections", "proc_num_tcp_connections", 1.0),
     ("messer_processes", "proc_num_processes", 1.0),
     ("messer_process_cpu_utilization_ratio", "proc_cpu_util_percent_total", 0.01),
@@ -63,6 +82,14 @@ fn help(metric: &str) -> &'static str {
             "Bytes read from / written to storage (/proc/<pid>/io read_bytes, write_bytes)"
         }
         "messer_process_context_switches_total" => "Context switches of the tree's threads",
+        "messer_process_page_faults_total" => "Page faults of the tree's threads (minor: no IO; major: IO)",
+        "messer_process_cancelled_write_bytes_total" => "Bytes written and truncated before reaching storage",
+        "messer_process_guest_cpu_seconds_total" => "CPU time the tree spent running virtual CPUs (part of user time)",
+        "messer_process_oom_kills_total" => "Processes of the tree the OOM killer ended (ebpf mode)",
+        "messer_process_threads_by_state" => "The tree's threads by state at the end of the last window",
+        "messer_process_max_fds" => "Descriptor limit of the process using the largest share of its own",
+        "messer_process_fd_used_ratio" => "Highest share of its descriptor limit a process of the tree uses",
+        "messer_tree_process_page_faults_total" => "Page faults of one process of the tree while tracked",
         "messer_process_cpu_utilization_ratio" => "CPU of the tree over the last window, in cores",
         m if m.starts_with("messer_system_") => "System-wide figure of the last window (see README)",
         _ => "Tree figure at the end of the last window (see README)",
@@ -78,8 +105,18 @@ pub struct Metrics {
     unsplit_s: f64,
     samples: u64,
     last: Option<Row>,
-    /// `--prometheus-per-process`: pid -> (comm, CPU seconds, RSS bytes).
-    per_process: Option<BTreeMap<i32, (String, f64, f64)>>,
+    /// `--prometheus-per-process`: pid -> its series.
+    per_process: Option<BTreeMap<i32, ProcessSeries>>,
+}
+
+/// One process's series for `--prometheus-per-process`.
+#[derive(Debug, Clone, Default)]
+struct ProcessSeries {
+    comm: String,
+    cpu_s: f64,
+    rss_bytes: f64,
+    faults_minor: f64,
+    faults_major: f64,
 }
 
 /// Escapes a label value.
@@ -108,6 +145,11 @@ impl Metrics {
                 counters.insert((metric, label), 0.0);
             }
         }
+        for &(metric, col) in COUNTS {
+            if m.index.contains_key(col) {
+                counters.insert((metric, ""), 0.0);
+            }
+        }
         Metrics { counters, ..m }
     }
 
@@ -122,9 +164,19 @@ impl Metrics {
     pub fn observe_processes(&mut self, processes: &[crate::probe::ProcessWindow]) {
         let Some(map) = &mut self.per_process else { return };
         let mut now = BTreeMap::new();
+        let known = |v: f64| if v.is_finite() { v } else { 0.0 };
         for p in processes {
-            let (_, cpu, _) = map.remove(&p.pid).unwrap_or_default();
-            now.insert(p.pid, (p.comm.clone(), cpu + p.cpu.on_cpu_ns as f64 / 1e9, p.rss_bytes));
+            let before = map.remove(&p.pid).unwrap_or_default();
+            now.insert(
+                p.pid,
+                ProcessSeries {
+                    comm: p.comm.clone(),
+                    cpu_s: before.cpu_s + p.cpu.on_cpu_ns as f64 / 1e9,
+                    rss_bytes: p.rss_bytes,
+                    faults_minor: before.faults_minor + known(p.faults_minor),
+                    faults_major: before.faults_major + known(p.faults_major),
+                },
+            );
         }
         *map = now;
     }
@@ -146,6 +198,13 @@ impl Metrics {
                 && let Some(c) = self.counters.get_mut(&(metric, label))
             {
                 *c += v * window_s * factor;
+            }
+        }
+        for &(metric, col) in COUNTS {
+            if let Some(v) = self.get(row, col)
+                && let Some(c) = self.counters.get_mut(&(metric, ""))
+            {
+                *c += v;
             }
         }
         // CPU time whose split is unknown still counts, under its own name.
@@ -192,21 +251,41 @@ impl Metrics {
                     let _ = writeln!(out, "{metric}{} {}", self.series(""), v * factor);
                 }
             }
+            let mut done = "";
+            for &(metric, label, col) in LABELLED_GAUGES {
+                if let Some(v) = self.get(row, col) {
+                    if metric != done {
+                        head(&mut out, metric, "gauge");
+                        done = metric;
+                    }
+                    let _ = writeln!(out, "{metric}{} {v}", self.series(label));
+                }
+            }
         }
         if let Some(map) = &self.per_process {
-            let series = |pid: &i32, comm: &str| self.series(&format!("pid=\"{pid}\",comm=\"{}\"", label_value(comm)));
+            // The base labels name the target (its `comm` among them): a
+            // process's own name is `process`, so that no label repeats.
+            let series = |pid: &i32, comm: &str, extra: &str| {
+                self.series(&format!("pid=\"{pid}\",process=\"{}\"{extra}", label_value(comm)))
+            };
             let metric = "messer_tree_process_cpu_seconds_total";
             let _ = writeln!(
                 out,
                 "# HELP {metric} CPU time of one process of the tree while tracked\n# TYPE {metric} counter"
             );
-            for (pid, (comm, cpu, _)) in map {
-                let _ = writeln!(out, "{metric}{} {cpu}", series(pid, comm));
+            for (pid, p) in map {
+                let _ = writeln!(out, "{metric}{} {}", series(pid, &p.comm, ""), p.cpu_s);
+            }
+            let metric = "messer_tree_process_page_faults_total";
+            head(&mut out, metric, "counter");
+            for (pid, p) in map {
+                let _ = writeln!(out, "{metric}{} {}", series(pid, &p.comm, ",kind=\"minor\""), p.faults_minor);
+                let _ = writeln!(out, "{metric}{} {}", series(pid, &p.comm, ",kind=\"major\""), p.faults_major);
             }
             let metric = "messer_tree_process_resident_memory_bytes";
             let _ = writeln!(out, "# HELP {metric} Resident memory of one process of the tree\n# TYPE {metric} gauge");
-            for (pid, (comm, _, rss)) in map.iter().filter(|(_, v)| v.2.is_finite()) {
-                let _ = writeln!(out, "{metric}{} {rss}", series(pid, comm));
+            for (pid, p) in map.iter().filter(|(_, p)| p.rss_bytes.is_finite()) {
+                let _ = writeln!(out, "{metric}{} {}", series(pid, &p.comm, ""), p.rss_bytes);
             }
         }
         let metric = "messer_samples_total";

@@ -68,6 +68,34 @@ pub struct ProcessWindow {
     /// Minor and major page faults in the window; NaN if unknown.
     pub faults_minor: f64,
     pub faults_major: f64,
+    /// What /proc (or the census) told of it besides.
+    pub extras: ProcessExtras,
+}
+
+/// A process's figures from the tree's /proc reads and the census; NaN
+/// where unknown (by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessExtras {
+    /// Its threads running, sleeping, disk_sleep, stopped, zombie (momentary).
+    pub thread_states: [f64; 5],
+    pub num_fds: f64,
+    /// Its soft descriptor limit (inf: unlimited).
+    pub fd_limit: f64,
+    /// Bytes of cancelled writes and ns of guest time in the window.
+    pub cancelled_write_bytes: f64,
+    pub guest_ns: f64,
+}
+
+impl Default for ProcessExtras {
+    fn default() -> Self {
+        ProcessExtras {
+            thread_states: [f64::NAN; 5],
+            num_fds: f64::NAN,
+            fd_limit: f64::NAN,
+            cancelled_write_bytes: f64::NAN,
+            guest_ns: f64::NAN,
+        }
+    }
 }
 
 /// A source of readings.

@@ -30,6 +30,16 @@ pub fn schema() -> Schema {
         f("write_throughput_mibps"),
         f("page_faults_minor_rate_hz"),
         f("page_faults_major_rate_hz"),
+        f("num_threads_running"),
+        f("num_threads_sleeping"),
+        f("num_threads_disk_sleep"),
+        f("num_threads_stopped"),
+        f("num_threads_zombie"),
+        f("num_fds"),
+        f("fd_limit"),
+        f("fd_used_percent"),
+        f("io_cancelled_write_throughput_mibps"),
+        f("cpu_util_percent_guest"),
     ])
 }
 
@@ -46,7 +56,7 @@ pub fn row(p: &ProcessWindow, unixtime: f64, monotime: f64, window_ns: u64) -> R
         if window_ns == 0 { f64::NAN } else { n / (window_ns as f64 / 1e9) }
     };
     let mibps = |b: f64| per_second(b / 1048576.0);
-    vec![
+    let mut row = vec![
         Value::F64(unixtime),
         Value::F64(monotime),
         Value::I64(i64::from(p.pid)),
@@ -62,7 +72,17 @@ pub fn row(p: &ProcessWindow, unixtime: f64, monotime: f64, window_ns: u64) -> R
         Value::F64(mibps(p.write_bytes)),
         Value::F64(per_second(p.faults_minor)),
         Value::F64(per_second(p.faults_major)),
-    ]
+    ];
+    let x = &p.extras;
+    row.extend(x.thread_states.map(Value::F64));
+    row.extend([
+        Value::F64(x.num_fds),
+        Value::F64(x.fd_limit),
+        Value::F64(x.num_fds / x.fd_limit * 100.0),
+        Value::F64(mibps(x.cancelled_write_bytes)),
+        Value::F64(per_second(x.guest_ns / 1e9) * 100.0),
+    ]);
+    row
 }
 
 pub fn info_schema() -> Schema {

@@ -3,7 +3,7 @@
 //! of the one over every process's open files, its threads' states from
 //! the one over every task.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 
 use aya::Ebpf;
@@ -60,13 +60,13 @@ pub fn letter(state: u32, exit_state: u32) -> char {
     LETTERS.get(index).copied().unwrap_or('?')
 }
 
-/// Counts thread records by state.
-pub fn tally_threads(records: &[u8]) -> ThreadStates {
-    let mut out = ThreadStates::default();
+/// Counts thread records by process and state.
+pub fn tally_threads(records: &[u8]) -> HashMap<i32, ThreadStates> {
+    let mut out: HashMap<i32, ThreadStates> = HashMap::new();
     for chunk in records.chunks_exact(size_of::<ThreadRecord>()) {
         // SAFETY: a whole record's bytes; read unaligned.
         let r: ThreadRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
-        out.add(letter(r.state, r.exit_state));
+        out.entry(r.tgid as i32).or_default().add(letter(r.state, r.exit_state));
     }
     out
 }
@@ -92,8 +92,8 @@ pub fn sockets(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<SocketCounts, EbpfEr
     Ok(tally_sockets(buf))
 }
 
-/// The tree's threads by state now.
-pub fn threads(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<ThreadStates, EbpfError> {
+/// The tree's threads by process and state now.
+pub fn threads(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<HashMap<i32, ThreadStates>, EbpfError> {
     run(bpf, THREADS.0, size_of::<ThreadRecord>(), buf)?;
     Ok(tally_threads(buf))
 }
@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(letter(0x102, 0), 'D');
         let rec = |state, exit_state| bytes(ThreadRecord { tgid: 1, state, exit_state, _pad: 0 });
         let b: Vec<u8> = [rec(0, 0), rec(1, 0), rec(1, 0), rec(2, 0), rec(0x80, 0x20)].concat();
-        let t = tally_threads(&b);
+        let t = tally_threads(&b)[&1];
         assert_eq!((t.running, t.sleeping, t.disk_sleep, t.stopped, t.zombie), (1, 2, 1, 0, 1));
     }
 }

@@ -559,7 +559,17 @@ impl Probe for EbpfProbe {
         let oom_kills = events.iter().filter(|e| e.kind == EventKind::OomKill).count();
         let mut extra = self.measures(&sum, last - first, cpus_used, present, oom_kills);
         let sockets = if self.census { Sockets::Counted(self.run_census()) } else { Sockets::Scan };
-        extra.extend(self.figures.read(&stats, sockets)?.0);
+        let (tree, by_process) = self.figures.read(&stats, sockets)?;
+        extra.extend(tree);
+        for p in &mut processes {
+            if let Some(g) = by_process.get(&p.pid) {
+                p.extras = g.extras.clone();
+                // Without kernel-side syscall counting: rchar/wchar.
+                if let (false, Some((r, w))) = (self.io, g.rw) {
+                    (p.read_bytes, p.write_bytes) = (r as f64, w as f64);
+                }
+            }
+        }
         extra.extend(self.system.read()?);
         Ok(Reading {
             mono_ns: first + (last - first) / 2,

@@ -50,7 +50,7 @@ pub struct SocketCounts {
 pub type PerProcess = HashMap<i32, ProcessGains>;
 
 /// Where the socket counts and thread states of a read come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sockets {
     /// Scanned here from /proc (descriptors, then the namespace's tables;
     /// each thread's stat).
@@ -168,6 +168,19 @@ impl ThreadStates {
         }
     }
 
+    /// As the five values of `ProcessExtras::thread_states`.
+    pub fn values(&self) -> [f64; 5] {
+        [self.running, self.sleeping, self.disk_sleep, self.stopped, self.zombie].map(|v| v as f64)
+    }
+
+    fn sum(&mut self, o: &Self) {
+        self.running += o.running;
+        self.sleeping += o.sleeping;
+        self.disk_sleep += o.disk_sleep;
+        self.stopped += o.stopped;
+        self.zombie += o.zombie;
+    }
+
     fn measures(s: Option<Self>) -> [Measure; 5] {
         match s {
             Some(s) => [s.running, s.sleeping, s.disk_sleep, s.stopped, s.zombie].map(|v| Measure::Value(v as f64)),
@@ -178,19 +191,21 @@ impl ThreadStates {
 
 /// What the kernel side counted at this read (ebpf mode's iterators); None
 /// where unknown this time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Census {
     pub sockets: Option<SocketCounts>,
-    pub states: Option<ThreadStates>,
+    /// By process.
+    pub states: Option<HashMap<i32, ThreadStates>>,
 }
 
-/// One process's gains over the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// One process's gains over the window, and its other figures.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProcessGains {
     /// rchar, wchar; None if /proc/<pid>/io could not be read.
     pub rw: Option<(u64, u64)>,
     /// Minor and major page faults.
     pub faults: (u64, u64),
+    pub extras: crate::probe::ProcessExtras,
 }
 
 /// Socket tables of a network namespace: inode -> (is TCP, TCP state).
@@ -323,16 +338,17 @@ impl TreeFigures {
     /// The threads of `stats`' processes by state, from each thread's
     /// stat (a read per thread); None if a live process's threads could not
     /// be read.
-    fn scan_states(&self, stats: &[Stat]) -> Option<ThreadStates> {
-        let mut out = ThreadStates::default();
+    fn scan_states(&self, stats: &[Stat]) -> Option<HashMap<i32, ThreadStates>> {
+        let mut out = HashMap::new();
         for s in stats {
             let Ok(tids) = self.proc.tasks(s.pid) else { continue };
+            let mine: &mut ThreadStates = out.entry(s.pid).or_default();
             for tid in tids {
                 // The letter after the comm's closing parenthesis.
                 if let Ok(text) = self.proc.read(format!("{}/task/{tid}/stat", s.pid))
                     && let Some(c) = text.rfind(')').and_then(|i| text[i + 1..].trim_start().chars().next())
                 {
-                    out.add(c);
+                    mine.add(c);
                 }
             }
         }
@@ -400,6 +416,14 @@ impl TreeFigures {
             let mut gains = ProcessGains {
                 rw: None,
                 faults: (self.faults[0].observe(key, s.minflt), self.faults[1].observe(key, s.majflt)),
+                extras: crate::probe::ProcessExtras::default(),
+            };
+            let x = &mut gains.extras;
+            x.num_fds = f.num_fds.map_or(f64::NAN, |n| n as f64);
+            x.fd_limit = match f.fd_limit {
+                Some(u64::MAX) => f64::INFINITY,
+                Some(l) => l as f64,
+                None => f64::NAN,
             };
             faults[0] += gains.faults.0 as f64;
             faults[1] += gains.faults.1 as f64;
@@ -411,14 +435,19 @@ impl TreeFigures {
                         io[i] += d[i] as f64;
                     }
                     gains.rw = Some((d[0], d[1]));
+                    gains.extras.cancelled_write_bytes = d[6] as f64;
                 }
                 None => io_known = false,
             }
-            per_process.insert(s.pid, gains);
             match s.guest_ticks {
-                Some(t) => guest += self.guest.observe(key, t) as f64,
+                Some(t) => {
+                    let g = self.guest.observe(key, t) as f64;
+                    guest += g;
+                    gains.extras.guest_ns = g / self.ticks_per_second * 1e9;
+                }
                 None => guest_known = false,
             }
+            per_process.insert(s.pid, gains);
             match (f.num_fds, f.fd_limit) {
                 (Some(n), Some(limit)) if limit > 0 => {
                     let used = n as f64 / limit as f64;
@@ -448,7 +477,7 @@ impl TreeFigures {
         if reads.smaps {
             self.smaps.spent(spent.smaps_ns);
         }
-        let (ip_sockets, tcp_conns) = match (counted, &sockets, stats.first()) {
+        let (ip_sockets, tcp_conns) = match (&counted, &sockets, stats.first()) {
             (Sockets::Counted(Census { sockets: Some(c), .. }), ..) => {
                 (Measure::Value(c.ip_sockets as f64), Measure::Value(c.tcp_established as f64))
             }
@@ -464,7 +493,7 @@ impl TreeFigures {
             (Sockets::Scan, Some(_), None) => (Measure::Value(0.0), Measure::Value(0.0)),
             (Sockets::Scan, None, _) => (Measure::Missing, Measure::Missing),
         };
-        let states = match counted {
+        let by_process = match counted {
             Sockets::Counted(c) => c.states,
             Sockets::Scan if self.state_scan.due(now) => {
                 let t0 = crate::sample::clock::monotonic_ns();
@@ -474,6 +503,16 @@ impl TreeFigures {
             }
             Sockets::Scan => None,
         };
+        let states = by_process.as_ref().map(|m| {
+            let mut total = ThreadStates::default();
+            for (pid, s) in m {
+                total.sum(s);
+                if let Some(g) = per_process.get_mut(pid) {
+                    g.extras.thread_states = s.values();
+                }
+            }
+            total
+        });
         let known = |ok: bool, m: Measure| if ok { m } else { Measure::Missing };
         let (fd_limit, fd_used) = match fd_use {
             Some((used, limit)) if fd_use_known => (

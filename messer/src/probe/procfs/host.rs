@@ -60,6 +60,7 @@ impl Host {
             write_bytes: rw.map_or(f64::NAN, |(_, w)| w as f64),
             faults_minor: faults.map_or(f64::NAN, |(m, _)| m as f64),
             faults_major: faults.map_or(f64::NAN, |(_, m)| m as f64),
+            extras: crate::probe::ProcessExtras::default(),
         }
     }
 }

@@ -394,7 +394,11 @@ impl Probe for ProcfsProbe {
             .zip(cpus)
             .map(|(s, cpu)| {
                 let g = rw.get(&s.pid);
-                self.host.window(s, cpu, g.and_then(|g| g.rw), g.map(|g| g.faults))
+                let mut w = self.host.window(s, cpu, g.and_then(|g| g.rw), g.map(|g| g.faults));
+                if let Some(g) = g {
+                    w.extras = g.extras.clone();
+                }
+                w
             })
             .collect();
         let events = self.events(&stats, crate::sample::clock::wall_of(mono_ns) as f64 / 1e9);

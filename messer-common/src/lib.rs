@@ -421,16 +421,24 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are #[repr(C)] structs of integers without padding
-    // holes that could leak uninitialised bytes.
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::EpochCounters {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::ThreadState {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::RunSlot {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Tracked {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::FileOffsets {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Event {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::SocketRecord {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::ThreadRecord {}
 }

@@ -39,6 +39,7 @@ impl Signals {
 
     /// Takes one pending signal, if any.
     pub fn take(&self) -> Option<i32> {
+        // SAFETY: a plain C struct, valid when zeroed.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: reading one siginfo into a buffer of its size.

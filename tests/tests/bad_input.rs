@@ -58,6 +58,7 @@ fn existing_output_is_not_overwritten() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ebpf_mode_without_privilege() {
     if !require_root("ebpf_mode_without_privilege") {
         return;
@@ -124,6 +125,7 @@ fn in_private_mounts(mount: &str, args: &str) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_kernel_btf() {
     if !require_root("no_kernel_btf") {
         return;
@@ -154,6 +156,7 @@ fn no_kernel_btf() {
 /// namespace: `--io-syscalls` falls back with a warning naming what is
 /// missing, and the IO columns come from /proc/<pid>/io as without it.
 #[test]
+#[ignore = "needs root"]
 fn no_syscall_tracepoints() {
     if !require_root("no_syscall_tracepoints") {
         return;

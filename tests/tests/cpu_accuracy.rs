@@ -116,6 +116,7 @@ impl Recorded {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn one_busy_thread_ebpf() {
     if require_root("one_busy_thread_ebpf") {
         Recorded::run("ebpf", &["busy", "--threads", "1", "--duty", "1", "--seconds", "5"], &[])
@@ -124,6 +125,7 @@ fn one_busy_thread_ebpf() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn four_threads_half_duty_ebpf() {
     if require_root("four_threads_half_duty_ebpf") {
         let args = ["busy", "--threads", "4", "--duty", "0.5", "--seconds", "5", "--period-ms", "20"];
@@ -157,6 +159,7 @@ fn four_threads_half_duty_procfs() {
 /// around each end of the window (it is interpolated between samples about
 /// 1 ms apart, and a slow sample is dropped).
 #[test]
+#[ignore = "needs root"]
 fn pingpong_switches_ebpf() {
     if !require_root("pingpong_switches_ebpf") {
         return;

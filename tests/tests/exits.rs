@@ -69,6 +69,7 @@ fn check(mode: &str, old_kernel: bool, workload_mode: &str, seconds: f64, bound:
 }
 
 #[test]
+#[ignore = "needs root"]
 fn leader_exit_ebpf() {
     if !require_root("leader_exit_ebpf") {
         return;
@@ -81,6 +82,7 @@ fn leader_exit_ebpf() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn thread_exec_ebpf() {
     if !require_root("thread_exec_ebpf") {
         return;

@@ -37,6 +37,7 @@ fn when_told(go: &std::path::Path, busy_s: &str, idle_s: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
     if !messer_tests::require_root("prometheus_scrapes_the_cpu_counter_of_a_busy_child") {
         return;
@@ -111,6 +112,7 @@ fn prometheus_scrapes_the_cpu_counter_of_a_busy_child() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn influxdb_receives_every_sample_and_the_process_summaries() {
     if !messer_tests::require_root("influxdb_receives_every_sample_and_the_process_summaries") {
         return;
@@ -175,6 +177,7 @@ fn influx_down_is_not_fatal() {
 /// exposition, for every mode with and without per-process series: a scrape
 /// that Prometheus would reject is a bug.
 #[test]
+#[ignore = "needs root"]
 fn promtool_accepts_the_exposition_of_every_option() {
     if !messer_tests::require_root("promtool_accepts_the_exposition_of_every_option") {
         return;

@@ -123,6 +123,7 @@ fn bpf_prog_ids() -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nothing_is_left_loaded_or_pinned_after_exit() {
     if !require_root("nothing_is_left_loaded_or_pinned_after_exit") {
         return;
@@ -151,6 +152,7 @@ fn nothing_is_left_loaded_or_pinned_after_exit() {
 /// The disk filling up mid-recording: exit 1 with one line that says so,
 /// and the rows written before stay readable.
 #[test]
+#[ignore = "needs root"]
 fn a_full_disk_is_a_clear_error_and_keeps_the_rows() {
     if !require_root("a_full_disk_is_a_clear_error_and_keeps_the_rows") {
         return;

@@ -39,6 +39,7 @@ fn secs(v: &serde_json::Value, key: &str) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fork_storm_children_are_fully_counted() {
     if !require_root("fork_storm_children_are_fully_counted") {
         return;
@@ -58,6 +59,7 @@ fn fork_storm_children_are_fully_counted() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_children_tracks_only_the_target() {
     if !require_root("no_children_tracks_only_the_target") {
         return;
@@ -73,6 +75,7 @@ fn no_children_tracks_only_the_target() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn full_maps_are_counted_not_hidden() {
     if !require_root("full_maps_are_counted_not_hidden") {
         return;
@@ -88,6 +91,7 @@ fn full_maps_are_counted_not_hidden() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn syscall_io_is_counted_exactly() {
     if !require_root("syscall_io_is_counted_exactly") {
         return;
@@ -116,6 +120,7 @@ fn syscall_io_is_counted_exactly() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn own_program_cost_is_recorded_and_stats_switched_back() {
     if !require_root("own_program_cost_is_recorded_and_stats_switched_back") {
         return;

@@ -48,6 +48,7 @@ fn a_command_that_does_not_exist_is_127_like_a_shell() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn under_sudo_the_command_runs_as_the_invoking_user() {
     if !require_root("under_sudo_the_command_runs_as_the_invoking_user") {
         return;
@@ -91,6 +92,7 @@ fn duration_ends_the_recording() {
 /// Tracked from its first instruction, a launched command's CPU adds up to
 /// what the kernel reports for it at its end (getrusage).
 #[test]
+#[ignore = "needs root"]
 fn a_launched_command_is_counted_from_its_first_instruction() {
     if !require_root("a_launched_command_is_counted_from_its_first_instruction") {
         return;

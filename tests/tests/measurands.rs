@@ -40,6 +40,7 @@ fn num(v: &serde_json::Value, key: &str) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn minor_page_faults_are_the_kernels_own() {
     if !require_root("minor_page_faults_are_the_kernels_own") {
         return;
@@ -64,6 +65,7 @@ fn minor_page_faults_are_the_kernels_own() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn major_page_faults_of_a_file_dropped_from_the_page_cache() {
     if !require_root("major_page_faults_of_a_file_dropped_from_the_page_cache") {
         return;
@@ -94,6 +96,7 @@ fn major_page_faults_of_a_file_dropped_from_the_page_cache() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn thread_states_of_sleepers_and_a_busy_thread() {
     if !require_root("thread_states_of_sleepers_and_a_busy_thread") {
         return;
@@ -131,6 +134,7 @@ fn thread_states_of_sleepers_and_a_busy_thread() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn descriptor_limit_set_before_exec() {
     if !require_root("descriptor_limit_set_before_exec") {
         return;
@@ -191,6 +195,7 @@ impl Drop for MemoryCgroup {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_oom_kill_is_told_apart_from_other_kills() {
     if !require_root("an_oom_kill_is_told_apart_from_other_kills") {
         return;

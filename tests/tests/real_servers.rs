@@ -95,6 +95,7 @@ fn report(mode: &str, r: &Recorded) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn postgres_fork_per_connection_ebpf() {
     if !require_root("postgres_fork_per_connection_ebpf") {
         return;
@@ -127,6 +128,7 @@ fn postgres_fork_per_connection_ebpf() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn postgres_fork_per_connection_procfs() {
     if !require_root("postgres_fork_per_connection_procfs") {
         return;
@@ -152,6 +154,7 @@ fn total_bytes(t: &serde_json::Value, name: &str) -> f64 {
 /// columns hold only the files: the page read (requests × 64 KiB) and the
 /// access log written.
 #[test]
+#[ignore = "needs root"]
 fn nginx_thousands_of_sockets() {
     if !require_root("nginx_thousands_of_sockets") {
         return;

@@ -71,6 +71,7 @@ fn force_replaces_only_regular_files() {
         assert_eq!(before, after, "{} left as it was", path.display());
     }
     // A device node outside /dev is refused for what it is.
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         let node = dir.path().join("null");
         assert!(

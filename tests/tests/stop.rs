@@ -39,6 +39,7 @@ fn sighup_procfs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sigterm_ebpf() {
     if require_root("sigterm_ebpf") {
         stop_with(libc::SIGTERM, "ebpf");

@@ -20,6 +20,7 @@ fn recorded_cpu_s(path: &std::path::Path, table: &str) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn comm_captures_every_instance_of_a_restarting_program() {
     if !require_root("comm_captures_every_instance_of_a_restarting_program") {
         return;
@@ -157,6 +158,7 @@ fn record_both(dir: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn both_modes_agree_on_a_steady_workload_and_compare_says_so() {
     if !require_root("both_modes_agree_on_a_steady_workload_and_compare_says_so") {
         return;
@@ -195,6 +197,7 @@ fn both_modes_agree_on_a_steady_workload_and_compare_says_so() {
 /// four threads competing for two CPUs the two agree per full window, and
 /// `compare` lists them.
 #[test]
+#[ignore = "needs root"]
 fn both_modes_agree_on_run_queue_wait() {
     if !require_root("both_modes_agree_on_run_queue_wait") {
         return;

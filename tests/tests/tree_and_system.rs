@@ -94,6 +94,7 @@ fn shell_with_two_busy_children_procfs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn shell_with_two_busy_children_ebpf() {
     if require_root("shell_with_two_busy_children_ebpf") {
         check_shell("ebpf", 0.5);

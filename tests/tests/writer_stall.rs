@@ -65,6 +65,7 @@ fn record_through_a_freeze(fs: &Frozen, interval: &str, seconds: &str, copy: &Pa
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_frozen_disk_does_not_delay_sampling() {
     if !require_root("a_frozen_disk_does_not_delay_sampling") {
         return;

@@ -36,6 +36,7 @@ fn wait4(pid: u32) -> Result<(bool, f64)> {
     let mut status = 0;
     // SAFETY: wait4 on our own child into a zeroed rusage.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
     if r != pid as i32 {
         bail!("wait4({pid}): {}", std::io::Error::last_os_error());

@@ -204,7 +204,10 @@ fn run_suites(
             bail!("no test binary {suite}");
         };
         let skips: String = skip.iter().map(|t| format!(" --skip {t}")).collect();
-        script.push_str(&format!("echo '==> {suite}'\n{} --test-threads=1 --nocapture{skips} 2>&1\n", exe.display()));
+        script.push_str(&format!(
+            "echo '==> {suite}'\n{} --test-threads=1 --include-ignored --nocapture{skips} 2>&1\n",
+            exe.display()
+        ));
     }
     let dir = root.join("target/kernel-test");
     std::fs::create_dir_all(&dir)?;

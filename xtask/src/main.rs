@@ -153,6 +153,11 @@ fn build() -> Result<()> {
 /// summary line, `test: N passed, N failed`.
 fn test(extra: &[String]) -> Result<()> {
     use std::io::{BufRead as _, BufReader};
+    // The workspace's lints first (Cargo.toml, [workspace.lints]).
+    let mut lint = cargo();
+    lint.args(["clippy", "--release", "--all-targets", "--", "-D", "warnings"]);
+    setup::bpf_env(&mut lint);
+    check(lint, "cargo clippy --release --all-targets -- -D warnings")?;
     let mut c = cargo();
     c.args(["test", "--release", "--lib", "--bins", "--tests"]);
     setup::bpf_env(&mut c);
@@ -161,8 +166,10 @@ fn test(extra: &[String]) -> Result<()> {
         c.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
     }
     c.args(extra);
-    c.args(["--", "--test-threads=1"]);
-    eprintln!("xtask: cargo test --release -- --test-threads=1");
+    // Tests that need root are #[ignore = "needs root"] for a plain
+    // `cargo test`; here they run (as root, or through sudo).
+    c.args(["--", "--test-threads=1", "--include-ignored"]);
+    eprintln!("xtask: cargo test --release -- --test-threads=1 --include-ignored");
     let mut child = c.stdout(std::process::Stdio::piped()).spawn().context("starting cargo test")?;
     let (mut passed, mut failed) = (0u64, 0u64);
     if let Some(out) = child.stdout.take() {

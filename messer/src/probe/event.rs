@@ -3,9 +3,9 @@
 
 use messer_common::{COMM_LEN, Event, event};
 
-use crate::sample::clock;
-use crate::sample::processes::ascii;
-use crate::sink::table::{Column, Kind, Row, Schema, Value};
+use crate::base::clock;
+use crate::base::table::ascii;
+use crate::base::table::{Column, Kind, Row, Schema, Value};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! column and given per reading as a [`Measure`], which the sample turns into
 //! a value using the real length of the window.
 
-use crate::sink::table::{Column, Kind};
+use crate::base::table::{Column, Kind};
 
 /// How one extra column is computed from a reading.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,8 +10,8 @@ pub mod procfs;
 pub use event::{EventKind, ProcEvent};
 pub use measure::Measure;
 
-use crate::sample::clock;
-use crate::sink::table::Column;
+use crate::base::clock;
+use crate::base::table::Column;
 
 /// CPU time gained by the tracked tree during one window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ pub fn attributes(
     label: &str,
     mode: &str,
 ) -> Vec<(&'static str, AttrValue)> {
-    let now_ns = crate::sample::clock::realtime_ns();
+    let now_ns = crate::base::clock::realtime_ns();
     let s = |v: String| AttrValue::Str(v);
     // SAFETY: sysconf with valid names.
     let (ticks, page, cpus) = unsafe {
@@ -20,7 +20,7 @@ pub fn attributes(
     let read = |p: &str| std::fs::read_to_string(p).map(|t| t.trim().to_string()).unwrap_or_default();
     vec![
         ("invocation_time_unix", AttrValue::F64(now_ns as f64 / 1e9)),
-        ("invocation_time_local", s(crate::sample::clock::isotime_local(now_ns))),
+        ("invocation_time_local", s(crate::base::clock::isotime_local(now_ns))),
         ("system_hostname", s(read("/proc/sys/kernel/hostname"))),
         ("messer_pid_command", s(pid_command.to_string())),
         ("messer_pid", AttrValue::I64(i64::from(pid))),
@@ -32,8 +32,8 @@ pub fn attributes(
         ("messer_schema_version", AttrValue::I64(crate::sample::SCHEMA_VERSION)),
         ("system_kernel_release", s(read("/proc/sys/kernel/osrelease"))),
         ("system_boot_id", s(read("/proc/sys/kernel/random/boot_id"))),
-        ("system_cpu_count", AttrValue::I64(cpus as i64)),
-        ("system_clock_ticks_per_second", AttrValue::I64(ticks as i64)),
-        ("system_page_size_bytes", AttrValue::I64(page as i64)),
+        ("system_cpu_count", AttrValue::I64(cpus)),
+        ("system_clock_ticks_per_second", AttrValue::I64(ticks)),
+        ("system_page_size_bytes", AttrValue::I64(page)),
     ]
 }

@@ -9,14 +9,14 @@ use crate::probe::Probe;
 use crate::probe::ProcEvent;
 use crate::probe::ebpf::{EbpfError, EbpfOptions, EbpfProbe};
 use crate::probe::procfs::{ProcRoot, ProcfsProbe};
+use crate::sample::follow::Follow;
 use crate::sample::sampler::{self, Stop};
 use crate::sample::{Sample, processes};
 use crate::signals::Signals;
-use crate::sink::exporters::Exporters;
+use crate::sink::exporters::{ExporterOptions, Exporters};
 use crate::sink::hdf5::{self as h5, Table};
 use crate::sink::writer::{QUEUE_ROWS, Rotation, Writer};
-use crate::target::follow::Follow;
-use crate::target::{Target, launch};
+use crate::targets::{Target, launch};
 
 /// How a recording failed: bad input (exit 2), a runtime failure (exit 1),
 /// or a command that could not be launched (126/127, as a shell would).
@@ -99,9 +99,27 @@ fn comm_bytes(name: &str) -> Result<[u8; messer_common::COMM_LEN], RecordError> 
     Ok(b)
 }
 
+/// The exporters' options from the command line.
+fn exporter_options(cli: &Cli) -> ExporterOptions {
+    ExporterOptions {
+        prometheus: cli.prometheus.clone(),
+        prometheus_per_process: cli.prometheus_per_process,
+        influx: cli.influx.as_ref().map(|url| crate::sink::influx::InfluxOptions {
+            url: url.clone(),
+            database: cli.influx_db.clone(),
+            bucket: cli.influx_bucket.clone(),
+            org: cli.influx_org.clone(),
+            token: cli.influx_token.clone().or_else(|| std::env::var("MESSER_INFLUX_TOKEN").ok()),
+        }),
+    }
+}
+
+/// A started probe and its mode's name.
+type NamedProbe = (Box<dyn Probe>, &'static str);
+
 /// The probes the mode asks for, each with its mode's name; `both` gives
 /// ebpf first, then procfs.
-fn start_probes(cli: &Cli, roots: &[i32], proc: &ProcRoot) -> Result<Vec<(Box<dyn Probe>, &'static str)>, RecordError> {
+fn start_probes(cli: &Cli, roots: &[i32], proc: &ProcRoot) -> Result<Vec<NamedProbe>, RecordError> {
     let follow = !cli.no_children;
     let reads = crate::probe::procfs::process::Reads { smaps: !cli.no_pss, sockets: true };
     let procfs = || (Box::new(ProcfsProbe::new(proc.clone(), roots, follow, reads)) as Box<dyn Probe>, "procfs");
@@ -144,7 +162,7 @@ fn start_probes(cli: &Cli, roots: &[i32], proc: &ProcRoot) -> Result<Vec<(Box<dy
 struct TableSpec {
     name: &'static str,
     title: &'static str,
-    schema: crate::sink::table::Schema,
+    schema: crate::base::table::Schema,
     attrs: Vec<(&'static str, h5::AttrValue)>,
 }
 
@@ -215,7 +233,7 @@ fn spec(cli: &Cli) -> Result<Spec<'_>, RecordError> {
 
 /// The fixed process to record: given by pid, or launched and held before exec.
 fn find_target(spec: &Spec, proc: &ProcRoot) -> Result<Option<(Target, Option<launch::Paused>)>, RecordError> {
-    let usage = |e: crate::target::TargetError| RecordError::Usage(e.to_string());
+    let usage = |e: crate::targets::TargetError| RecordError::Usage(e.to_string());
     match spec {
         Spec::Pid(pid) => Ok(Some((Target::attach(proc, *pid).map_err(usage)?, None))),
         Spec::Launch(cmd) => {
@@ -377,14 +395,14 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     };
     let labels =
         [("target", target_label), ("comm", comm_label.clone()), ("host", host), ("messer_mode", mode.to_string())];
-    let mut exporters = match Exporters::start(cli, &ts_schema, &labels) {
+    let mut exporters = match Exporters::start(&exporter_options(cli), &ts_schema, &labels) {
         Ok(e) => e,
         Err(e) => {
             drop(all);
             drop(file);
             let _ = std::fs::remove_file(&path);
             abandon(paused);
-            return Err(e);
+            return Err(RecordError::Usage(e.to_string()));
         }
     };
     let rotation = rotate_bytes.map(|limit| Rotation {
@@ -414,10 +432,8 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let cpu_col = ts_schema.columns.iter().position(|c| c.name == "proc_cpu_util_percent_total");
     let rss_col = ts_schema.columns.iter().position(|c| c.name == "proc_mem_rss");
     // Used by both the start hook and the sampling callback.
-    let registry = std::cell::RefCell::new(processes::Registry::new(
-        proc.clone(),
-        crate::sample::clock::realtime_ns() as f64 / 1e9,
-    ));
+    let registry =
+        std::cell::RefCell::new(processes::Registry::new(proc.clone(), crate::base::clock::realtime_ns() as f64 / 1e9));
     let launched_pid = paused.as_ref().map(|p| p.pid);
     let mut launch_error = None;
     // After the baseline read: let a launched command run.
@@ -429,7 +445,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
         }
         Some(Ok(())) => {
             if let Some(pid) = launched_pid {
-                registry.borrow_mut().note(pid, crate::sample::clock::realtime_ns() as f64 / 1e9, &cli.command);
+                registry.borrow_mut().note(pid, crate::base::clock::realtime_ns() as f64 / 1e9, &cli.command);
             }
             Ok(())
         }
@@ -447,7 +463,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
                 exporters.sample(&row, &s.processes);
                 if let Some(st) = &mut status {
                     let num = |i: Option<usize>| match i.and_then(|i| row.get(i)) {
-                        Some(crate::sink::table::Value::F64(v)) => *v,
+                        Some(crate::base::table::Value::F64(v)) => *v,
                         _ => f64::NAN,
                     };
                     st.sample(num(cpu_col), num(rss_col), writer.lost());

@@ -76,15 +76,9 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// The invoking user's uid and gid under sudo (SUDO_UID, SUDO_GID).
-pub fn sudo_ids() -> Option<(u32, u32)> {
-    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    Some((id("SUDO_UID")?, id("SUDO_GID")?))
-}
-
 /// Under sudo, gives the file to the invoking user.
 pub fn chown_to_invoker(path: &Path) {
-    if let Some((uid, gid)) = sudo_ids()
+    if let Some((uid, gid)) = crate::targets::launch::sudo_ids()
         && let Err(e) = std::os::unix::fs::chown(path, Some(uid), Some(gid))
     {
         log::warn!("could not give {} to uid {uid}: {e}", path.display());
@@ -97,6 +91,7 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: statvfs into a zeroed struct with a NUL-terminated path.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 

@@ -1,16 +1,19 @@
 //! A sample: one row of `/messer_timeseries`, made from a probe's reading and
 //! the real time elapsed since the previous one.
 
-pub mod clock;
+pub mod follow;
 pub mod processes;
 pub mod realtime;
 pub mod sampler;
 
+use crate::base::clock;
+use crate::base::table::{Column, Kind, Row, Schema, Value};
 use crate::probe::{CpuWindow, Measure, Reading};
-use crate::sink::table::{Column, Kind, Row, Schema, Value};
 
 /// Version of the file layout; bumped when columns change meaning.
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: with --io-syscalls, `proc_disk_*` leave sockets out (their traffic is
+/// in `proc_net_*`).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One row of the time series.
 #[derive(Debug, Clone, PartialEq)]

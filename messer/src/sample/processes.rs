@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::cpu_percent;
+use crate::base::table::{Column, Kind, Row, Schema, Value, ascii};
 use crate::probe::ProcessWindow;
 use crate::probe::procfs::ProcRoot;
-use crate::sink::table::{Column, Kind, Row, Schema, Value};
 
 /// Longest command line and executable path kept (longer ones are cut).
 pub const CMDLINE_LEN: usize = 1024;
@@ -41,12 +41,6 @@ pub fn schema() -> Schema {
         f("io_cancelled_write_throughput_mibps"),
         f("cpu_util_percent_guest"),
     ])
-}
-
-/// Makes text fit a fixed-length ASCII column: non-ASCII bytes become '?',
-/// and it is cut at `len` bytes.
-pub fn ascii(text: &str, len: usize) -> String {
-    text.chars().map(|c| if c.is_ascii() && c != '\0' { c } else { '?' }).take(len).collect()
 }
 
 /// The `/messer_processes` row of one process in a window.
@@ -130,7 +124,7 @@ struct Info {
 /// The user name of `uid` from /etc/passwd (empty if none).
 fn user_name(uid: u32) -> String {
     let uid = uid.to_string();
-    crate::target::launch::passwd_entry(|f| f.get(2) == Some(&uid.as_str())).map(|f| f[0].clone()).unwrap_or_default()
+    crate::targets::launch::passwd_entry(|f| f.get(2) == Some(&uid.as_str())).map(|f| f[0].clone()).unwrap_or_default()
 }
 
 /// Effective uid: the second field of `Uid:` in /proc/<pid>/status.

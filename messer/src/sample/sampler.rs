@@ -7,10 +7,10 @@
 use std::os::fd::AsRawFd as _;
 
 use super::Sample;
-use super::clock::{self, Deadlines};
+use super::follow::{Follow, Moment};
+use crate::base::clock::{self, Deadlines};
 use crate::probe::{Probe, ProbeError, ProcEvent};
 use crate::signals::Signals;
-use crate::target::follow::{Follow, Moment};
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

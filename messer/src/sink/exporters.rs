@@ -7,10 +7,24 @@ use std::sync::{Arc, Mutex};
 use super::influx::{self, Influx, InfluxOptions};
 use super::metrics::Metrics;
 use super::prometheus::{self, Endpoint};
-use super::table::{Row, Schema};
-use crate::cli::Cli;
+use crate::base::table::{Row, Schema};
 use crate::probe::ProcessWindow;
-use crate::record::RecordError;
+
+/// What the command line asked the exporters for.
+#[derive(Debug, Clone, Default)]
+pub struct ExporterOptions {
+    /// `--prometheus ADDR:PORT`, and `--prometheus-per-process`.
+    pub prometheus: Option<String>,
+    pub prometheus_per_process: bool,
+    /// `--influx URL` and where in it to write.
+    pub influx: Option<InfluxOptions>,
+}
+
+/// An exporter that cannot start: the options are at fault (bad address,
+/// a port in use, a bad URL); the message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ExporterError(String);
 
 pub struct Exporters {
     /// The metrics the samples update and the endpoint that renders them.
@@ -22,14 +36,18 @@ pub struct Exporters {
 }
 
 impl Exporters {
-    /// Starts what the command line asks for; bad options are usage errors.
-    pub fn start(cli: &Cli, schema: &Schema, labels: &[(&'static str, String)]) -> Result<Self, RecordError> {
-        let usage = |e: String| RecordError::Usage(e);
-        let prometheus = match &cli.prometheus {
+    /// Starts what the options ask for.
+    pub fn start(
+        opts: &ExporterOptions,
+        schema: &Schema,
+        labels: &[(&'static str, String)],
+    ) -> Result<Self, ExporterError> {
+        let usage = ExporterError;
+        let prometheus = match &opts.prometheus {
             Some(a) => {
                 let addr = prometheus::parse_addr(a).map_err(|e| usage(e.to_string()))?;
                 let mut m = Metrics::new(schema, labels);
-                if cli.prometheus_per_process {
+                if opts.prometheus_per_process {
                     m = m.with_per_process();
                 }
                 let m = Arc::new(Mutex::new(m));
@@ -41,16 +59,9 @@ impl Exporters {
             }
             None => None,
         };
-        let influx = match &cli.influx {
-            Some(url) => {
-                let opts = InfluxOptions {
-                    url: url.clone(),
-                    database: cli.influx_db.clone(),
-                    bucket: cli.influx_bucket.clone(),
-                    org: cli.influx_org.clone(),
-                    token: cli.influx_token.clone().or_else(|| std::env::var("MESSER_INFLUX_TOKEN").ok()),
-                };
-                let i = Influx::start(&opts).map_err(|e| usage(e.to_string()))?;
+        let influx = match &opts.influx {
+            Some(opts) => {
+                let i = Influx::start(opts).map_err(|e| usage(e.to_string()))?;
                 log::info!("writing to InfluxDB at {}", crate::redact::urls(&opts.write_url().unwrap_or_default()));
                 Some(i)
             }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::table::{Row, Schema, Value};
+use crate::base::table::{Row, Schema, Value};
 
 /// Lines kept while the server is unreachable (about 100 s at 10 ms).
 pub const BUFFER_LINES: usize = 10_000;
@@ -314,7 +314,7 @@ fn send_loop(url: &str, token: Option<&str>, shared: &(Mutex<Shared>, Condvar)) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::table::{Column, Kind};
+    use crate::base::table::{Column, Kind};
 
     #[test]
     fn line_protocol() {
@@ -330,8 +330,7 @@ mod tests {
         let l = line("messer", &[("host", "h,1".into())], &schema, &row, &[("comm", "program")], "unixtime").unwrap();
         assert_eq!(l, "messer,host=h\\,1,program=my\\ tool cpu=2.0,pid=7i 1500000000");
         let empty = vec![Value::F64(1.0), Value::Ascii(String::new()), Value::F64(f64::NAN), Value::F64(f64::NAN)];
-        let schema2 =
-            Schema::new(schema.columns[..3].to_vec().into_iter().chain([Column::new("x", Kind::F64)]).collect());
+        let schema2 = Schema::new(schema.columns[..3].iter().cloned().chain([Column::new("x", Kind::F64)]).collect());
         assert_eq!(line("m", &[], &schema2, &empty, &[], "unixtime"), None);
     }
 

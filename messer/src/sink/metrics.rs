@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::table::{Row, Schema, Value};
+use crate::base::table::{Row, Schema, Value};
 
 /// Counter: (metric, label, source column, factor from value x window seconds).
 const COUNTERS: &[(&str, &str, &str, f64)] = &[
@@ -298,7 +298,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::table::{Column, Kind};
+    use crate::base::table::{Column, Kind};
 
     fn schema() -> Schema {
         let f = |n: &str| Column::new(n, Kind::F64);

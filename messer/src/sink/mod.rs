@@ -5,5 +5,4 @@ pub mod hdf5;
 pub mod influx;
 pub mod metrics;
 pub mod prometheus;
-pub mod table;
 pub mod writer;

@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use super::hdf5::{self as h5, AttrValue, Hdf5Error, Table};
-use super::table::Row;
+use crate::base::table::Row;
 
 /// Rows the queue holds: at 10 ms intervals, 40 s of a stalled disk.
 pub const QUEUE_ROWS: usize = 4096;

@@ -10,7 +10,8 @@ use aya::Ebpf;
 use aya::programs::Iter;
 use messer_common::{IPPROTO_TCP, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
 
-use super::{EbpfError, load};
+use super::EbpfError;
+use super::handle::program;
 use crate::probe::procfs::figures::{SocketCounts, ThreadStates};
 
 /// The programs' names in the BPF object and the kernel iterators they run on.
@@ -20,7 +21,7 @@ pub const THREADS: (&str, &str) = ("messer_thread_states", "task");
 /// Loads both iterator programs (attached anew at every read).
 pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
     for (name, target) in [SOCKETS, THREADS] {
-        let p: &mut Iter = load::program(bpf, name)?;
+        let p: &mut Iter = program(bpf, name)?;
         p.load(target, btf).map_err(EbpfError::load)?;
     }
     Ok(())
@@ -74,7 +75,7 @@ pub fn tally_threads(records: &[u8]) -> HashMap<i32, ThreadStates> {
 /// Runs iterator program `name` once: a new instance read to its end into
 /// `buf` (which keeps its capacity), whole records of `record` bytes.
 pub fn run(bpf: &mut Ebpf, name: &str, record: usize, buf: &mut Vec<u8>) -> Result<(), EbpfError> {
-    let p: &mut Iter = load::program(bpf, name)?;
+    let p: &mut Iter = program(bpf, name)?;
     let id = p.attach().map_err(EbpfError::map)?;
     let link = p.take_link(id).map_err(EbpfError::map)?;
     let mut file = link.into_file().map_err(EbpfError::map)?;

@@ -11,6 +11,7 @@ use messer_common::{
 };
 
 use super::btf::{self, Btf};
+use super::handle::program;
 use super::{EbpfError, EbpfOptions, marks, tracefs};
 use crate::probe::procfs::ProcRoot;
 
@@ -225,17 +226,6 @@ fn raise_memlock() {
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
-}
-
-/// Program `name` of the object as its type `T`.
-pub fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, EbpfError>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    bpf.program_mut(name)
-        .ok_or_else(|| EbpfError::Load(format!("no program {name}")))?
-        .try_into()
-        .map_err(EbpfError::load)
 }
 
 fn attach_raw(bpf: &mut Ebpf, prog: &str, events: &[&str]) -> Result<(), EbpfError> {

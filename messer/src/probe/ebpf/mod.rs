@@ -5,6 +5,7 @@ pub mod btf;
 pub mod census;
 pub mod counters;
 pub mod flush;
+pub mod handle;
 pub mod load;
 pub mod marks;
 pub mod stats;
@@ -19,6 +20,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHas
 use aya::programs::RawTracePoint;
 use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, Tracked, io, stat};
 
+use crate::base::table::Column;
 use crate::probe::EventKind;
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
@@ -26,7 +28,6 @@ use crate::probe::procfs::figures::{Census, FromProc, SOCKET_BUDGET, Sockets, Th
 use crate::probe::procfs::host::Host;
 use crate::probe::procfs::system::SystemProbe;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
-use crate::sink::table::Column;
 use counters::EpochDeltas;
 use stats::ProgramStats;
 
@@ -197,7 +198,7 @@ impl EbpfProbe {
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
-        let flush: &mut RawTracePoint = load::program(&mut bpf, "messer_flush")?;
+        let flush: &mut RawTracePoint = handle::program(&mut bpf, "messer_flush")?;
         flush.load().map_err(EbpfError::load)?;
         let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
@@ -404,13 +405,13 @@ impl EbpfProbe {
     /// The tree's sockets and thread states now; each None (logged once)
     /// where its iterator failed, both when the budget does not allow.
     fn run_census(&mut self) -> Census {
-        let t0 = crate::sample::clock::monotonic_ns();
+        let t0 = crate::base::clock::monotonic_ns();
         if !self.census_throttle.due(t0) {
             return Census::default();
         }
         let sockets = census::sockets(&mut self.bpf, &mut self.census_buf);
         let states = census::threads(&mut self.bpf, &mut self.census_buf);
-        let spent = crate::sample::clock::monotonic_ns().saturating_sub(t0);
+        let spent = crate::base::clock::monotonic_ns().saturating_sub(t0);
         self.census_throttle.spent(spent);
         log::trace!("census: {sockets:?} {states:?} in {} us", spent / 1000);
         Census { sockets: self.census_ok(sockets), states: self.census_ok(states) }

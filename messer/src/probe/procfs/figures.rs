@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use super::parse::Stat;
 use super::process::{self, ProcessFigures, Reads};
 use super::root::{ProcRoot, ReadError};
+use crate::base::table::Column;
 use crate::probe::Measure;
 use crate::probe::delta::DeltaTracker;
 use crate::probe::measure::float;
-use crate::sink::table::Column;
 
 /// Sums of per-process gauges; None once any process's value is unknown.
 #[derive(Default)]
@@ -363,7 +363,7 @@ impl TreeFigures {
             // No process: the figures are unknown, not zero.
             return Ok((vec![Measure::Missing; names(self.own).len()], HashMap::new()));
         }
-        let now = crate::sample::clock::monotonic_ns();
+        let now = crate::base::clock::monotonic_ns();
         let reads = Reads {
             sockets: counted == Sockets::Scan && self.reads.sockets && self.socket_scan.due(now),
             smaps: self.reads.smaps && self.smaps.due(now),
@@ -483,9 +483,9 @@ impl TreeFigures {
             }
             (Sockets::Counted(Census { sockets: None, .. }), ..) => (Measure::Missing, Measure::Missing),
             (Sockets::Scan, Some(set), Some(first)) => {
-                let t0 = crate::sample::clock::monotonic_ns();
+                let t0 = crate::base::clock::monotonic_ns();
                 let table = socket_table(&self.proc, first.pid);
-                self.socket_scan.spent(spent.sockets_ns + crate::sample::clock::monotonic_ns().saturating_sub(t0));
+                self.socket_scan.spent(spent.sockets_ns + crate::base::clock::monotonic_ns().saturating_sub(t0));
                 let found: Vec<&(bool, u8)> = set.iter().filter_map(|i| table.get(i)).collect();
                 let tcp = found.iter().filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED).count();
                 (Measure::Value(found.len() as f64), Measure::Value(tcp as f64))
@@ -496,9 +496,9 @@ impl TreeFigures {
         let by_process = match counted {
             Sockets::Counted(c) => c.states,
             Sockets::Scan if self.state_scan.due(now) => {
-                let t0 = crate::sample::clock::monotonic_ns();
+                let t0 = crate::base::clock::monotonic_ns();
                 let s = self.scan_states(stats);
-                self.state_scan.spent(crate::sample::clock::monotonic_ns().saturating_sub(t0));
+                self.state_scan.spent(crate::base::clock::monotonic_ns().saturating_sub(t0));
                 s
             }
             Sockets::Scan => None,
@@ -591,7 +591,7 @@ mod tests {
         t.spent(0);
         assert!(t.due(2_100));
     }
-    use crate::probe::procfs::testutil::FakeProc;
+    use crate::base::proc::testutil::FakeProc;
 
     #[test]
     fn sums_over_the_tree_and_marks_unknowns_missing() {

@@ -25,7 +25,7 @@ impl Host {
         Self {
             // From the clocks, unless reading a /proc other than this system's.
             boot_unixtime: if proc.is_live() {
-                crate::sample::clock::boot_unix_ns() as f64 / 1e9
+                crate::base::clock::boot_unix_ns() as f64 / 1e9
             } else {
                 proc.read("stat").ok().and_then(|t| parse_btime(&t)).unwrap_or(f64::NAN)
             },

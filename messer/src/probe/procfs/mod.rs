@@ -14,12 +14,8 @@
 pub mod figures;
 pub mod host;
 pub mod kv;
-pub mod parse;
 pub mod process;
-pub mod root;
 pub mod system;
-#[cfg(test)]
-mod testutil;
 pub mod ticks;
 pub mod tree;
 
@@ -27,7 +23,8 @@ use std::collections::HashMap;
 
 use crate::probe::delta::DeltaTracker;
 use crate::probe::{CpuWindow, EventKind, Measure, Probe, ProbeError, ProcEvent, Reading, Span};
-pub use root::{ProcRoot, ReadError};
+// /proc access is a leaf module (targets use it too).
+pub use crate::base::proc::{ProcRoot, ReadError, parse, root};
 use ticks::SplitTicks;
 
 /// The exact part of a read (see `Probe::snap`).
@@ -268,7 +265,7 @@ impl ProcfsProbe {
         if tid != pid {
             return None;
         }
-        let elapsed = crate::sample::clock::monotonic_ns().saturating_sub(self.prev_snap_start_ns);
+        let elapsed = crate::base::clock::monotonic_ns().saturating_sub(self.prev_snap_start_ns);
         // Tolerance: schedstat of a running thread lags up to a tick.
         let most = elapsed.saturating_add(10_000_000);
         let prev = self.run_ns.previous(&key)?;
@@ -321,7 +318,7 @@ impl ProcfsProbe {
     /// The exact part of a read (see `Probe::snap`).
     fn snapshot(&mut self) -> Result<Snap, ProbeError> {
         let span = Span::start();
-        let started_ns = crate::sample::clock::monotonic_ns();
+        let started_ns = crate::base::clock::monotonic_ns();
         let pids = self.walk();
         let mut gains = Gains::default();
         let mut stats = Vec::with_capacity(pids.len());
@@ -350,7 +347,7 @@ impl ProcfsProbe {
 }
 
 impl Probe for ProcfsProbe {
-    fn columns(&self) -> Vec<crate::sink::table::Column> {
+    fn columns(&self) -> Vec<crate::base::table::Column> {
         let mut c = vec![
             crate::probe::measure::float("proc_cpu_num_used"),
             crate::probe::measure::float("proc_ctx_switch_rate_hz"),
@@ -401,7 +398,7 @@ impl Probe for ProcfsProbe {
                 w
             })
             .collect();
-        let events = self.events(&stats, crate::sample::clock::wall_of(mono_ns) as f64 / 1e9);
+        let events = self.events(&stats, crate::base::clock::wall_of(mono_ns) as f64 / 1e9);
         let present = !stats.is_empty();
         if !present {
             extra[..4].fill(Measure::Missing);

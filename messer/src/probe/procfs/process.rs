@@ -160,9 +160,9 @@ pub struct Spent {
 
 /// Runs `f`, adding the time it took to `*ns`.
 fn timed<T>(ns: &mut u64, f: impl FnOnce() -> T) -> T {
-    let t0 = crate::sample::clock::monotonic_ns();
+    let t0 = crate::base::clock::monotonic_ns();
     let out = f();
-    *ns += crate::sample::clock::monotonic_ns().saturating_sub(t0);
+    *ns += crate::base::clock::monotonic_ns().saturating_sub(t0);
     out
 }
 
@@ -223,7 +223,7 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::procfs::testutil::FakeProc;
+    use crate::base::proc::testutil::FakeProc;
 
     #[test]
     fn a_process_that_exited_meanwhile_adds_no_memory_instead_of_missing() {

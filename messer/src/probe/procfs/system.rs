@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use super::kv;
 use super::parse::ParseError;
 use super::root::{KeptFiles, ProcRoot, ReadError};
+use crate::base::table::Column;
 use crate::probe::Measure;
 use crate::probe::measure::{float, integer};
-use crate::sink::table::Column;
 
 /// /proc/stat cpu fields, in order: user nice system idle iowait irq softirq steal.
 const CPU_FIELDS: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
@@ -339,7 +339,7 @@ impl SystemProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::procfs::testutil::FakeProc;
+    use crate::base::proc::testutil::FakeProc;
 
     const MEMINFO: &str = "MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 600 kB\nBuffers: 50 kB\nCached: 300 kB\n\
         SReclaimable: 20 kB\nShmem: 10 kB\nActive: 400 kB\nInactive: 200 kB\nSwapTotal: 64 kB\nSwapFree: 60 kB\n";

@@ -7,7 +7,7 @@ use hdf5_sys::{h5d, h5p, h5s};
 
 use super::Hdf5Error;
 use super::attrs::{self, AttrValue};
-use crate::sink::table::{Kind, Row, Schema, pack};
+use crate::base::table::{Kind, Row, Schema, pack};
 
 /// Rows per chunk (space is allocated a chunk at a time).
 const CHUNK_ROWS: usize = 32;

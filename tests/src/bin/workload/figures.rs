@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 pub fn faults_so_far() -> (i64, i64) {
     // SAFETY: getrusage into a zeroed struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage into a struct of ours.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     (ru.ru_minflt, ru.ru_majflt)
 }

@@ -180,6 +180,7 @@ fn write1(fd: i32) -> bool {
 fn rusage(who: i32) -> (f64, f64) {
     // SAFETY: getrusage into a zeroed struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage into a struct of ours.
     unsafe { libc::getrusage(who, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     (t(ru.ru_utime), t(ru.ru_stime))

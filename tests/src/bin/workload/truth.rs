@@ -89,6 +89,7 @@ impl Truth {
                 let Some(ns) = clocks.sum_ns() else { break };
                 // SAFETY: getrusage into a zeroed struct.
                 let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+                // SAFETY: getrusage into a struct of ours.
                 unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
                 let t1 = monotonic_ns();
                 if t1 - t0 < 100_000 {

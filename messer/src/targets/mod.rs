@@ -1,13 +1,12 @@
 //! The process the user asked about: found, identified and watched for exit.
 
-pub mod follow;
 pub mod launch;
 pub mod pid_command;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd as _, OwnedFd};
 
-use crate::probe::procfs::{ProcRoot, parse::PF_KTHREAD};
+use crate::base::proc::{ProcRoot, parse::PF_KTHREAD};
 
 /// Why a target cannot be recorded.
 #[derive(Debug, thiserror::Error)]

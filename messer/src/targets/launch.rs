@@ -44,7 +44,7 @@ pub struct RunAs {
 
 /// The invoking user under sudo (SUDO_UID, SUDO_GID, SUDO_USER), if any.
 pub fn sudo_invoker() -> Option<RunAs> {
-    let (uid, gid) = crate::record::output::sudo_ids()?;
+    let (uid, gid) = sudo_ids()?;
     let user = std::env::var("SUDO_USER").ok()?;
     let home = passwd_entry(|f| f.first() == Some(&user.as_str())).and_then(|f| f.get(5).cloned());
     Some(RunAs { uid, gid, user: CString::new(user).ok()?, home })
@@ -77,6 +77,24 @@ fn pipe(flags: i32) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// The supplementary groups of `r`'s user (getgrouplist, grown until the
+/// list fits).
+fn group_list(r: &RunAs) -> io::Result<Vec<libc::gid_t>> {
+    let mut n: libc::c_int = 32;
+    for _ in 0..8 {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let want = n;
+        // SAFETY: a NUL-terminated name and a buffer of `n` gids.
+        if unsafe { libc::getgrouplist(r.user.as_ptr(), r.gid, groups.as_mut_ptr(), &mut n) } >= 0 {
+            groups.truncate(n as usize);
+            return Ok(groups);
+        }
+        // Too small: `n` now says how many there are.
+        n = n.max(want * 2);
+    }
+    Err(io::Error::other("the user's group list keeps growing"))
+}
+
 /// Forks the child for `argv`; it waits until `Paused::release`.
 /// Must be called while messer has a single thread (fork in a
 /// multi-threaded process may deadlock the child).
@@ -100,17 +118,25 @@ pub fn spawn_paused(argv: &[String], run_as: Option<&RunAs>) -> Result<Paused, L
     let cenv: Vec<CString> = env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
     let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
+    // The user's groups, looked up here (initgroups reads the group
+    // database and allocates: not for a forked child).
+    let groups = match run_as {
+        Some(r) => group_list(r).map_err(LaunchError::Fork)?,
+        None => Vec::new(),
+    };
 
     let (go_r, go_w) = pipe(libc::O_CLOEXEC).map_err(LaunchError::Fork)?;
     let (err_r, err_w) = pipe(libc::O_CLOEXEC).map_err(LaunchError::Fork)?;
-    // SAFETY: fork; the child only calls async-signal-safe functions on
-    // data prepared above, then execs or _exits.
+    // SAFETY: fork; the child only makes system calls on data prepared
+    // above (close, read, sigprocmask, setgroups, setgid, setuid, write),
+    // then execs (execvpe searches PATH with the prepared strings) or
+    // _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(LaunchError::Fork(io::Error::last_os_error()));
     }
     if pid == 0 {
-        // SAFETY: child side, async-signal-safe calls only.
+        // SAFETY: child side, system calls on prepared data only.
         unsafe {
             // Only messer holds the write ends: EOF then means it gave up.
             libc::close(go_w.as_raw_fd());
@@ -125,7 +151,7 @@ pub fn spawn_paused(argv: &[String], run_as: Option<&RunAs>) -> Result<Paused, L
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             if let Some(r) = run_as
-                && (libc::initgroups(r.user.as_ptr(), r.gid) != 0
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(r.gid) != 0
                     || libc::setuid(r.uid) != 0)
             {
@@ -210,4 +236,10 @@ pub fn wait(pid: i32) -> io::Result<Exit> {
     } else {
         Exit::Code(libc::WEXITSTATUS(status))
     })
+}
+
+/// The invoking user's uid and gid under sudo (SUDO_UID, SUDO_GID).
+pub fn sudo_ids() -> Option<(u32, u32)> {
+    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    Some((id("SUDO_UID")?, id("SUDO_GID")?))
 }

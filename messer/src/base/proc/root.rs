@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn kept_files_see_new_content() {
-        let p = crate::probe::procfs::testutil::FakeProc::new();
+        let p = crate::base::proc::testutil::FakeProc::new();
         p.file("loadavg", "0.10 0.20 0.30 1/100 42\n");
         let root = p.root();
         let mut kept = KeptFiles::default();

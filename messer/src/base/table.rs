@@ -4,6 +4,12 @@
 //! is one value per column, in column order. Sinks turn rows into their own
 //! representation (packed HDF5 compound records, text lines, metrics).
 
+/// Makes text fit a fixed-length ASCII column: non-ASCII bytes become '?',
+/// and it is cut at `len` bytes.
+pub fn ascii(text: &str, len: usize) -> String {
+    text.chars().map(|c| if c.is_ascii() && c != '\0' { c } else { '?' }).take(len).collect()
+}
+
 /// The type of one column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::os::fd::BorrowedFd;
 
-use super::launch::RunAs;
-use super::{Target, pid_command};
 use crate::probe::procfs::ProcRoot;
 use crate::probe::{EventKind, Probe, ProbeError, ProcEvent};
+use crate::targets::launch::RunAs;
+use crate::targets::{Target, pid_command};
 
 /// When `Follow::poll` is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

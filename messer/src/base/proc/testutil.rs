@@ -6,6 +6,12 @@ pub struct FakeProc {
     dir: tempfile::TempDir,
 }
 
+impl Default for FakeProc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FakeProc {
     pub fn new() -> Self {
         Self { dir: tempfile::tempdir().expect("temp dir") }

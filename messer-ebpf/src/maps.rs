@@ -318,8 +318,8 @@ pub fn read_field<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(at as *const T) }.ok()
 }
 
-/// BPF_NOEXIST: insert only if the key is absent.
-pub const BPF_NOEXIST: u64 = 1;
+/// BPF_NOEXIST (insert only if the key is absent) as map inserts take it.
+pub const BPF_NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;
 
 /// Sends an event about process `pid` (comm of `current`); a full ring
 /// buffer is counted.

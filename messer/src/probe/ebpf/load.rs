@@ -48,8 +48,8 @@ pub const TASK_PROGRAMS: [(&str, &[&str], usize); 3] = [
     ("sched_process_exit", &["sched_process_exit"], 1),
 ];
 
-/// BPF_NOEXIST: insert only if the key is absent.
-const BPF_NOEXIST: u64 = 1;
+/// BPF_NOEXIST (insert only if the key is absent) as map inserts take it.
+const BPF_NOEXIST: u64 = aya_obj::generated::BPF_NOEXIST as u64;
 
 /// Offset of `field` in every one of `events` (which must agree).
 fn common_offset(root: &Path, category: &str, events: &[&str], field: &str, size: u32) -> Result<u32, EbpfError> {

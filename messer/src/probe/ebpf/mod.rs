@@ -13,7 +13,6 @@ pub mod tracefs;
 pub mod tracked;
 
 use std::collections::HashSet;
-use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -44,8 +43,8 @@ pub enum EbpfError {
     Load(String),
     #[error("reading the BPF maps failed: {0}")]
     Map(String),
-    #[error("running the flush program on CPU {cpu} failed: {source}")]
-    Flush { cpu: u32, source: std::io::Error },
+    #[error("running the flush program on CPU {cpu} failed: {reason}")]
+    Flush { cpu: u32, reason: String },
 }
 
 impl EbpfError {
@@ -128,7 +127,10 @@ pub struct EbpfProbe {
     follow_children: bool,
     /// The `EVENTS` ring buffer, taken out of `bpf`.
     events: RingBuf<MapData>,
-    flush_fd: RawFd,
+    /// Typed handles on the maps read at every sample, taken out of `bpf`
+    /// once.
+    running: PerCpuArray<MapData, RunSlot>,
+    counters: PerCpuHashMap<MapData, u32, EpochCounters>,
     cpus: Vec<u32>,
     epoch: u64,
     proc: ProcRoot,
@@ -198,9 +200,12 @@ impl EbpfProbe {
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
-        let flush: &mut RawTracePoint = handle::program(&mut bpf, "messer_flush")?;
+        let flush: &mut RawTracePoint = handle::program(&mut bpf, flush::PROGRAM)?;
         flush.load().map_err(EbpfError::load)?;
-        let flush_fd = flush.fd().map_err(EbpfError::load)?.as_fd().as_raw_fd();
+        let take =
+            |bpf: &mut Ebpf, name: &str| bpf.take_map(name).ok_or_else(|| EbpfError::Map(format!("no map {name}")));
+        let running = PerCpuArray::try_from(take(&mut bpf, "RUNNING")?).map_err(EbpfError::map)?;
+        let counters = PerCpuHashMap::try_from(take(&mut bpf, "COUNTERS")?).map_err(EbpfError::map)?;
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
             snap: None,
@@ -209,7 +214,8 @@ impl EbpfProbe {
             runq,
             follow_children: opts.follow_children,
             events,
-            flush_fd,
+            running,
+            counters,
             cpus,
             epoch: 0,
             proc: proc.clone(),
@@ -242,12 +248,12 @@ impl EbpfProbe {
     /// that just ended.
     fn flush(&mut self) -> Result<(u64, u64, u32), EbpfError> {
         self.epoch += 1;
+        let program = self.bpf.program(flush::PROGRAM).ok_or_else(|| EbpfError::Map("no flush program".into()))?;
+        let program: &RawTracePoint = program.try_into().map_err(EbpfError::map)?;
         for &cpu in &self.cpus {
-            flush::run_on_cpu(self.flush_fd, cpu, self.epoch).map_err(|source| EbpfError::Flush { cpu, source })?;
+            flush::run_on_cpu(program, cpu, self.epoch).map_err(|e| EbpfError::Flush { cpu, reason: chain(&e) })?;
         }
-        let map = self.bpf.map("RUNNING").ok_or_else(|| EbpfError::Map("no map RUNNING".into()))?;
-        let running: PerCpuArray<&MapData, RunSlot> = PerCpuArray::try_from(map).map_err(EbpfError::map)?;
-        let slots = running.get(&0, 0).map_err(EbpfError::map)?;
+        let slots = self.running.get(&0, 0).map_err(EbpfError::map)?;
         let mut first = u64::MAX;
         let mut last = 0;
         let mut used = 0;
@@ -271,13 +277,10 @@ impl EbpfProbe {
 
     /// The frozen half (the previous epoch's parity) of each tgid, summed over CPUs.
     fn frozen(&self, tgids: &[(u32, Tracked)]) -> Result<Vec<Counters>, EbpfError> {
-        let map = self.bpf.map("COUNTERS").ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
-        let counters: PerCpuHashMap<&MapData, u32, EpochCounters> =
-            PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
         let half = ((self.epoch - 1) & 1) as usize;
         tgids
             .iter()
-            .map(|(tgid, _)| match counters.get(tgid, 0) {
+            .map(|(tgid, _)| match self.counters.get(tgid, 0) {
                 Ok(per_cpu) => Ok(per_cpu.iter().fold(Counters::default(), |a, c| counters::add(&a, &c.half[half]))),
                 // Nothing credited yet.
                 Err(MapError::KeyNotFound) => Ok(Counters::default()),
@@ -291,10 +294,7 @@ impl EbpfProbe {
         let map = self.bpf.map_mut("TRACKED").ok_or_else(|| EbpfError::Map("no map TRACKED".into()))?;
         let mut tracked: BpfHashMap<&mut MapData, u32, Tracked> = BpfHashMap::try_from(map).map_err(EbpfError::map)?;
         let _ = tracked.remove(&tgid);
-        let map = self.bpf.map_mut("COUNTERS").ok_or_else(|| EbpfError::Map("no map COUNTERS".into()))?;
-        let mut counters: PerCpuHashMap<&mut MapData, u32, EpochCounters> =
-            PerCpuHashMap::try_from(map).map_err(EbpfError::map)?;
-        let _ = counters.remove(&tgid);
+        let _ = self.counters.remove(&tgid);
         self.deltas.forget(tgid);
         self.known.remove(&tgid);
         self.exited.remove(&tgid);

@@ -66,6 +66,12 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Filled in by the loader (tracefs offsets, options) before loading.
+///
+/// A plain static rather than aya-ebpf's `Global<Config>`: `Global` offers
+/// only a load of the whole value, and the hot paths read single members
+/// (`task_offsets`, the census) so that the verifier sees each as a
+/// constant of the frozen map and accepts direct loads at it; a whole copy
+/// would also put the struct on sched_switch's 512-byte stack.
 #[unsafe(no_mangle)]
 static MESSER_CONFIG: Config = Config {
     task_pid: 0,

@@ -260,5 +260,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let result = sampler::run(&mut probes, &mut follow, &signals, cfg.interval_ns, cfg.duration_ns, start, |s, e| {
         session.tick(s, e)
     });
+    // The start hook's share of the registry, so that the session has it alone.
+    drop(registry);
     session.finish(result, paused.as_ref(), launch_error)
 }

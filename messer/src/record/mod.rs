@@ -241,7 +241,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let mut paused = cleanup.release();
     let now = || crate::base::clock::realtime_ns() as f64 / 1e9;
     let registry = processes::Registry::new(proc.clone(), now());
-    let mut session = Session::new(writer, exporters, &schema, registry, path, cfg.quiet, cfg.output.compress);
+    let mut session = Session::new(writer, exporters, registry, path, cfg.quiet, cfg.output.compress);
     let mut launch_error = None;
     let registry = session.registry.clone();
     // After the baseline read: let a launched command run.

@@ -9,7 +9,6 @@ use std::rc::Rc;
 
 use super::tables::{EVENTS, PROCESS_INFO, PROCESSES, PROCFS_TIMESERIES, TIMESERIES};
 use super::{Outcome, RecordError, output, status};
-use crate::base::table::{Schema, Value};
 use crate::probe::ProcEvent;
 use crate::sample::processes::Registry;
 use crate::sample::sampler::{SamplerError, Stop};
@@ -24,9 +23,6 @@ pub struct Session {
     pub writer: Writer,
     pub exporters: Exporters,
     status: Option<status::Status>,
-    /// The status line's columns.
-    cpu_col: Option<usize>,
-    rss_col: Option<usize>,
     /// Every process seen (its summary row when it is gone); shared with
     /// the sampler's start hook, which notes a launched command.
     pub registry: Rc<RefCell<Registry>>,
@@ -38,17 +34,13 @@ impl Session {
     pub fn new(
         writer: Writer,
         exporters: Exporters,
-        schema: &Schema,
         registry: Registry,
         path: PathBuf,
         quiet: bool,
         compress: bool,
     ) -> Self {
-        let col = |name: &str| schema.columns.iter().position(|c| c.name == name);
         Session {
             status: status::Status::new(quiet, path.clone()),
-            cpu_col: col("proc_cpu_util_percent_total"),
-            rss_col: col("proc_mem_rss"),
             writer,
             exporters,
             registry: Rc::new(RefCell::new(registry)),
@@ -69,11 +61,7 @@ impl Session {
             let row = s.row();
             self.exporters.sample(&row, &s.processes);
             if let Some(st) = &mut self.status {
-                let num = |i: Option<usize>| match i.and_then(|i| row.get(i)) {
-                    Some(Value::F64(v)) => *v,
-                    _ => f64::NAN,
-                };
-                st.sample(num(self.cpu_col), num(self.rss_col), self.writer.lost());
+                st.sample(s.cpu_total_percent, s.rss_bytes(), self.writer.lost());
             }
             self.writer.send(TIMESERIES, row)?;
             for row in s.process_rows() {
@@ -114,14 +102,7 @@ impl Session {
             launch::Exit::Signal(s) => (pid, -f64::from(s)),
         });
         drop(status);
-        // The start hook's share is gone with the sampler.
-        let rows = match Rc::try_unwrap(registry) {
-            Ok(r) => r.into_inner().finish(child),
-            Err(_) => {
-                log::error!("the process summaries are still shared; /messer_process_info lacks the last ones");
-                Vec::new()
-            }
-        };
+        let rows = registry.borrow_mut().finish(child);
         for row in rows {
             exporters.summary(&row);
             let _ = writer.send(PROCESS_INFO, row);

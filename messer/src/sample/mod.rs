@@ -59,6 +59,13 @@ pub fn cpu_percent(cpu: &CpuWindow, window_ns: u64) -> (f64, f64, f64) {
 }
 
 impl Sample {
+    /// Σ resident memory of the window's processes (bytes, at the end of the
+    /// window, as `proc_mem_rss`); NaN if none is known.
+    pub fn rss_bytes(&self) -> f64 {
+        let known: Vec<f64> = self.processes.iter().map(|p| p.rss_bytes).filter(|v| v.is_finite()).collect();
+        if known.is_empty() { f64::NAN } else { known.iter().sum() }
+    }
+
     /// The sample for the window that ends at `now` and began at `prev_mono_ns`.
     pub fn from_reading(now: &Reading, prev_mono_ns: u64, pid: i32) -> Self {
         let window_ns = now.mono_ns.saturating_sub(prev_mono_ns);

@@ -255,7 +255,7 @@ impl Registry {
 
     /// Rows of every process still known (at the end of a recording);
     /// `exit` is the status of process `pid` if messer learned it.
-    pub fn finish(mut self, exit: Option<(i32, f64)>) -> Vec<Row> {
+    pub fn finish(&mut self, exit: Option<(i32, f64)>) -> Vec<Row> {
         if let Some((pid, s)) = exit {
             self.statuses.insert(pid, s);
         }

@@ -118,10 +118,12 @@ fn thread_states_of_sleepers_and_a_busy_thread() {
     for (mode, t) in [("ebpf", &ebpf), ("procfs", &procfs)] {
         let threads = column(t, cols[0]);
         let (running, sleeping) = (column(t, cols[1]), column(t, cols[2]));
-        // Rows while all 8 threads (main, 6 readers, 1 spinner) lived.
-        let full: Vec<usize> = (0..threads.len()).filter(|&i| threads[i] == Some(8.0)).collect();
+        // Rows while all 8 threads (main, 6 readers, 1 spinner) lived, with
+        // a count (at 0.1 s every fourth or fifth row: README).
+        let full: Vec<usize> =
+            (0..threads.len()).filter(|&i| threads[i] == Some(8.0) && running[i].is_some()).collect();
         eprintln!("{mode}: running {running:?}\n  sleeping {sleeping:?}");
-        assert!(full.len() >= 10, "{mode}: {} rows with all threads", full.len());
+        assert!(full.len() >= 3, "{mode}: {} rows with all threads counted", full.len());
         for &i in &full {
             let (r, s) = (running[i].unwrap(), sleeping[i].unwrap());
             // The main thread sleeps, the readers block; the spinner runs.

@@ -170,13 +170,19 @@ fn nginx_thousands_of_sockets() {
     let connections = 2000;
     let wrk = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -n 20000 && exec wrk -t 2 -c {connections} -d 6s http://127.0.0.1:{}/page", nginx.port))
+        .arg(format!("ulimit -n 20000 && exec wrk -t 2 -c {connections} -d 8s http://127.0.0.1:{}/page", nginx.port))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("wrk (package wrk, installed by `cargo xtask setup`)");
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let (ss_at, ss) = (monotonic_ns(), servers::established_on(nginx.port));
+    // Once wrk's connections are all up (a loaded machine opens them over
+    // seconds), the count is steady: ss's moment and the census's agree.
+    let t0 = std::time::Instant::now();
+    let (mut ss_at, mut ss) = (monotonic_ns(), servers::established_on(nginx.port));
+    while ss < connections && t0.elapsed() < std::time::Duration::from_secs(6) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        (ss_at, ss) = (monotonic_ns(), servers::established_on(nginx.port));
+    }
     let wrk = wrk.wait_with_output().expect("wrk");
     assert!(wrk.status.success(), "wrk: {}", String::from_utf8_lossy(&wrk.stderr));
     std::thread::sleep(std::time::Duration::from_millis(1500));

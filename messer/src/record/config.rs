@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::RecordError;
 use crate::cli::{Cli, Mode};
 use crate::probe::ebpf::EbpfOptions;
+use crate::probe::procfs::figures::CENSUS_NS;
 use crate::probe::procfs::process::Reads;
 use crate::sink::exporters::ExporterOptions;
 use crate::sink::influx::InfluxOptions;
@@ -98,7 +99,10 @@ impl RecordConfig {
         let max_threads = map_entries("--max-threads", cli.max_threads)?;
         let spec = spec(cli)?;
         let (rotate_bytes, retain_bytes) = sizes(cli)?;
-        let reads = Reads { smaps: !cli.no_pss, sockets: true };
+        // Sockets and thread states in every row at the usual intervals,
+        // about twice a second at short ones.
+        let census_ns = if interval_ns >= CENSUS_NS { 0 } else { CENSUS_NS };
+        let reads = Reads { smaps: !cli.no_pss, sockets: true, census_ns };
         let comm = match &spec {
             Spec::Comm(_, b) => Some(*b),
             _ => None,

@@ -154,7 +154,7 @@ pub struct EbpfProbe {
     census_buf: Vec<u8>,
     census_failed: bool,
     /// Keeps the census within `SOCKET_BUDGET` (it costs per open file of
-    /// the machine): every window unless that costs more.
+    /// the machine) and its period (`Reads::census_ns`).
     census_throttle: Throttle,
     system: SystemProbe,
     host: Host,
@@ -236,7 +236,7 @@ impl EbpfProbe {
             oom,
             census_buf: Vec::new(),
             census_failed: false,
-            census_throttle: Throttle::every(0, SOCKET_BUDGET),
+            census_throttle: Throttle::every(opts.reads.census_ns, SOCKET_BUDGET),
             system: SystemProbe::new(proc.clone(), "/sys"),
             host: Host::new(&proc),
         })

@@ -233,9 +233,16 @@ fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
 /// `SOCKET_BUDGET`.
 const SOCKET_SCAN_NS: u64 = 1_000_000_000;
 
-/// The share of one core that counting sockets may take (either mode): the
-/// eBPF census of 5000 sockets (~3 ms here) runs in every 0.5 s window.
+/// The share of one core that counting sockets and thread states may take
+/// (either mode): the eBPF census of 5000 sockets (~3 ms here) runs in every
+/// 0.5 s window.
 pub const SOCKET_BUDGET: f64 = 0.01;
+
+/// At intervals shorter than this (ns), sockets and thread states are
+/// counted at most this often, about twice a second, so that a 10 ms
+/// recording of an idle process does not spend its CPU on them; at longer
+/// intervals in every row (`Reads::census_ns` is then 0).
+pub const CENSUS_NS: u64 = 450_000_000;
 
 /// smaps_rollup walks every page table of the process (~2.5 ms for 1000
 /// threads' stacks): read at most this often (ns), so every row at 0.45 s
@@ -302,7 +309,7 @@ impl TreeFigures {
             mem_total,
             io: Default::default(),
             socket_scan: Throttle::every(SOCKET_SCAN_NS, SOCKET_BUDGET),
-            state_scan: Throttle::every(0, SOCKET_BUDGET),
+            state_scan: Throttle::every(reads.census_ns, SOCKET_BUDGET),
             smaps: Throttle::every(SMAPS_NS, SMAPS_BUDGET),
             blkio: DeltaTracker::default(),
             guest: DeltaTracker::default(),
@@ -366,6 +373,7 @@ impl TreeFigures {
         let now = crate::base::clock::monotonic_ns();
         let reads = Reads {
             sockets: counted == Sockets::Scan && self.reads.sockets && self.socket_scan.due(now),
+            census_ns: self.reads.census_ns,
             smaps: self.reads.smaps && self.smaps.due(now),
         };
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
@@ -609,7 +617,7 @@ mod tests {
         );
         p.file("10/smaps_rollup", "Pss: 8 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 4 kB\nShared_Dirty: 0 kB\n");
         let root = p.root();
-        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true, sockets: true }, FromProc::ALL);
+        let mut t = TreeFigures::new(root.clone(), Reads { smaps: true, sockets: true, census_ns: 0 }, FromProc::ALL);
         let cols = t.columns();
         let stats = vec![root.stat(10).unwrap(), root.stat(12).unwrap()];
         let (m, _) = t.read(&stats, Sockets::Scan).unwrap();

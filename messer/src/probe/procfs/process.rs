@@ -71,6 +71,9 @@ pub struct Reads {
     pub smaps: bool,
     /// Classify file descriptors (one readlink each) to find sockets.
     pub sockets: bool,
+    /// Sockets and thread states are counted at most this often (ns; see
+    /// `figures::CENSUS_NS`), 0: every read.
+    pub census_ns: u64,
 }
 
 /// A file that could not be read is an unknown value (permission, or not
@@ -235,14 +238,18 @@ mod tests {
         p.file("10/stat", &zombie);
         p.file("10/status", "Name:\tapp\nState:\tZ (zombie)\n");
         p.file("10/smaps_rollup", "");
-        let f = read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false }, &mut Spent::default()).unwrap();
+        let f =
+            read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false, census_ns: 0 }, &mut Spent::default())
+                .unwrap();
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes, f.rss_peak_bytes), (Some(0), Some(0), Some(0), Some(0)));
         // A live process whose smaps_rollup cannot be read stays missing.
         let p = FakeProc::new();
         p.process(11, 1, "app", &[11]);
         p.file("11/smaps_rollup", "");
         let stat = p.root().stat(11).unwrap();
-        let f = read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false }, &mut Spent::default()).unwrap();
+        let f =
+            read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false, census_ns: 0 }, &mut Spent::default())
+                .unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -261,14 +268,16 @@ mod tests {
         );
         let root = p.root();
         let stat = root.stat(10).unwrap();
-        let f = read(&root, &stat, 4096, Reads { smaps: true, sockets: true }, &mut Spent::default()).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: true, sockets: true, census_ns: 0 }, &mut Spent::default())
+            .unwrap();
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
         assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6, 0]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");
-        let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true }, &mut Spent::default()).unwrap();
+        let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true, census_ns: 0 }, &mut Spent::default())
+            .unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -279,8 +288,14 @@ mod tests {
         p.file("10/io", "rchar: x\n");
         p.file("10/status", "garbage without colons");
         let root = p.root();
-        let f = read(&root, &root.stat(10).unwrap(), 4096, Reads { smaps: true, sockets: true }, &mut Spent::default())
-            .unwrap();
+        let f = read(
+            &root,
+            &root.stat(10).unwrap(),
+            4096,
+            Reads { smaps: true, sockets: true, census_ns: 0 },
+            &mut Spent::default(),
+        )
+        .unwrap();
         assert_eq!((f.io, f.rss_peak_bytes), (None, None));
     }
 }

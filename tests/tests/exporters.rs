@@ -188,9 +188,11 @@ fn promtool_accepts_the_exposition_of_every_option() {
             let port = servers::free_port();
             let out = dir.path().join(format!("{mode}-{per_process}.h5"));
             let mut c = messer();
-            c.args(["--mode", mode, "--interval", "0.2", "--io-syscalls", "--prometheus", &port.to_string(), "-o"])
+            // At 0.5 s every row has every figure (at shorter intervals the
+            // thread states are counted about twice a second: README).
+            c.args(["--mode", mode, "--interval", "0.5", "--io-syscalls", "--prometheus", &port.to_string(), "-o"])
                 .arg(&out)
-                .args(["--force", "--duration", "3"]);
+                .args(["--force", "--duration", "2.5"]);
             if per_process {
                 c.arg("--prometheus-per-process");
             }
@@ -201,7 +203,7 @@ fn promtool_accepts_the_exposition_of_every_option() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(1500));
+            std::thread::sleep(Duration::from_millis(1800));
             let (status, body) = get(&format!("http://127.0.0.1:{port}/metrics"));
             let _ = child.wait();
             assert_eq!(status, 200, "{mode} per-process {per_process}: {body}");

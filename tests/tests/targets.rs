@@ -176,7 +176,11 @@ fn both_modes_agree_on_a_steady_workload_and_compare_says_so() {
         .map(|(a, b)| (a.unwrap() - b.unwrap()).abs())
         .fold(0.0, f64::max);
     println!("--mode both: worst full-window difference {worst:.3} % of a core");
-    assert!(worst < 1.0, "ebpf {e:?}\nprocfs {p:?}");
+    // procfs reads a running thread's schedstat, which the kernel brings up
+    // to date at its scheduler ticks: it may lag by up to a tick (4 ms at
+    // HZ=250) at either end of a window, 1.6 % of 0.5 s (1.14 % was seen in
+    // a CI run, the next window making up for it).
+    assert!(worst < 1.6, "ebpf {e:?}\nprocfs {p:?}");
 
     let c = messer_tests::messer().arg("compare").arg(&out).args(["--format", "json"]).output().unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));

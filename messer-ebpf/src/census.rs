@@ -12,7 +12,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers;
 use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SocketRecord, ThreadRecord};
 
-use crate::maps::{config_ref, files_ref, is_tracked};
+use crate::maps::{config_ref, files_ref, is_tracked, task_field};
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
 #[repr(C)]
@@ -27,17 +27,6 @@ struct TaskFileCtx {
 #[repr(C)]
 struct IterMeta {
     seq: *mut c_void,
-}
-
-/// A `T` at byte `offset` of a kernel object the iterator passed (or one
-/// reached from it through typed pointer members): a direct load, which the
-/// verifier checks against the kernel's BTF layout (the offsets are
-/// constants of the frozen configuration) and the JIT guards (a fault
-/// reads 0), with no helper call.
-#[inline(always)]
-fn field<T: Copy>(base: *const u8, offset: u32) -> T {
-    // SAFETY: see above.
-    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
 }
 
 #[unsafe(no_mangle)]
@@ -65,7 +54,7 @@ fn census(ctx: *const TaskFileCtx) -> Option<()> {
     // Each offset read alone, so that the verifier sees a constant.
     // SAFETY: plain reads of the loader's static.
     let tgid_at = unsafe { core::ptr::read_volatile(&config_ref().task_tgid) };
-    let tgid = field::<u32>(task, tgid_at);
+    let tgid = task_field::<u32>(task, tgid_at);
     if !is_tracked(tgid) {
         return None;
     }
@@ -86,21 +75,25 @@ fn census(ctx: *const TaskFileCtx) -> Option<()> {
             core::ptr::read_volatile(&f.inode_ino),
         )
     };
-    let sk = field::<*const u8>(sock, sk_at);
+    let sk = task_field::<*const u8>(sock, sk_at);
     if sk.is_null() {
         return None;
     }
-    let family = field::<u16>(sk, family_at);
+    let family = task_field::<u16>(sk, family_at);
     if family != AF_INET && family != AF_INET6 {
         return None;
     }
-    let protocol = field::<u16>(sk, protocol_at);
+    let protocol = task_field::<u16>(sk, protocol_at);
     if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
         return None;
     }
-    let inode = field::<*const u8>(file, inode_at);
-    let rec =
-        SocketRecord { ino: field::<u64>(inode, ino_at), tgid, protocol, state: u16::from(field::<u8>(sk, state_at)) };
+    let inode = task_field::<*const u8>(file, inode_at);
+    let rec = SocketRecord {
+        ino: task_field::<u64>(inode, ino_at),
+        tgid,
+        protocol,
+        state: u16::from(task_field::<u8>(sk, state_at)),
+    };
     // SAFETY: the iterator's seq_file (from its meta) and a record on the
     // stack; a full buffer makes the kernel show this file again next read.
     unsafe {
@@ -136,12 +129,16 @@ pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
             core::ptr::read_volatile(&files_ref().task_exit_state),
         )
     };
-    let tgid = field::<u32>(task, tgid_at);
+    let tgid = task_field::<u32>(task, tgid_at);
     if !is_tracked(tgid) {
         return 0;
     }
-    let rec =
-        ThreadRecord { tgid, state: field::<u32>(task, state_at), exit_state: field::<u32>(task, exit_at), _pad: 0 };
+    let rec = ThreadRecord {
+        tgid,
+        state: task_field::<u32>(task, state_at),
+        exit_state: task_field::<u32>(task, exit_at),
+        _pad: 0,
+    };
     // SAFETY: as in `census`.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);

@@ -9,16 +9,7 @@
 use aya_ebpf::{helpers, macros::tracepoint, programs::TracePointContext};
 use messer_common::{S_IFMT, S_IFSOCK, io, stat};
 
-use crate::maps::{bump, config, counters, current_ids, files_ref, is_tracked, read_field, slot};
-
-/// A `T` at byte `offset` of a kernel object behind a BTF-typed pointer: a
-/// direct load the verifier checks against the kernel's layout (offsets are
-/// constants of the frozen configuration) and the JIT guards, no helper.
-#[inline(always)]
-fn btf_field<T: Copy>(base: *const u8, offset: u32) -> T {
-    // SAFETY: see above.
-    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
-}
+use crate::maps::{bump, config, counters, current_ids, files_ref, is_tracked, read_field, slot, task_field};
 
 /// Whether the descriptor the current syscall was given is a socket; None
 /// when that could not be read (the descriptor closed meanwhile by another
@@ -51,16 +42,16 @@ fn on_socket() -> Option<bool> {
         let task = helpers::bpf_get_current_task_btf();
         (task as *const u8, helpers::bpf_task_pt_regs(task) as *const u8)
     };
-    let fd = btf_field::<u64>(regs, arg0_at);
-    let files = btf_field::<*const u8>(task, files_at);
+    let fd = task_field::<u64>(regs, arg0_at);
+    let files = task_field::<*const u8>(task, files_at);
     if files.is_null() {
         return None;
     }
-    let fdt = btf_field::<*const u8>(files, fdt_at);
-    if fdt.is_null() || fd >= u64::from(btf_field::<u32>(fdt, max_at)) {
+    let fdt = task_field::<*const u8>(files, fdt_at);
+    if fdt.is_null() || fd >= u64::from(task_field::<u32>(fdt, max_at)) {
         return None;
     }
-    let array = btf_field::<u64>(fdt, fd_at);
+    let array = task_field::<u64>(fdt, fd_at);
     let file = read_field::<u64>(array.checked_add(fd.checked_mul(8)?)?, 0)?;
     if file == 0 {
         return None;

@@ -199,12 +199,15 @@ pub fn faults(task: u64) -> Option<(u64, u64)> {
     Some((read_field::<u64>(task, cfg.task_min_flt)?, read_field::<u64>(task, cfg.task_maj_flt)?))
 }
 
-/// A `T` at byte `offset` of a task passed to a BTF tracepoint: a direct
-/// load, which the kernel guards (a fault reads 0) without a helper call.
+/// A `T` at byte `offset` of a kernel object behind a BTF-typed pointer (a
+/// task passed to a BTF tracepoint or an iterator, objects reached from it
+/// through typed members): a direct load, which the verifier checks against
+/// the kernel's layout (offsets are constants of the frozen configuration)
+/// and the JIT guards (a fault reads 0), without a helper call.
 #[inline(always)]
 pub fn task_field<T: Copy>(task: *const u8, offset: u32) -> T {
-    // SAFETY: `task` is a kernel-typed pointer; the verifier checks the
-    // access against the task_struct layout and the JIT guards the load.
+    // SAFETY: a kernel-typed pointer; the verifier checks the access
+    // against the object's layout and the JIT guards the load.
     unsafe { core::ptr::read_volatile(task.wrapping_add(offset as usize) as *const T) }
 }
 

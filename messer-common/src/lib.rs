@@ -200,6 +200,11 @@ pub struct Tracked {
 /// are final once the loader has read them one more time.
 pub const TRACKED_EXITED: u32 = 1;
 
+/// `Tracked::flags`: the process was moved out of the target cgroup
+/// (`--cgroup`); it counts no more, and its counters are final once the
+/// loader has read them one more time.
+pub const TRACKED_LEFT: u32 = 2;
+
 /// Indexes into the per-CPU `STATS` array: things that went wrong in the kernel.
 pub mod stat {
     /// A new process could not be added to the tracked set (map full).
@@ -332,6 +337,45 @@ pub struct FileOffsets {
     pub task_exit_state: u32,
 }
 
+/// The target cgroup (`--cgroup`) and the BTF offsets for walking from a
+/// task to its cgroup v2 (task -> cgroups -> dfl_cgrp) and from a cgroup
+/// to its ancestor at the target's level (Linux 6.1 keeps the ancestors'
+/// ids in `cgroup.ancestor_ids[]`, 6.2 on pointers in `cgroup.ancestors[]`,
+/// whose `kn->id` is the id). A global of its own (`CGROUP_SYMBOL`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupTarget {
+    /// 1: the tracked set is the processes in the cgroup and below it.
+    pub enabled: u32,
+    /// The target cgroup's level (the root is 0).
+    pub level: u32,
+    /// The target cgroup's id (its directory's inode number).
+    pub id: u64,
+    /// `task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.level`.
+    pub task_cgroups: u32,
+    pub cset_dfl_cgrp: u32,
+    pub cgrp_level: u32,
+    /// `cgroup.ancestor_ids` (u64s, `ancestors_are_ids` = 1) or
+    /// `cgroup.ancestors` (pointers).
+    pub cgrp_ancestors: u32,
+    pub ancestors_are_ids: u32,
+    /// `cgroup.kn`, `kernfs_node.id`.
+    pub cgrp_kn: u32,
+    pub kn_id: u32,
+    /// `signal_struct.thread_head` and `task_struct.thread_node` (the list
+    /// of a process's threads), to adopt every thread of a process moved in.
+    pub signal_thread_head: u32,
+    pub task_thread_node: u32,
+    pub _pad: u32,
+}
+
+/// Threads of a process moved into the target cgroup that the kernel side
+/// adopts at the move; the loader seeds any further ones at its next read.
+pub const JOIN_THREADS: u32 = 32;
+
+/// Name of the global that holds [`CgroupTarget`] in the BPF object.
+pub const CGROUP_SYMBOL: &str = "MESSER_CGROUP";
+
 /// What the thread-state iterator reports for each thread of a tracked
 /// process: the raw state words, turned into /proc's letters by the loader
 /// with the kernel's own rule (`task_state_index`).
@@ -408,6 +452,11 @@ pub mod event {
     pub const MATCH: u32 = 4;
     /// The OOM killer chose a tracked process as its victim (`mark_victim`).
     pub const OOM_KILL: u32 = 5;
+    /// A process entered the target cgroup (moved in, or forked into it
+    /// by a process outside): tracked from then on.
+    pub const JOIN: u32 = 6;
+    /// A tracked process was moved out of the target cgroup.
+    pub const LEAVE: u32 = 7;
 }
 
 /// Name of the global that holds [`Config`] in the BPF object.
@@ -435,6 +484,8 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::FileOffsets {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
+    unsafe impl aya::Pod for super::CgroupTarget {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: #[repr(C)], integers only, no padding holes.

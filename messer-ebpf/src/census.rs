@@ -12,7 +12,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers;
 use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SocketRecord, ThreadRecord};
 
-use crate::maps::{config_ref, files_ref, is_tracked, task_field};
+use crate::maps::{config_ref, files_ref, counting, task_field};
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
 #[repr(C)]
@@ -55,7 +55,7 @@ fn census(ctx: *const TaskFileCtx) -> Option<()> {
     // SAFETY: plain reads of the loader's static.
     let tgid_at = unsafe { core::ptr::read_volatile(&config_ref().task_tgid) };
     let tgid = task_field::<u32>(task, tgid_at);
-    if !is_tracked(tgid) {
+    if !counting(tgid) {
         return None;
     }
     // SAFETY: the helper returns the file's socket, or null if it is none.
@@ -130,7 +130,7 @@ pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
         )
     };
     let tgid = task_field::<u32>(task, tgid_at);
-    if !is_tracked(tgid) {
+    if !counting(tgid) {
         return 0;
     }
     let rec = ThreadRecord {

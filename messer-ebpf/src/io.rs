@@ -9,7 +9,7 @@
 use aya_ebpf::{helpers, macros::tracepoint, programs::TracePointContext};
 use messer_common::{S_IFMT, S_IFSOCK, io, stat};
 
-use crate::maps::{bump, config, counters, current_ids, files_ref, is_tracked, read_field, slot, task_field};
+use crate::maps::{bump, config, counters, current_ids, files_ref, counting, read_field, slot, task_field};
 
 /// Whether the descriptor the current syscall was given is a socket; None
 /// when that could not be read (the descriptor closed meanwhile by another
@@ -70,7 +70,7 @@ fn count(ctx: &TracePointContext, family: usize) -> u32 {
     // map at its switch-in): most syscalls of untracked tasks stop here
     // without a hash lookup. A thread missing from the thread map (map full)
     // has its IO missing too.
-    let tracked = if slot_tid == tid { hint == tgid && hint != 0 } else { is_tracked(tgid) };
+    let tracked = if slot_tid == tid { hint == tgid && hint != 0 } else { counting(tgid) };
     if !tracked {
         return 0;
     }

@@ -2,13 +2,14 @@
 //!
 //! One module per probe: `sched` (on-CPU time, run-queue wait, context
 //! switches, the in-flight flush), `task` (process and thread creation and
-//! exit), `io` (read/write/send/receive syscalls), `census` (the tree's open
+//! exit), `cgroup` (membership by cgroup: moves in and out), `io` (read/write/send/receive syscalls), `census` (the tree's open
 //! TCP and UDP sockets and its threads' states, by iterators). Maps and load-time settings live in
 //! `maps`.
 #![no_std]
 #![no_main]
 
 mod census;
+mod cgroup;
 mod io;
 mod maps;
 mod sched;

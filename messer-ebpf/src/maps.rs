@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use messer_common::{
-    COMM_LEN, Config, Counters, EpochCounters, Event, FileOffsets, MARK_CHUNK, RunSlot, SchedCounts, ThreadState,
-    Tracked, stat,
+    COMM_LEN, CgroupTarget, Config, Counters, EpochCounters, Event, FileOffsets, MARK_CHUNK, RunSlot, SchedCounts,
+    TRACKED_LEFT, ThreadState, Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -117,6 +117,39 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     task_state: 0,
     task_exit_state: 0,
 };
+
+/// Filled in by the loader (the target cgroup and BTF offsets) before loading.
+#[unsafe(no_mangle)]
+static MESSER_CGROUP: CgroupTarget = CgroupTarget {
+    enabled: 0,
+    level: 0,
+    id: 0,
+    task_cgroups: 0,
+    cset_dfl_cgrp: 0,
+    cgrp_level: 0,
+    cgrp_ancestors: 0,
+    ancestors_are_ids: 0,
+    cgrp_kn: 0,
+    kn_id: 0,
+    signal_thread_head: 0,
+    task_thread_node: 0,
+    _pad: 0,
+};
+
+/// The target cgroup's settings.
+#[inline(always)]
+pub fn cgroup_target() -> CgroupTarget {
+    // SAFETY: a plain read of a static; volatile so that the compiler does not
+    // fold in the placeholder values above.
+    unsafe { core::ptr::read_volatile(&MESSER_CGROUP) }
+}
+
+/// Is membership decided by a cgroup (`--cgroup`)?
+#[inline(always)]
+pub fn by_cgroup() -> bool {
+    // SAFETY: as in `cgroup_target`, one member.
+    unsafe { core::ptr::read_volatile(&MESSER_CGROUP.enabled) != 0 }
+}
 
 /// The file offsets' static, for reading single members.
 #[inline(always)]
@@ -233,6 +266,14 @@ pub fn current_ids() -> (u32, u32) {
 #[inline(always)]
 pub fn is_tracked(tgid: u32) -> bool {
     TRACKED.get_ptr(tgid).is_some()
+}
+
+/// Is `tgid` tracked and still counting (not moved out of the target
+/// cgroup)?
+#[inline(always)]
+pub fn counting(tgid: u32) -> bool {
+    // SAFETY: map value pointer from a successful lookup.
+    TRACKED.get_ptr(tgid).is_some_and(|t| unsafe { (*t).flags } & TRACKED_LEFT == 0)
 }
 
 /// Thread `tid`'s mark, if the array covers it.

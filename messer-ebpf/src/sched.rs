@@ -35,7 +35,7 @@ use messer_common::{
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, config, current_ids, faults, is_tracked, mark, read_field, sched_acc, sched_info,
+    BPF_NOEXIST, THREADS, bump, by_cgroup, config, current_ids, faults, counting, mark, read_field, sched_acc, sched_info,
     set_mark, slot, spill, task_field, task_offsets, ticks,
 };
 
@@ -108,7 +108,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // and so catches a thread that became tracked while it ran); only for a
     // thread it did not see is the tracked set asked. Untracked switches
     // thus cost one map lookup (the next thread's).
-    let tracked = if slot.holds(tid) { slot.tracked_tgid == tgid && tgid != 0 } else { is_tracked(tgid) };
+    let tracked = if slot.holds(tid) { slot.tracked_tgid == tgid && tgid != 0 } else { counting(tgid) };
     if tid != 0 && tracked {
         // The kernel's own rule (nvcsw vs nivcsw): a switch is voluntary
         // when the task was not preempted and was going to sleep.
@@ -164,9 +164,11 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     // died while the loader seeded it, or the old id of a thread that
     // exec'd), its id now reused by a thread of another process: not ours.
     // SAFETY: map value pointer from a successful lookup.
+    // A thread of a process moved out of the target cgroup (--cgroup) is
+    // not ours from the move on either.
     let stale = match thread {
-        Some(t) => (unsafe { (*t).tgid }) != tgid,
-        None => !is_tracked(tgid),
+        Some(t) => (unsafe { (*t).tgid }) != tgid || (by_cgroup() && !counting(tgid)),
+        None => !counting(tgid),
     };
     if stale {
         if thread.is_some() {
@@ -262,7 +264,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     // SAFETY: this CPU's slot; we run in an IPI with interrupts off.
     let slot = unsafe { &mut *slot };
     let (tid, tgid) = current_ids();
-    let tracked = tid != 0 && is_tracked(tgid);
+    let tracked = tid != 0 && counting(tgid);
     if !slot.holds(tid) && slot.flags & SLOT_VALID != 0 {
         // Its last switch-in was not seen (rare: about once a minute on a
         // busy machine here).

@@ -14,8 +14,8 @@ use aya_ebpf::{
 use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    THREADS, TRACKED, bump, config, config_ref, current_ids, emit, faults, insert_zero_counters, is_tracked,
-    parent_tgid, read_field, sched_info, set_mark, slot, ticks,
+    THREADS, TRACKED, bump, by_cgroup, config, config_ref, counting, current_ids, emit, faults, insert_zero_counters,
+    is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -23,12 +23,15 @@ use crate::maps::{
 #[raw_tracepoint(tracepoint = "task_newtask")]
 pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if !is_tracked(parent_tgid) {
+    let task: u64 = ctx.arg(0);
+    let flags: u64 = ctx.arg(1);
+    if by_cgroup() && flags & CLONE_THREAD == 0 {
+        return new_process_by_cgroup(task, parent_tgid);
+    }
+    if !counting(parent_tgid) {
         return 0;
     }
     let cfg = config();
-    let task: u64 = ctx.arg(0);
-    let flags: u64 = ctx.arg(1);
     let Some(pid) = read_field::<u32>(task, cfg.task_pid) else {
         return 0;
     };
@@ -39,18 +42,47 @@ pub fn task_newtask(ctx: RawTracePointContext) -> i32 {
     if cfg.follow_children == 0 {
         return 0;
     }
+    track_child(task, pid, parent_tgid);
+    emit(event::FORK, pid, parent_tgid, 0);
+    0
+}
+
+/// With `--cgroup`: a new process is tracked if it starts in the target
+/// cgroup (its parent's, or another one given by clone3's
+/// CLONE_INTO_CGROUP: task_newtask runs after cgroup_post_fork), whoever
+/// its parent is.
+#[inline(always)]
+fn new_process_by_cgroup(task: u64, parent_tgid: u32) -> i32 {
+    if !crate::cgroup::task_inside(task) {
+        return 0;
+    }
+    let Some(pid) = read_field::<u32>(task, config().task_pid) else {
+        return 0;
+    };
+    if counting(parent_tgid) {
+        track_child(task, pid, parent_tgid);
+        emit(event::FORK, pid, parent_tgid, 0);
+    } else {
+        track_child(task, pid, 0);
+        emit(event::JOIN, pid, parent_tgid, 0);
+    }
+    0
+}
+
+/// New process `pid` (kernel task `task`, just forked by `parent_tgid`, 0
+/// if that is not tracked) joins the tracked set with zero counters.
+#[inline(always)]
+fn track_child(task: u64, pid: u32, parent_tgid: u32) {
     let entry = Tracked { parent_tgid, flags: 0 };
     if TRACKED.insert(pid, entry, 0).is_err() {
         bump(stat::TRACKED_INSERT_FAILED);
-        return 0;
+        return;
     }
     // A fresh entry: a reused pid must not inherit an old process's counts.
     if !insert_zero_counters(pid, 0) {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     add_thread(task, pid, pid);
-    emit(event::FORK, pid, parent_tgid, 0);
-    0
 }
 
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
@@ -78,10 +110,34 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         bump(stat::COUNTERS_INSERT_FAILED);
     }
     // Its stint so far predates the program: settle from here.
-    let (Some(sum), Some((delay, pcount)), Some((utime_ns, stime_ns)), Some((min_flt, maj_flt))) =
-        (read_field::<u64>(task, cfg.task_sum_exec_runtime), sched_info(task), ticks(task), faults(task))
-    else {
-        return 0;
+    adopt(task, tid, tgid);
+    emit(event::MATCH, tgid, parent_tgid(task), 0);
+    0
+}
+
+/// Thread `tid` of process `tgid`, kernel task `task` (which may be running
+/// now, here or on another CPU), counts from this instant: its baselines
+/// are its figures now.
+#[inline(always)]
+pub fn adopt(task: u64, tid: u32, tgid: u32) {
+    // One read after the other, each checked at once: no value of a failed
+    // read is carried past the next helper call (the verifier refuses a
+    // register the helper clobbered).
+    let Some(sum) = read_field::<u64>(task, config().task_sum_exec_runtime) else {
+        bump(stat::THREAD_INSERT_FAILED);
+        return;
+    };
+    let Some((delay, pcount)) = sched_info(task) else {
+        bump(stat::THREAD_INSERT_FAILED);
+        return;
+    };
+    let Some((utime_ns, stime_ns)) = ticks(task) else {
+        bump(stat::THREAD_INSERT_FAILED);
+        return;
+    };
+    let Some((min_flt, maj_flt)) = faults(task) else {
+        bump(stat::THREAD_INSERT_FAILED);
+        return;
     };
     let t = ThreadState {
         tgid,
@@ -110,8 +166,6 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
             s.tracked_tgid = tgid;
         }
     }
-    emit(event::MATCH, tgid, parent_tgid(task), 0);
-    0
 }
 
 #[inline(always)]

@@ -30,6 +30,18 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", group = "target")]
     pub comm: Option<String>,
 
+    /// Record every process in this cgroup v2 and the cgroups below it
+    /// (a directory, absolute or relative to the cgroup2 mount), including
+    /// processes that enter it later, from that instant; a process moved
+    /// out stops counting. Records until stopped or --duration.
+    #[arg(long, value_name = "PATH", group = "target")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Record the processes of this systemd unit (its cgroup, as with
+    /// --cgroup).
+    #[arg(long, value_name = "NAME", group = "target")]
+    pub unit: Option<String>,
+
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     pub duration: Option<f64>,

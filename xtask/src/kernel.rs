@@ -65,6 +65,9 @@ pub const SUITES: &[(&str, &[&str])] = &[
     // 6.1 (1957 connections seen, --io-syscalls attached) but cost beyond
     // their 1 % budget under emulation, so most windows have no count.
     ("real_servers", &["nginx_thousands_of_sockets"]),
+    // --cgroup: joins, a move out, a fork storm, against the cgroup's
+    // usage (6.1 keeps ancestor ids in the cgroup, 6.2 on pointers).
+    ("cgroups", &[]),
 ];
 
 /// The newest installed kernel image of Debian's cloud flavour.

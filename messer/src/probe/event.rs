@@ -28,6 +28,11 @@ pub enum EventKind {
     /// The OOM killer chose a tracked process as its victim (ebpf): its
     /// exit, with signal 9, follows.
     OomKill,
+    /// A process entered the target cgroup (`--cgroup`) other than by a
+    /// fork inside it: moved in, or forked into it from outside.
+    Join,
+    /// A tracked process was moved out of the target cgroup.
+    Leave,
 }
 
 impl EventKind {
@@ -41,6 +46,8 @@ impl EventKind {
             EventKind::TargetLost => "target_lost",
             EventKind::TargetRestarted => "target_restarted",
             EventKind::OomKill => "oom_kill",
+            EventKind::Join => "cgroup_join",
+            EventKind::Leave => "cgroup_leave",
         }
     }
 }
@@ -81,6 +88,8 @@ impl ProcEvent {
             event::EXIT => EventKind::Exit,
             event::MATCH => EventKind::Match,
             event::OOM_KILL => EventKind::OomKill,
+            event::JOIN => EventKind::Join,
+            event::LEAVE => EventKind::Leave,
             _ => return None,
         };
         Some(ProcEvent {

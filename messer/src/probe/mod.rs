@@ -120,6 +120,11 @@ pub trait Probe {
     /// tree that started after the previous read count from their start
     /// (a process found by a /proc scan just before a read).
     fn add_root(&mut self, pid: i32, since_start: bool) -> Result<(), ProbeError>;
+
+    /// Stops tracking process `pid` (moved out of the target cgroup); what
+    /// it did until the previous read stays counted. Probes that learn
+    /// this themselves (ebpf) ignore it.
+    fn drop_root(&mut self, _pid: i32) {}
 }
 
 /// What can go wrong reading a probe.

@@ -11,6 +11,7 @@ use crate::probe::procfs::figures::CENSUS_NS;
 use crate::probe::procfs::process::Reads;
 use crate::sink::exporters::ExporterOptions;
 use crate::sink::influx::InfluxOptions;
+use crate::targets::cgroup::{CgroupDir, unit_cgroup};
 
 /// Shortest interval accepted.
 const MIN_INTERVAL_S: f64 = 0.001;
@@ -34,6 +35,8 @@ pub enum Spec {
     PidCommand(String),
     /// The name and the kernel's NUL-padded form of it.
     Comm(String, [u8; messer_common::COMM_LEN]),
+    /// A cgroup (`--cgroup`, or `--unit` resolved to its cgroup).
+    Cgroup(CgroupDir),
 }
 
 impl Spec {
@@ -44,6 +47,7 @@ impl Spec {
             Spec::Launch(c) => c.join(" "),
             Spec::PidCommand(c) => format!("the pid `{c}` prints"),
             Spec::Comm(c, _) => format!("every process named {c}"),
+            Spec::Cgroup(c) => format!("every process in cgroup {}", c.path.display()),
         }
     }
 
@@ -53,6 +57,7 @@ impl Spec {
             Spec::Pid(p) => p.to_string(),
             Spec::Launch(c) => c.join(" "),
             Spec::PidCommand(c) | Spec::Comm(c, _) => c.clone(),
+            Spec::Cgroup(c) => c.path.display().to_string(),
         }
     }
 }
@@ -107,6 +112,12 @@ impl RecordConfig {
             Spec::Comm(_, b) => Some(*b),
             _ => None,
         };
+        let cgroup = match &spec {
+            Spec::Cgroup(c) => Some(c.clone()),
+            _ => None,
+        };
+        // A cgroup's members are the targets; children outside it are not.
+        let follow_children = !cli.no_children && cgroup.is_none();
         Ok(RecordConfig {
             mode: cli.mode,
             interval_ns,
@@ -122,13 +133,14 @@ impl RecordConfig {
             ebpf: EbpfOptions {
                 max_processes,
                 max_threads,
-                follow_children: !cli.no_children,
+                follow_children,
                 count_io: cli.io_syscalls,
                 reads,
                 comm,
                 bpf_stats: cli.bpf_stats,
+                cgroup,
             },
-            follow_children: !cli.no_children,
+            follow_children,
             reads,
             exporters: ExporterOptions {
                 prometheus: cli.prometheus.clone(),
@@ -160,6 +172,14 @@ impl RecordConfig {
     pub fn comm(&self) -> Option<&str> {
         match &self.spec {
             Spec::Comm(c, _) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// `--cgroup`'s (or `--unit`'s) cgroup, if that is the target.
+    pub fn cgroup(&self) -> Option<&CgroupDir> {
+        match &self.spec {
+            Spec::Cgroup(c) => Some(c),
             _ => None,
         }
     }
@@ -240,6 +260,21 @@ fn sizes(cli: &Cli) -> Result<(Option<u64>, Option<u64>), RecordError> {
 
 /// The one target the command line names.
 fn spec(cli: &Cli) -> Result<Spec, RecordError> {
+    let others = cli.pid.is_some() || cli.pid_command.is_some() || cli.comm.is_some() || !cli.command.is_empty();
+    match (&cli.cgroup, &cli.unit) {
+        (Some(_), Some(_)) => return Err(RecordError::Usage("give --cgroup or --unit, not both".into())),
+        (Some(_), None) | (None, Some(_)) if others => {
+            return Err(RecordError::Usage(
+                "give one target: --pid, --pid-command, --comm, --cgroup, --unit or a command after `--`".into(),
+            ));
+        }
+        (Some(path), None) => return CgroupDir::resolve_here(path).map(Spec::Cgroup).map_err(RecordError::Usage),
+        (None, Some(unit)) => {
+            let rel = unit_cgroup(unit).map_err(RecordError::Usage)?;
+            return CgroupDir::resolve_here(&rel).map(Spec::Cgroup).map_err(RecordError::Usage);
+        }
+        (None, None) => {}
+    }
     match (cli.pid, &cli.pid_command, &cli.comm, cli.command.is_empty()) {
         (Some(pid), None, None, true) => Ok(Spec::Pid(pid)),
         (None, Some(c), None, true) if !c.trim().is_empty() => Ok(Spec::PidCommand(c.clone())),
@@ -247,7 +282,7 @@ fn spec(cli: &Cli) -> Result<Spec, RecordError> {
         (None, None, Some(name), true) => Ok(Spec::Comm(name.clone(), comm_bytes(name)?)),
         (None, None, None, false) => Ok(Spec::Launch(cli.command.clone())),
         (None, None, None, true) => Err(RecordError::Usage(
-            "say what to record: --pid PID, --pid-command CMD, --comm NAME, or a command after `--` \
+            "say what to record: --pid PID, --pid-command CMD, --comm NAME, --cgroup PATH, or a command after `--` \
              (e.g. `messer -- sleep 1`)"
                 .into(),
         )),

@@ -80,9 +80,18 @@ type NamedProbe = (Box<dyn Probe>, &'static str);
 /// ebpf first, then procfs.
 fn start_probes(cfg: &RecordConfig, roots: &[i32], proc: &ProcRoot) -> Result<Vec<NamedProbe>, RecordError> {
     let procfs = || {
-        (Box::new(ProcfsProbe::new(proc.clone(), roots, cfg.follow_children, cfg.reads)) as Box<dyn Probe>, "procfs")
+        (
+            Box::new(ProcfsProbe::new(
+                proc.clone(),
+                roots,
+                cfg.follow_children,
+                cfg.reads,
+                cfg.cgroup().map(|c| c.path.clone()),
+            )) as Box<dyn Probe>,
+            "procfs",
+        )
     };
-    let ebpf = || EbpfProbe::start(roots, cfg.ebpf, proc.clone()).map(|p| (Box::new(p) as Box<dyn Probe>, "ebpf"));
+    let ebpf = || EbpfProbe::start(roots, cfg.ebpf.clone(), proc.clone()).map(|p| (Box::new(p) as Box<dyn Probe>, "ebpf"));
     let required = || match ebpf() {
         Ok(p) => Ok(p),
         Err(e @ (EbpfError::NoPermission(_) | EbpfError::Tracefs(_) | EbpfError::Btf(_))) => {
@@ -120,7 +129,7 @@ fn find_target(spec: &Spec, proc: &ProcRoot) -> Result<(Option<Target>, Option<l
                 }
             }
         }
-        Spec::PidCommand(_) | Spec::Comm(..) => Ok((None, None)),
+        Spec::PidCommand(_) | Spec::Comm(..) | Spec::Cgroup(_) => Ok((None, None)),
     }
 }
 
@@ -133,6 +142,7 @@ fn follower(cfg: &RecordConfig, target: Option<Target>, proc: &ProcRoot) -> (Fol
             (f, Some(e))
         }
         (Spec::PidCommand(cmd), None) => (Follow::pid_command(cmd.clone(), launch::sudo_invoker(), proc.clone()), None),
+        (Spec::Cgroup(c), None) => (Follow::cgroup(c.clone(), cfg.mode == Mode::Procfs, proc.clone()), None),
         (_, None) => {
             (Follow::comm(cfg.comm().unwrap_or_default().to_string(), cfg.mode == Mode::Procfs, proc.clone()), None)
         }
@@ -147,6 +157,9 @@ fn output_path(cfg: &RecordConfig, target: Option<&Target>) -> Result<PathBuf, R
     }
     let name = match (&cfg.spec, target) {
         (Spec::Comm(c, _), _) => c.clone(),
+        (Spec::Cgroup(c), _) => {
+            format!("cgroup-{}", c.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        }
         (_, Some(t)) => t.pid.to_string(),
         _ => "pid-command".to_string(),
     };
@@ -221,6 +234,10 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     // Auto mode fell back to procfs: /proc is scanned for --comm every tick.
     if let (Some(c), "procfs", false) = (cfg.comm(), mode, cfg.mode == Mode::Procfs) {
         follow = Follow::comm(c.to_string(), true, proc.clone());
+    }
+    // ... and cgroup.procs for --cgroup.
+    if let (Some(c), "procfs", false) = (cfg.cgroup(), mode, cfg.mode == Mode::Procfs) {
+        follow = Follow::cgroup(c.clone(), true, proc.clone());
     }
     let mut probes: Vec<Box<dyn Probe>> = started.into_iter().map(|(p, _)| p).collect();
     let specs = tables::specs(&cfg, &probes, follow.pid(), mode);

@@ -44,6 +44,10 @@ pub fn specs(cfg: &RecordConfig, probes: &[Box<dyn Probe>], pid: i32, mode: &str
         if let Some(c) = cfg.comm() {
             attrs.push(("messer_comm", h5::AttrValue::Str(c.to_string())));
         }
+        if let Some(c) = cfg.cgroup() {
+            attrs.push(("messer_cgroup", h5::AttrValue::Str(c.path.display().to_string())));
+            attrs.push(("messer_cgroup_id", h5::AttrValue::I64(c.id as i64)));
+        }
         if let Some(c) = cfg.command() {
             attrs.push(("messer_launched_command", h5::AttrValue::Str(crate::redact::urls(&c.join(" ")))));
         }

@@ -1,6 +1,6 @@
 //! Following the target over time: a fixed process (`--pid`, a launched
-//! command), whatever `--pid-command` prints, or every process of a comm
-//! (`--comm`). Adds new target processes to the probes and reports
+//! command), whatever `--pid-command` prints, every process of a comm
+//! (`--comm`), or every process of a cgroup (`--cgroup`). Adds new target processes to the probes and reports
 //! `target_found`, `target_lost` and `target_restarted` events.
 
 use std::collections::BTreeSet;
@@ -8,6 +8,7 @@ use std::os::fd::BorrowedFd;
 
 use crate::probe::procfs::ProcRoot;
 use crate::probe::{EventKind, Probe, ProbeError, ProcEvent};
+use crate::targets::cgroup::CgroupDir;
 use crate::targets::launch::RunAs;
 use crate::targets::{Target, pid_command};
 
@@ -32,6 +33,10 @@ enum How {
     /// Every process of this comm; `scan` says whether /proc is scanned on
     /// every tick (procfs) or only at the start (ebpf matches execs in the kernel).
     Comm { name: String, scan: bool, scanned: bool },
+    /// Every process in a cgroup; `scan` says whether cgroup.procs is read
+    /// before every read (procfs) or only at the start (ebpf decides
+    /// membership in the kernel and tells moves as events).
+    Cgroup { dir: CgroupDir, scan: bool },
 }
 
 /// The target processes of a recording.
@@ -75,6 +80,13 @@ impl Follow {
     pub fn comm(name: String, scan_every_tick: bool, proc: ProcRoot) -> Self {
         let how = How::Comm { name, scan: scan_every_tick, scanned: false };
         Follow { how, proc, current: None, roots: BTreeSet::new(), lost: false, in_window: BTreeSet::new() }
+    }
+
+    /// `scan_every_tick`: procfs mode (no kernel-side membership).
+    pub fn cgroup(dir: CgroupDir, scan_every_tick: bool, proc: ProcRoot) -> Self {
+        let roots: BTreeSet<i32> = dir.members().into_iter().collect();
+        let how = How::Cgroup { dir, scan: scan_every_tick };
+        Follow { how, proc, current: None, roots: roots.clone(), lost: false, in_window: roots }
     }
 
     /// The processes to start the probes with.
@@ -210,8 +222,30 @@ impl Follow {
                 }
                 found
             }
+            How::Cgroup { dir, scan } => {
+                if !(*scan && when == Moment::BeforeRead) && when != Moment::Start {
+                    return Ok(Vec::new());
+                }
+                let members: BTreeSet<i32> = dir.members().into_iter().collect();
+                // Gone: exited, or moved out (which stops counting now).
+                let gone: Vec<i32> = self.roots.difference(&members).copied().collect();
+                for pid in gone {
+                    let comm = match self.proc.stat(pid) {
+                        Ok(s) => {
+                            for p in probes.iter_mut() {
+                                p.drop_root(pid);
+                            }
+                            s.comm
+                        }
+                        Err(_) => String::new(),
+                    };
+                    lost.extend(self.lose(pid, 0, &comm));
+                }
+                let new: Vec<i32> = members.difference(&self.roots).copied().collect();
+                new.into_iter().filter_map(|pid| Target::attach(&self.proc, pid).ok()).collect()
+            }
         };
-        let since_start = matches!(self.how, How::Comm { .. }) && when == Moment::BeforeRead;
+        let since_start = matches!(self.how, How::Comm { .. } | How::Cgroup { .. }) && when == Moment::BeforeRead;
         let mut events = lost;
         for t in found {
             for p in probes.iter_mut() {
@@ -236,13 +270,22 @@ impl Follow {
         let mut out = Vec::new();
         for e in events {
             match e.kind {
-                EventKind::Match => {
+                EventKind::Match | EventKind::Join => {
                     for p in others.iter_mut() {
                         if let Err(err) = p.add_root(e.pid, false) {
                             log::debug!("pid {} not added to the second probe: {err}", e.pid);
                         }
                     }
                     out.extend(self.find(e.pid, e.ppid, &e.comm, e.unixtime));
+                }
+                EventKind::Leave => {
+                    for p in others.iter_mut() {
+                        p.drop_root(e.pid);
+                    }
+                    out.extend(self.lose(e.pid, e.ppid, &e.comm).map(|mut l| {
+                        l.unixtime = e.unixtime;
+                        l
+                    }));
                 }
                 // The watched process runs a new program: its events carry
                 // the new name (a launched command is found before its exec).

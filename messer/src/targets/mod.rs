@@ -1,5 +1,6 @@
 //! The process the user asked about: found, identified and watched for exit.
 
+pub mod cgroup;
 pub mod launch;
 pub mod pid_command;
 

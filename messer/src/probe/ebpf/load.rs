@@ -7,13 +7,15 @@ use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use messer_common::{
-    CONFIG_SYMBOL, Config, FILES_SYMBOL, FileOffsets, THREAD_FAULTS_VALID, THREAD_WAIT_VALID, ThreadState, Tracked,
+    CGROUP_SYMBOL, CONFIG_SYMBOL, CgroupTarget, Config, FILES_SYMBOL, FileOffsets, THREAD_FAULTS_VALID,
+    THREAD_WAIT_VALID, ThreadState, Tracked,
 };
 
 use super::btf::{self, Btf};
 use super::handle::program;
 use super::{EbpfError, EbpfOptions, marks, tracefs};
 use crate::probe::procfs::ProcRoot;
+use crate::targets::cgroup::CgroupDir;
 
 /// Set (to anything) in the environment, the exit program ignores the
 /// tracepoint's `group_dead` argument and uses `signal->live` as on kernels
@@ -140,6 +142,42 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
     ))
 }
 
+/// The program told of moves between cgroups, its raw tracepoint's name
+/// and how many arguments it must pass.
+pub const CGROUP_PROGRAM: (&str, usize) = ("cgroup_attach_task", 4);
+
+/// The target cgroup with this kernel's offsets from task to cgroup and
+/// from a cgroup to its ancestors' ids.
+fn cgroup_target(btf: &Btf, dir: &CgroupDir) -> Result<CgroupTarget, EbpfError> {
+    let (name, min_args) = CGROUP_PROGRAM;
+    let n = btf.tracepoint_args(name)?;
+    if n < min_args {
+        return Err(EbpfError::Tracefs(format!(
+            "raw tracepoint {name} passes {n} arguments, messer needs {min_args} for --cgroup; use --mode procfs"
+        )));
+    }
+    // 6.1 keeps the ancestors' ids in the cgroup; 6.2 on, pointers.
+    let (cgrp_ancestors, ancestors_are_ids) = match btf.offset("cgroup", &["ancestor_ids"]) {
+        Ok(off) => (off, 1),
+        Err(_) => (btf.offset("cgroup", &["ancestors"])?, 0),
+    };
+    Ok(CgroupTarget {
+        enabled: 1,
+        level: dir.level,
+        id: dir.id,
+        task_cgroups: btf.offset("task_struct", &["cgroups"])?,
+        cset_dfl_cgrp: btf.offset("css_set", &["dfl_cgrp"])?,
+        cgrp_level: btf.offset("cgroup", &["level"])?,
+        cgrp_ancestors,
+        ancestors_are_ids,
+        cgrp_kn: btf.offset("cgroup", &["kn"])?,
+        kn_id: btf.offset("kernfs_node", &["id"])?,
+        signal_thread_head: btf.offset("signal_struct", &["thread_head"])?,
+        task_thread_node: btf.offset("task_struct", &["thread_node"])?,
+        _pad: 0,
+    })
+}
+
 /// The OOM killer's tracepoint, whose `pid` field names its victim.
 pub const OOM_TRACEPOINT: (&str, &str) = ("oom", "mark_victim");
 
@@ -259,16 +297,21 @@ pub struct Loaded {
 }
 
 /// Loads the object, tracks `targets` and attaches everything.
-pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loaded, EbpfError> {
+pub fn load(targets: &[i32], opts: &EbpfOptions, proc: &ProcRoot) -> Result<Loaded, EbpfError> {
     raise_memlock();
     let root = tracefs::root()?;
     let btf = Btf::from_kernel()?;
-    let (cfg, io_available) = config(&root, &btf, &opts)?;
+    let (cfg, io_available) = config(&root, &btf, opts)?;
     let files = file_offsets(&btf);
+    let cgroup = match &opts.cgroup {
+        Some(c) => cgroup_target(&btf, c)?,
+        None => CgroupTarget::default(),
+    };
     let io = io_available && opts.count_io;
     let mut bpf = EbpfLoader::new()
         .override_global(CONFIG_SYMBOL, &cfg, true)
         .override_global(FILES_SYMBOL, &files, true)
+        .override_global(CGROUP_SYMBOL, &cgroup, true)
         .map_max_entries("TRACKED", opts.max_processes)
         .map_max_entries("COUNTERS", opts.max_processes)
         .map_max_entries("THREADS", opts.max_threads)
@@ -287,6 +330,9 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
     switch.attach().map_err(EbpfError::load)?;
     for (prog, events, _) in TASK_PROGRAMS {
         attach_raw(&mut bpf, prog, events)?;
+    }
+    if cgroup.enabled != 0 {
+        attach_raw(&mut bpf, CGROUP_PROGRAM.0, &[CGROUP_PROGRAM.0])?;
     }
     let oom = cfg.oom_victim_pid != 0;
     if oom {
@@ -309,8 +355,10 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
                 log::warn!("the census does not load on this kernel ({e}): sockets and thread states come from /proc")
             })
             .is_ok();
+    // A cgroup's members are all targets; its children are its members.
+    let follow = opts.follow_children && opts.cgroup.is_none();
     for &t in targets {
-        seed(&mut bpf, proc, t, opts.follow_children)?;
+        seed(&mut bpf, proc, t, follow)?;
     }
     Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census, oom })
 }
@@ -319,6 +367,12 @@ pub fn load(targets: &[i32], opts: EbpfOptions, proc: &ProcRoot) -> Result<Loade
 pub fn add_root(bpf: &mut Ebpf, proc: &ProcRoot, pid: i32, follow_children: bool) -> Result<(), EbpfError> {
     insert_new(&mut tracked_map(bpf)?, pid as u32, Tracked::default(), "process");
     seed(bpf, proc, pid, follow_children)
+}
+
+/// Seeds the threads of process `pid`, which the kernel side has just
+/// added to the tracked set (it entered the target cgroup).
+pub fn seed_threads(bpf: &mut Ebpf, proc: &ProcRoot, pid: i32) -> Result<(), EbpfError> {
+    seed(bpf, proc, pid, false)
 }
 
 fn tracked_map(bpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u32, Tracked>, EbpfError> {

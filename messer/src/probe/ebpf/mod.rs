@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::RawTracePoint;
-use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, Tracked, io, stat};
+use messer_common::{Counters, EpochCounters, Event, RunSlot, TRACKED_EXITED, TRACKED_LEFT, Tracked, io, stat};
 
 use crate::base::table::Column;
 use crate::probe::EventKind;
@@ -25,7 +25,9 @@ use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
 use crate::probe::procfs::figures::{Census, FromProc, SOCKET_BUDGET, Sockets, Throttle, TreeFigures};
 use crate::probe::procfs::host::Host;
+use crate::probe::procfs::cgroup::CgroupFigures;
 use crate::probe::procfs::system::SystemProbe;
+use crate::targets::cgroup::CgroupDir;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
 use counters::EpochDeltas;
 use stats::ProgramStats;
@@ -88,7 +90,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Options of the eBPF probe.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EbpfOptions {
     /// Capacity of the tracked-set and counter maps.
     pub max_processes: u32,
@@ -104,6 +106,9 @@ pub struct EbpfOptions {
     pub comm: Option<[u8; messer_common::COMM_LEN]>,
     /// Record our programs' run counts and times (BPF_ENABLE_STATS).
     pub bpf_stats: bool,
+    /// `--cgroup`: the tracked set is this cgroup's processes, decided in
+    /// the kernel.
+    pub cgroup: Option<CgroupDir>,
 }
 
 /// The exact part of a read (see `Probe::snap`): flush instants, events and
@@ -157,6 +162,8 @@ pub struct EbpfProbe {
     /// the machine) and its period (`Reads::census_ns`).
     census_throttle: Throttle,
     system: SystemProbe,
+    /// The target cgroup's own accounting (`--cgroup`).
+    cgroup: Option<CgroupFigures>,
     host: Host,
 }
 
@@ -196,7 +203,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
 impl EbpfProbe {
     /// Loads and attaches the programs and starts tracking `targets`.
     pub fn start(targets: &[i32], opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        let load::Loaded { mut bpf, io, runq, census, oom } = load::load(targets, opts, &proc)?;
+        let load::Loaded { mut bpf, io, runq, census, oom } = load::load(targets, &opts, &proc)?;
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
@@ -212,7 +219,7 @@ impl EbpfProbe {
             bpf,
             io,
             runq,
-            follow_children: opts.follow_children,
+            follow_children: opts.follow_children && opts.cgroup.is_none(),
             events,
             running,
             counters,
@@ -238,6 +245,7 @@ impl EbpfProbe {
             census_failed: false,
             census_throttle: Throttle::every(opts.reads.census_ns, SOCKET_BUDGET),
             system: SystemProbe::new(proc.clone(), "/sys"),
+            cgroup: opts.cgroup.map(|c| CgroupFigures::new(c.path)),
             host: Host::new(&proc),
         })
     }
@@ -339,7 +347,19 @@ impl EbpfProbe {
                 self.known.entry(tgid).or_insert_with(|| fresh(e));
             }
             EventKind::Exec => self.known.entry(tgid).or_insert_with(|| fresh(e)).comm.clone_from(&e.comm),
-            EventKind::Exit | EventKind::OomKill => {
+            // Told by whoever moved it: its own name and start from /proc,
+            // and its other threads count from now (the kernel side added
+            // the leader).
+            EventKind::Join => {
+                if let Ok(stat) = self.proc.leader_stat(e.pid) {
+                    e.comm.clone_from(&stat.comm);
+                }
+                if let Err(err) = load::seed_threads(&mut self.bpf, &self.proc, e.pid) {
+                    log::debug!("threads of pid {} not seeded: {err}", e.pid);
+                }
+                self.known.entry(tgid).or_insert_with(|| fresh(e));
+            }
+            EventKind::Exit | EventKind::OomKill | EventKind::Leave => {
                 if let Some(k) = self.known.get(&tgid).filter(|k| !k.comm.is_empty()) {
                     e.comm.clone_from(&k.comm);
                 }
@@ -454,6 +474,7 @@ impl Probe for EbpfProbe {
         let mut c = columns(self.io, self.programs.names());
         c.extend(self.figures.columns());
         c.extend(self.system.columns());
+        c.extend(self.cgroup.iter().flat_map(CgroupFigures::columns));
         c
     }
 
@@ -524,7 +545,8 @@ impl Probe for EbpfProbe {
                     ..base
                 }
             };
-            if info.flags & TRACKED_EXITED != 0 {
+            // Exited, or moved out of the target cgroup: final now.
+            if info.flags & (TRACKED_EXITED | TRACKED_LEFT) != 0 {
                 if self.exited.insert(tgid) {
                     // Exited during this window: its last part is in it,
                     // however short its life was.
@@ -572,6 +594,7 @@ impl Probe for EbpfProbe {
             }
         }
         extra.extend(self.system.read()?);
+        extra.extend(self.cgroup.iter_mut().flat_map(CgroupFigures::read));
         Ok(Reading {
             mono_ns: first + (last - first) / 2,
             cpu: own_cpu(&sum),

@@ -39,7 +39,7 @@ impl TrackedSet {
 
     /// Notes a process the kernel side added.
     pub fn note(&mut self, e: &Event) {
-        if e.kind == event::FORK || e.kind == event::MATCH {
+        if e.kind == event::FORK || e.kind == event::MATCH || e.kind == event::JOIN {
             self.known.insert(e.pid);
         }
     }

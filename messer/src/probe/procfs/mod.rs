@@ -11,6 +11,7 @@
 //! `reaped`); a child that lived and was reaped between two reads counts
 //! whole.
 
+pub mod cgroup;
 pub mod figures;
 pub mod host;
 pub mod kv;
@@ -76,13 +77,22 @@ pub struct ProcfsProbe {
     split: SplitTicks,
     figures: figures::TreeFigures,
     system: system::SystemProbe,
+    /// The target cgroup's own accounting (`--cgroup`).
+    cgroup: Option<cgroup::CgroupFigures>,
     host: host::Host,
 }
 
 impl ProcfsProbe {
     /// A probe for the trees of `roots` (more can be added with `add_root`).
-    pub fn new(proc: ProcRoot, roots: &[i32], follow_children: bool, reads: process::Reads) -> Self {
+    pub fn new(
+        proc: ProcRoot,
+        roots: &[i32],
+        follow_children: bool,
+        reads: process::Reads,
+        cgroup: Option<std::path::PathBuf>,
+    ) -> Self {
         let mut p = Self {
+            cgroup: cgroup.map(cgroup::CgroupFigures::new),
             snap: None,
             figures: figures::TreeFigures::new(proc.clone(), reads, figures::FromProc::ALL),
             system: system::SystemProbe::new(proc.clone(), "/sys"),
@@ -356,11 +366,18 @@ impl Probe for ProcfsProbe {
         ];
         c.extend(self.figures.columns());
         c.extend(self.system.columns());
+        c.extend(self.cgroup.iter().flat_map(cgroup::CgroupFigures::columns));
         c
     }
 
     fn add_root(&mut self, pid: i32, since_start: bool) -> Result<(), ProbeError> {
         Ok(self.track(pid, since_start)?)
+    }
+
+    fn drop_root(&mut self, pid: i32) {
+        // Not read again, and not told as an exit.
+        self.roots.retain(|r| r.0 != pid);
+        self.members.remove(&pid);
     }
 
     fn snap(&mut self) -> Result<(), ProbeError> {
@@ -386,6 +403,7 @@ impl Probe for ProcfsProbe {
         let (tree, rw) = self.figures.read(&stats, figures::Sockets::Scan)?;
         extra.extend(tree);
         extra.extend(self.system.read()?);
+        extra.extend(self.cgroup.iter_mut().flat_map(cgroup::CgroupFigures::read));
         let processes = stats
             .iter()
             .zip(cpus)

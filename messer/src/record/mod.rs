@@ -216,7 +216,8 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     if cfg.realtime {
         crate::sample::realtime::raise();
     }
-    let proc = ProcRoot::default();
+    // Both probes read the same files on each tick: once is enough.
+    let proc = if cfg.mode == Mode::Both { ProcRoot::default().sharing_reads() } else { ProcRoot::default() };
     // Before any other thread exists, so that all inherit the mask (and
     // before a launched command is forked, which needs a single thread).
     let signals = Signals::block().map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;

@@ -59,7 +59,7 @@ impl Session {
         let mut samples = samples.into_iter();
         if let Some(s) = samples.next() {
             let row = s.row();
-            self.exporters.sample(&row, &s.processes);
+            self.exporters.sample(&s, &row);
             if let Some(st) = &mut self.status {
                 st.sample(s.cpu_total_percent, s.rss_bytes(), self.writer.lost());
             }

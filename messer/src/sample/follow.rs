@@ -158,6 +158,10 @@ impl Follow {
     /// before a read: a process that started in the window counts whole).
     /// `when` says which of the two moments this is (both at the start).
     pub fn poll(&mut self, probes: &mut [Box<dyn Probe>], when: Moment) -> Result<Vec<ProcEvent>, ProbeError> {
+        // A tick's reads begin here (see `ProcRoot::sharing_reads`).
+        if when != Moment::AfterRead {
+            self.proc.new_tick();
+        }
         let mut lost = Vec::new();
         let found: Vec<Target> = match &mut self.how {
             How::Fixed => return Ok(Vec::new()),

@@ -103,6 +103,10 @@ impl Sample {
         Schema::new(columns)
     }
 
+    /// How many columns every time series has before the probe's own
+    /// (`extra[i]` is column `COMMON + i`).
+    pub const COMMON: usize = 10;
+
     fn common_columns() -> Vec<Column> {
         vec![
             Column::new("unixtime", Kind::F64),

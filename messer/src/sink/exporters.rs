@@ -8,7 +8,7 @@ use super::influx::{self, Influx, InfluxOptions};
 use super::metrics::Metrics;
 use super::prometheus::{self, Endpoint};
 use crate::base::table::{Row, Schema};
-use crate::probe::ProcessWindow;
+use crate::sample::Sample;
 
 /// What the command line asked the exporters for.
 #[derive(Debug, Clone, Default)]
@@ -76,13 +76,13 @@ impl Exporters {
         })
     }
 
-    /// One `/messer_timeseries` row and the window's processes.
-    pub fn sample(&mut self, row: &Row, processes: &[ProcessWindow]) {
+    /// One sample of `/messer_timeseries` (typed, and as its row).
+    pub fn sample(&mut self, sample: &Sample, row: &Row) {
         if let Some((m, _)) = &self.prometheus
             && let Ok(mut m) = m.lock()
         {
-            m.observe(row);
-            m.observe_processes(processes);
+            m.observe(sample);
+            m.observe_processes(&sample.processes);
         }
         if let Some(i) = &self.influx {
             i.push(influx::line("messer", &self.tags, &self.schema, row, &[("isotime_local", "")], "unixtime"));

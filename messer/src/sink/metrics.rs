@@ -1,12 +1,62 @@
-//! Prometheus metrics from time-series rows: cumulative counters are summed
+//! Prometheus metrics from typed samples: cumulative counters are summed
 //! from each window's figures (so they never go backwards when processes of
 //! the tree exit), gauges take the latest value. A window whose figure is
 //! missing adds nothing and leaves a gauge out of the exposition.
+//!
+//! Each metric is bound once, at start, to where its figure is in a
+//! sample: a typed field of `Sample` (the window, the tree's CPU) or one of
+//! the probe's own figures (`Sample::extra`, whose columns the probe
+//! declared for the recording's life: memory, devices, pressure...).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::base::table::{Row, Schema, Value};
+use crate::base::table::{Schema, Value};
+use crate::sample::Sample;
+
+/// Where a metric's figure is in a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Window,
+    Processes,
+    CpuTotal,
+    CpuUser,
+    CpuSystem,
+    /// `Sample::extra[i]`.
+    Extra(usize),
+}
+
+impl Field {
+    /// The field of time-series column `col` in `schema`; None if the
+    /// recording has no such column.
+    fn bind(schema: &Schema, col: &str) -> Option<Field> {
+        Some(match col {
+            "window_seconds" => Field::Window,
+            "proc_num_processes" => Field::Processes,
+            "proc_cpu_util_percent_total" => Field::CpuTotal,
+            "proc_cpu_util_percent_user" => Field::CpuUser,
+            "proc_cpu_util_percent_system" => Field::CpuSystem,
+            _ => Field::Extra(schema.columns.iter().position(|c| c.name == col)?.checked_sub(Sample::COMMON)?),
+        })
+    }
+
+    /// Its value in `s`, if known.
+    fn of(self, s: &Sample) -> Option<f64> {
+        let v = match self {
+            Field::Window => s.window_seconds,
+            Field::Processes => s.num_processes as f64,
+            Field::CpuTotal => s.cpu_total_percent,
+            Field::CpuUser => s.cpu_user_percent,
+            Field::CpuSystem => s.cpu_system_percent,
+            Field::Extra(i) => match s.extra.get(i)? {
+                Value::F64(v) => *v,
+                Value::I64(v) => *v as f64,
+                _ => return None,
+            },
+        };
+        v.is_finite().then_some(v)
+    }
+}
 
 /// Counter: (metric, label, source column, factor from value x window seconds).
 const COUNTERS: &[(&str, &str, &str, f64)] = &[
@@ -96,15 +146,20 @@ fn help(metric: &str) -> &'static str {
     }
 }
 
-/// Turns rows of `/messer_timeseries` into a Prometheus exposition.
+/// Turns the samples of `/messer_timeseries` into a Prometheus exposition.
 pub struct Metrics {
-    index: BTreeMap<String, usize>,
     /// Base labels on every series (target, comm, mode, host).
     labels: String,
+    /// The counters the recording has: (metric, label) -> field, factor,
+    /// whether the figure is a count per window (else a rate or a share).
+    bound: Vec<((&'static str, &'static str), Field, f64, bool)>,
+    /// The gauges it has: metric, label, field, factor.
+    gauges: Vec<(&'static str, &'static str, Field, f64)>,
     counters: BTreeMap<(&'static str, &'static str), f64>,
     unsplit_s: f64,
     samples: u64,
-    last: Option<Row>,
+    /// The gauges' values in the last sample (None: missing there).
+    last: Vec<Option<f64>>,
     /// `--prometheus-per-process`: pid -> its series.
     per_process: Option<BTreeMap<i32, ProcessSeries>>,
 }
@@ -127,30 +182,27 @@ pub fn label_value(v: &str) -> String {
 impl Metrics {
     /// `labels`: (name, value) pairs put on every series.
     pub fn new(schema: &Schema, labels: &[(&str, String)]) -> Self {
-        let index = schema.columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
         let labels = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect::<Vec<_>>().join(",");
-        let mut counters = BTreeMap::new();
-        // Counters exist from the start (at 0) when their column does.
-        let m = Metrics {
-            index,
+        let rates = COUNTERS.iter().map(|&(m, l, col, f)| ((m, l), col, f, false));
+        let counts = COUNTS.iter().map(|&(m, col)| ((m, ""), col, 1.0, true));
+        let bound: Vec<_> =
+            rates.chain(counts).filter_map(|(k, col, f, count)| Some((k, Field::bind(schema, col)?, f, count))).collect();
+        let plain = GAUGES.iter().map(|&(m, col, f)| (m, "", col, f));
+        let labelled = LABELLED_GAUGES.iter().map(|&(m, l, col)| (m, l, col, 1.0));
+        let gauges: Vec<_> =
+            plain.chain(labelled).filter_map(|(m, l, col, f)| Some((m, l, Field::bind(schema, col)?, f))).collect();
+        // Counters exist from the start (at 0) when their figure does.
+        let counters = bound.iter().map(|(k, ..)| (*k, 0.0)).collect();
+        Metrics {
             labels,
-            counters: BTreeMap::new(),
+            last: vec![None; gauges.len()],
+            bound,
+            gauges,
+            counters,
             unsplit_s: 0.0,
             samples: 0,
-            last: None,
             per_process: None,
-        };
-        for &(metric, label, col, _) in COUNTERS {
-            if m.index.contains_key(col) {
-                counters.insert((metric, label), 0.0);
-            }
         }
-        for &(metric, col) in COUNTS {
-            if m.index.contains_key(col) {
-                counters.insert((metric, ""), 0.0);
-            }
-        }
-        Metrics { counters, ..m }
     }
 
     /// Exports each process's series too.
@@ -181,39 +233,24 @@ impl Metrics {
         *map = now;
     }
 
-    fn get(&self, row: &Row, col: &str) -> Option<f64> {
-        match row.get(*self.index.get(col)?)? {
-            Value::F64(v) if v.is_finite() => Some(*v),
-            Value::I64(v) => Some(*v as f64),
-            _ => None,
-        }
-    }
-
-    /// Adds one row (one window).
-    pub fn observe(&mut self, row: &Row) {
+    /// Adds one sample (one window).
+    pub fn observe(&mut self, s: &Sample) {
         self.samples += 1;
-        let Some(window_s) = self.get(row, "window_seconds") else { return };
-        for &(metric, label, col, factor) in COUNTERS {
-            if let Some(v) = self.get(row, col)
-                && let Some(c) = self.counters.get_mut(&(metric, label))
+        let Some(window_s) = Field::Window.of(s) else { return };
+        for &(key, field, factor, count) in &self.bound {
+            if let Some(v) = field.of(s)
+                && let Some(c) = self.counters.get_mut(&key)
             {
-                *c += v * window_s * factor;
-            }
-        }
-        for &(metric, col) in COUNTS {
-            if let Some(v) = self.get(row, col)
-                && let Some(c) = self.counters.get_mut(&(metric, ""))
-            {
-                *c += v;
+                *c += if count { v } else { v * window_s * factor };
             }
         }
         // CPU time whose split is unknown still counts, under its own name.
-        if self.get(row, "proc_cpu_util_percent_user").is_none()
-            && let Some(total) = self.get(row, "proc_cpu_util_percent_total")
+        if Field::CpuUser.of(s).is_none()
+            && let Some(total) = Field::CpuTotal.of(s)
         {
             self.unsplit_s += total * window_s * 0.01;
         }
-        self.last = Some(row.clone());
+        self.last = self.gauges.iter().map(|&(_, _, field, factor)| field.of(s).map(|v| v * factor)).collect();
     }
 
     fn series(&self, extra: &str) -> String {
@@ -244,22 +281,14 @@ impl Metrics {
             head(&mut out, metric, "counter");
             let _ = writeln!(out, "{metric}{} {}", self.series(""), self.unsplit_s);
         }
-        if let Some(row) = &self.last {
-            for &(metric, col, factor) in GAUGES {
-                if let Some(v) = self.get(row, col) {
+        let mut done = "";
+        for (&(metric, label, _, _), v) in self.gauges.iter().zip(&self.last) {
+            if let Some(v) = v {
+                if metric != done {
                     head(&mut out, metric, "gauge");
-                    let _ = writeln!(out, "{metric}{} {}", self.series(""), v * factor);
+                    done = metric;
                 }
-            }
-            let mut done = "";
-            for &(metric, label, col) in LABELLED_GAUGES {
-                if let Some(v) = self.get(row, col) {
-                    if metric != done {
-                        head(&mut out, metric, "gauge");
-                        done = metric;
-                    }
-                    let _ = writeln!(out, "{metric}{} {v}", self.series(label));
-                }
+                let _ = writeln!(out, "{metric}{} {v}", self.series(label));
             }
         }
         if let Some(map) = &self.per_process {
@@ -298,30 +327,32 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::table::{Column, Kind};
+    use crate::probe::measure::float;
 
-    fn schema() -> Schema {
-        let f = |n: &str| Column::new(n, Kind::F64);
-        Schema::new(vec![
-            f("window_seconds"),
-            f("proc_cpu_util_percent_total"),
-            f("proc_cpu_util_percent_user"),
-            f("proc_cpu_util_percent_system"),
-            f("proc_mem_rss"),
-        ])
+    fn sample(cpu: [f64; 3], rss: f64, oom_kills: f64) -> Sample {
+        Sample {
+            unixtime: 0.0,
+            isotime_local: String::new(),
+            monotime: 0.0,
+            window_seconds: 0.5,
+            pid: 1,
+            num_processes: 1,
+            cpu_total_percent: cpu[0],
+            cpu_user_percent: cpu[1],
+            cpu_system_percent: cpu[2],
+            messer_cpu_percent: 0.0,
+            extra: vec![Value::F64(rss), Value::F64(oom_kills)],
+            processes: Vec::new(),
+            window_ns: 500_000_000,
+        }
     }
 
     #[test]
     fn counters_integrate_windows_and_skip_missing_values() {
-        let mut m = Metrics::new(&schema(), &[("target", "a\"b".into())]);
-        m.observe(&vec![Value::F64(0.5), Value::F64(100.0), Value::F64(75.0), Value::F64(25.0), Value::F64(1e6)]);
-        m.observe(&vec![
-            Value::F64(0.5),
-            Value::F64(40.0),
-            Value::F64(f64::NAN),
-            Value::F64(f64::NAN),
-            Value::F64(f64::NAN),
-        ]);
+        let schema = Sample::schema(vec![float("proc_mem_rss"), float("proc_oom_kills")]);
+        let mut m = Metrics::new(&schema, &[("target", "a\"b".into())]);
+        m.observe(&sample([100.0, 75.0, 25.0], 1e6, 1.0));
+        m.observe(&sample([40.0, f64::NAN, f64::NAN], f64::NAN, 0.0));
         let text = m.render();
         assert!(text.contains("messer_process_cpu_seconds_total{target=\"a\\\"b\",mode=\"user\"} 0.375\n"), "{text}");
         assert!(text.contains("messer_process_cpu_seconds_total{target=\"a\\\"b\",mode=\"system\"} 0.125\n"), "{text}");
@@ -330,5 +361,7 @@ mod tests {
         assert!(!text.contains("resident_memory"), "{text}");
         assert!(text.contains("messer_samples_total{target=\"a\\\"b\"} 2\n"));
         assert_eq!(text.matches("# TYPE messer_process_cpu_seconds_total counter").count(), 1);
+        assert!(text.contains("messer_process_oom_kills_total{target=\"a\\\"b\"} 1\n"), "{text}");
+        assert!(text.contains("messer_processes{target=\"a\\\"b\"} 1\n"), "{text}");
     }
 }

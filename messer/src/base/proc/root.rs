@@ -36,6 +36,15 @@ pub struct KeptFiles {
 impl KeptFiles {
     /// Reads file `rel` below `proc` as text.
     pub fn read(&mut self, proc: &ProcRoot, rel: &str) -> Result<String, ReadError> {
+        if let Some(text) = proc.shared_text(Path::new(rel)) {
+            return Ok(text);
+        }
+        let text = self.read_kept(proc, rel)?;
+        proc.share(Path::new(rel), &text);
+        Ok(text)
+    }
+
+    fn read_kept(&mut self, proc: &ProcRoot, rel: &str) -> Result<String, ReadError> {
         use std::os::unix::fs::FileExt as _;
         let path = || proc.root.join(rel);
         if !self.files.contains_key(rel) {
@@ -45,7 +54,7 @@ impl KeptFiles {
             })?;
             self.files.insert(rel.to_string(), f);
         }
-        let Some(f) = self.files.get(rel) else { return proc.read(rel) };
+        let Some(f) = self.files.get(rel) else { return proc.read_file(Path::new(rel)) };
         if self.buf.len() < 4096 {
             self.buf.resize(4096, 0);
         }
@@ -74,6 +83,15 @@ impl KeptFiles {
 pub struct ProcRoot {
     root: PathBuf,
     buf_capacity: usize,
+    /// With `--mode both`: what was read during the current tick, shared
+    /// by every clone (both probes read each file once per tick).
+    tick: Option<std::sync::Arc<std::sync::Mutex<TickReads>>>,
+}
+
+/// The files read in one tick, by path below the root.
+#[derive(Debug, Default)]
+struct TickReads {
+    files: std::collections::HashMap<PathBuf, String>,
 }
 
 impl Default for ProcRoot {
@@ -84,7 +102,48 @@ impl Default for ProcRoot {
 
 impl ProcRoot {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), buf_capacity: 1024 }
+        Self { root: root.into(), buf_capacity: 1024, tick: None }
+    }
+
+    /// This root and its clones share each tick's reads: a file read once
+    /// in a tick is given to later readers as read then, until `new_tick`.
+    pub fn sharing_reads(mut self) -> Self {
+        self.tick = Some(Default::default());
+        self
+    }
+
+    /// Starts a new tick: files are read afresh.
+    pub fn new_tick(&self) {
+        if let Some(t) = &self.tick
+            && let Ok(mut t) = t.lock()
+        {
+            t.files.clear();
+        }
+    }
+
+    /// A process's or thread's `stat` and `schedstat` are never shared:
+    /// they hold the CPU counters procfs mode takes at its snapshot's
+    /// instant (the system-wide files and the momentary figures are).
+    fn shareable(rel: &Path) -> bool {
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        !(name == "schedstat" || (name == "stat" && rel.components().count() > 1))
+    }
+
+    fn shared_text(&self, rel: &Path) -> Option<String> {
+        if !Self::shareable(rel) {
+            return None;
+        }
+        let t = self.tick.as_ref()?.lock().ok()?;
+        t.files.get(rel).cloned()
+    }
+
+    fn share(&self, rel: &Path, text: &str) {
+        if Self::shareable(rel)
+            && let Some(t) = &self.tick
+            && let Ok(mut t) = t.lock()
+        {
+            t.files.insert(rel.to_path_buf(), text.to_string());
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -99,6 +158,16 @@ impl ProcRoot {
 
     /// Reads a whole file below the root as text.
     pub fn read(&self, rel: impl AsRef<Path>) -> Result<String, ReadError> {
+        let rel = rel.as_ref();
+        if let Some(text) = self.shared_text(rel) {
+            return Ok(text);
+        }
+        let text = self.read_file(rel)?;
+        self.share(rel, &text);
+        Ok(text)
+    }
+
+    fn read_file(&self, rel: &Path) -> Result<String, ReadError> {
         let path = self.root.join(rel);
         let mut text = String::with_capacity(self.buf_capacity);
         let res = std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
@@ -185,6 +254,37 @@ mod tests {
         p.file("meminfo", &long);
         assert_eq!(kept.read(&root, "meminfo").unwrap(), long);
         assert!(kept.read(&root, "nope").unwrap_err().is_gone());
+    }
+
+    #[test]
+    fn clones_share_a_ticks_reads_but_not_cpu_counters() {
+        let p = crate::base::proc::testutil::FakeProc::new();
+        p.file("loadavg", "1\n");
+        p.file("7/status", "a\n");
+        p.file("7/stat", "s1\n");
+        p.file("7/task/7/schedstat", "1 2 3\n");
+        let root = p.root().sharing_reads();
+        let other = root.clone();
+        let mut kept = KeptFiles::default();
+        for f in ["7/status", "7/stat", "7/task/7/schedstat"] {
+            assert!(root.read(f).is_ok());
+        }
+        assert_eq!(kept.read(&root, "loadavg").unwrap(), "1\n");
+        p.file("loadavg", "2\n");
+        p.file("7/status", "b\n");
+        p.file("7/stat", "s2\n");
+        p.file("7/task/7/schedstat", "4 5 6\n");
+        // Within the tick: what was read then, except the CPU counters.
+        assert_eq!(other.read("7/status").unwrap(), "a\n");
+        assert_eq!(KeptFiles::default().read(&other, "loadavg").unwrap(), "1\n");
+        assert_eq!(other.read("7/stat").unwrap(), "s2\n");
+        assert_eq!(other.read("7/task/7/schedstat").unwrap(), "4 5 6\n");
+        other.new_tick();
+        assert_eq!(root.read("7/status").unwrap(), "b\n");
+        assert_eq!(kept.read(&root, "loadavg").unwrap(), "2\n");
+        // Without sharing every read is fresh.
+        let plain = p.root();
+        assert_eq!(plain.read("7/status").unwrap(), "b\n");
     }
 
     #[test]

@@ -294,8 +294,73 @@ pub struct Config {
     /// `oom/mark_victim` tracepoint: offset of `pid` (the victim task's
     /// id, a thread of the process the OOM killer ends).
     pub oom_victim_pid: u32,
+    /// 1: each run-queue wait of a tracked thread goes into `RUNQ_HIST`
+    /// (`--runq-latency`).
+    pub runq_hist: u32,
     /// The comm to match, NUL-padded (the kernel's comm is at most 15 bytes).
     pub comm: [u8; COMM_LEN],
+}
+
+/// Run-queue latency buckets per octave, as a power of two: 8 sub-buckets,
+/// each at most 12.5 % wide (relative to its lower edge).
+pub const RUNQ_SUB_BITS: u32 = 3;
+/// Buckets of the run-queue latency histogram (every u64 of ns has one).
+pub const RUNQ_BUCKETS: usize = 64 << RUNQ_SUB_BITS;
+
+/// The histogram bucket of a wait of `ns`: below 8 ns one per ns, above
+/// that 8 per octave.
+#[inline(always)]
+pub fn runq_bucket(ns: u64) -> usize {
+    let sub = 1u64 << RUNQ_SUB_BITS;
+    if ns < sub {
+        return ns as usize;
+    }
+    // The highest set bit by halving, not leading_zeros: the BPF verifier
+    // then knows it is below 64 on every path, and so the index below 512.
+    let (mut msb, mut v) = (0u32, ns);
+    for shift in [32u32, 16, 8, 4, 2, 1] {
+        if v >> shift != 0 {
+            v >>= shift;
+            msb += shift;
+        }
+    }
+    ((msb << RUNQ_SUB_BITS) as usize) | ((ns >> (msb - RUNQ_SUB_BITS)) & (sub - 1)) as usize
+}
+
+/// The [lower, upper) edges in ns of bucket `i`. Buckets 8 to 23 (octaves
+/// below 8 ns, which have a bucket per ns instead) hold nothing: empty.
+pub fn runq_bucket_bounds(i: usize) -> (u64, u64) {
+    let sub = 1usize << RUNQ_SUB_BITS;
+    if i < sub {
+        return (i as u64, i as u64 + 1);
+    }
+    let (msb, k) = ((i >> RUNQ_SUB_BITS) as u32, (i & (sub - 1)) as u64);
+    if msb < RUNQ_SUB_BITS {
+        return (sub as u64, sub as u64);
+    }
+    let shift = msb - RUNQ_SUB_BITS;
+    let lower = (sub as u64 + k) << shift;
+    (lower, lower.saturating_add(1 << shift))
+}
+
+/// Per CPU: the run-queue waits of the tracked tree, per epoch parity
+/// (as the counters): cumulative counts per bucket, and the longest wait of
+/// the epoch `max_epoch` names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunqHist {
+    pub count: [[u64; RUNQ_BUCKETS]; 2],
+    pub max_ns: [u64; 2],
+    pub max_epoch: [u64; 2],
+    /// Waits that could not be told apart (more than one between two
+    /// readings of a thread): counted, not in any bucket.
+    pub unresolved: [u64; 2],
+}
+
+impl Default for RunqHist {
+    fn default() -> Self {
+        RunqHist { count: [[0; RUNQ_BUCKETS]; 2], max_ns: [0; 2], max_epoch: [0; 2], unresolved: [0; 2] }
+    }
 }
 
 /// Byte offsets, from the kernel's BTF, for walking from a task to its open
@@ -487,9 +552,35 @@ mod pod {
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::CgroupTarget {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
+    unsafe impl aya::Pod for super::RunqHist {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::SocketRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::ThreadRecord {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runq_buckets_cover_every_wait_and_are_at_most_an_eighth_wide() {
+        for ns in [0u64, 1, 7, 8, 9, 15, 16, 1000, 1_234_567, 999_999_999_999, u64::MAX] {
+            let i = runq_bucket(ns);
+            assert!(i < RUNQ_BUCKETS, "{ns}");
+            let (lo, hi) = runq_bucket_bounds(i);
+            assert!(lo <= ns && (ns < hi || hi == u64::MAX), "{ns} not in [{lo}, {hi})");
+            if lo >= 8 {
+                assert!((hi - lo) as f64 / lo as f64 <= 0.125 + 1e-12, "{ns}: [{lo}, {hi})");
+            }
+        }
+        // Contiguous: 0..8 one per ns, then 24.. eight per octave.
+        for i in (0..7).chain(24..RUNQ_BUCKETS - 1) {
+            assert_eq!(runq_bucket_bounds(i).1, runq_bucket_bounds(i + 1).0, "bucket {i}");
+        }
+        assert_eq!(runq_bucket_bounds(7).1, runq_bucket_bounds(24).0);
+        assert_eq!(runq_bucket_bounds(12), (8, 8));
+    }
 }

@@ -12,7 +12,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers;
 use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SocketRecord, ThreadRecord};
 
-use crate::maps::{config_ref, files_ref, counting, task_field};
+use crate::maps::{config_ref, counting, files_ref, task_field};
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
 #[repr(C)]

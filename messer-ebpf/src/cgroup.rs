@@ -25,7 +25,9 @@ fn inside(cgrp: u64) -> bool {
     let id = if c.ancestors_are_ids != 0 {
         read_field::<u64>(at, 0)
     } else {
-        read_field::<u64>(at, 0).and_then(|a| read_field::<u64>(a, c.cgrp_kn)).and_then(|kn| read_field::<u64>(kn, c.kn_id))
+        read_field::<u64>(at, 0)
+            .and_then(|a| read_field::<u64>(a, c.cgrp_kn))
+            .and_then(|kn| read_field::<u64>(kn, c.kn_id))
     };
     id == Some(c.id)
 }
@@ -48,7 +50,8 @@ pub fn task_inside(task: u64) -> bool {
 fn adopt_threads(task: u64, tid: u32, tgid: u32) {
     let c = cgroup_target();
     let cfg = config();
-    let Some(head) = read_field::<u64>(task, cfg.task_signal).and_then(|s| s.checked_add(u64::from(c.signal_thread_head)))
+    let Some(head) =
+        read_field::<u64>(task, cfg.task_signal).and_then(|s| s.checked_add(u64::from(c.signal_thread_head)))
     else {
         crate::task::adopt(task, tid, tgid);
         return;

@@ -9,7 +9,7 @@
 use aya_ebpf::{helpers, macros::tracepoint, programs::TracePointContext};
 use messer_common::{S_IFMT, S_IFSOCK, io, stat};
 
-use crate::maps::{bump, config, counters, current_ids, files_ref, counting, read_field, slot, task_field};
+use crate::maps::{bump, config, counters, counting, current_ids, files_ref, read_field, slot, task_field};
 
 /// Whether the descriptor the current syscall was given is a socket; None
 /// when that could not be read (the descriptor closed meanwhile by another

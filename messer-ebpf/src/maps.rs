@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use messer_common::{
-    COMM_LEN, CgroupTarget, Config, Counters, EpochCounters, Event, FileOffsets, MARK_CHUNK, RunSlot, SchedCounts,
-    TRACKED_LEFT, ThreadState, Tracked, stat,
+    COMM_LEN, CgroupTarget, Config, Counters, EpochCounters, Event, FileOffsets, MARK_CHUNK, RunSlot, RunqHist,
+    SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -56,6 +56,10 @@ pub fn insert_zero_counters(tgid: u32, flags: u64) -> bool {
 #[map]
 pub static RUNNING: PerCpuArray<RunSlot> = PerCpuArray::with_max_entries(1, 0);
 
+/// Run-queue waits of the tracked tree per CPU (`--runq-latency`).
+#[map]
+pub static RUNQ_HIST: PerCpuArray<RunqHist> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU error counters, indexed by `messer_common::stat`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -93,6 +97,7 @@ static MESSER_CONFIG: Config = Config {
     task_maj_flt: 0,
     match_comm: 0,
     oom_victim_pid: 0,
+    runq_hist: 0,
     comm: [0; COMM_LEN],
 };
 
@@ -330,6 +335,36 @@ pub fn sched_acc(slot: &mut RunSlot, tgid: u32) -> &mut SchedCounts {
     }
     slot.acc_dirty = 1;
     &mut slot.acc
+}
+
+/// Notes `waits` run-queue waits of a tracked thread that together lasted
+/// `delay_ns`, seen in this CPU's `epoch` (`--runq-latency`): one wait goes
+/// into its bucket; several cannot be told apart and are counted as such.
+#[inline(always)]
+pub fn note_waits(epoch: u64, delay_ns: u64, waits: u64) {
+    // SAFETY: a plain read of the loader's static (alone: a constant).
+    if waits == 0 || unsafe { core::ptr::read_volatile(&MESSER_CONFIG.runq_hist) } == 0 {
+        return;
+    }
+    let Some(h) = RUNQ_HIST.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's value; the scheduler programs and the flush run
+    // with interrupts off, so they cannot interleave on one CPU.
+    let h = unsafe { &mut *h };
+    let p = (epoch & 1) as usize;
+    if waits != 1 {
+        h.unresolved[p] += waits;
+        return;
+    }
+    let i = messer_common::runq_bucket(delay_ns);
+    if i < messer_common::RUNQ_BUCKETS {
+        h.count[p][i] += 1;
+    }
+    if h.max_epoch[p] != epoch {
+        h.max_epoch[p] = epoch;
+        h.max_ns[p] = delay_ns;
+    } else if delay_ns > h.max_ns[p] {
+        h.max_ns[p] = delay_ns;
+    }
 }
 
 /// Adds the CPU's scheduler accumulator to its process's counters in the

@@ -35,8 +35,8 @@ use messer_common::{
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, by_cgroup, config, current_ids, faults, counting, mark, read_field, sched_acc, sched_info,
-    set_mark, slot, spill, task_field, task_offsets, ticks,
+    BPF_NOEXIST, THREADS, bump, by_cgroup, config, counting, current_ids, faults, mark, note_waits, read_field,
+    sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets, ticks,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -195,6 +195,7 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         None
     };
     mark_used(slot);
+    let epoch = slot.epoch;
     let a = sched_acc(slot, tgid);
     match credit {
         Some(ns) => a.on_cpu_ns = a.on_cpu_ns.wrapping_add(ns),
@@ -204,8 +205,11 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     // that began before the recording and ends in it counts whole in the
     // window it ends in, as the kernel adds it.
     if flags & THREAD_WAIT_KNOWN != 0 {
-        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(now.run_delay_ns.wrapping_sub(before.run_delay_ns));
-        a.runq_waits = a.runq_waits.wrapping_add(now.pcount.wrapping_sub(before.pcount));
+        let (delay, waits) =
+            (now.run_delay_ns.wrapping_sub(before.run_delay_ns), now.pcount.wrapping_sub(before.pcount));
+        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(delay);
+        a.runq_waits = a.runq_waits.wrapping_add(waits);
+        note_waits(epoch, delay, waits);
     }
     if flags & THREAD_TICKS_KNOWN != 0 {
         a.user_ns = a.user_ns.wrapping_add(now.utime_ns.wrapping_sub(before.utime_ns));
@@ -320,10 +324,13 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     };
     let resynced = resync && t.flags & THREAD_SUM_VALID != 0;
     let piece = sum.wrapping_sub(t.sum_exec_ns);
+    let epoch = slot.epoch;
     let a = sched_acc(slot, tgid);
     if t.flags & THREAD_WAIT_KNOWN != 0 {
-        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(delay.wrapping_sub(t.run_delay_ns));
-        a.runq_waits = a.runq_waits.wrapping_add(pcount.wrapping_sub(t.pcount));
+        let (d, waits) = (delay.wrapping_sub(t.run_delay_ns), pcount.wrapping_sub(t.pcount));
+        a.runq_wait_ns = a.runq_wait_ns.wrapping_add(d);
+        a.runq_waits = a.runq_waits.wrapping_add(waits);
+        note_waits(epoch, d, waits);
     }
     if t.flags & THREAD_TICKS_KNOWN != 0 {
         a.user_ns = a.user_ns.wrapping_add(utime.wrapping_sub(t.utime_ns));

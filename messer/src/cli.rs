@@ -74,6 +74,11 @@ pub struct Cli {
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub label: String,
 
+    /// ebpf mode: the distribution of the tree's run-queue waits per window
+    /// (p50, p90, p99, max, and the histogram in /messer_runq_latency).
+    #[arg(long)]
+    pub runq_latency: bool,
+
     /// Record only the target process, not the processes it starts.
     #[arg(long)]
     pub no_children: bool,

@@ -179,10 +179,8 @@ fn bad_cgroup_targets_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.h5");
     let v1 = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory"].into_iter().find(|p| Path::new(p).is_dir());
-    let mut cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--cgroup", "/nonexistent-messer-cgroup"], "--cgroup"),
-        (vec!["--cgroup", "/tmp"], "not a cgroup"),
-    ];
+    let mut cases: Vec<(Vec<&str>, &str)> =
+        vec![(vec!["--cgroup", "/nonexistent-messer-cgroup"], "--cgroup"), (vec!["--cgroup", "/tmp"], "not a cgroup")];
     if let Some(v1) = v1 {
         cases.push((vec!["--cgroup", v1], "cgroup v1"));
     }

@@ -48,6 +48,9 @@ pub struct Reading {
     pub present: bool,
     /// Fork, exec and exit events of the tree since the previous read.
     pub events: Vec<ProcEvent>,
+    /// `--runq-latency`: the window's run-queue waits, (lower ns, upper
+    /// ns, waits) per bucket that has any.
+    pub runq_hist: Vec<(u64, u64, u64)>,
 }
 
 /// One process's part of a reading.

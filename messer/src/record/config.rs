@@ -102,6 +102,13 @@ impl RecordConfig {
         let duration_ns = duration_ns(cli.duration)?;
         let max_processes = map_entries("--max-processes", cli.max_processes)?;
         let max_threads = map_entries("--max-threads", cli.max_threads)?;
+        if cli.runq_latency && cli.mode == Mode::Procfs {
+            return Err(RecordError::Usage(
+                "--runq-latency needs ebpf mode (only the kernel side sees each wait; procfs mode has the total and \
+                 the mean): drop --mode procfs"
+                    .into(),
+            ));
+        }
         let spec = spec(cli)?;
         let (rotate_bytes, retain_bytes) = sizes(cli)?;
         // Sockets and thread states in every row at the usual intervals,
@@ -139,6 +146,7 @@ impl RecordConfig {
                 comm,
                 bpf_stats: cli.bpf_stats,
                 cgroup,
+                runq_latency: cli.runq_latency,
             },
             follow_children,
             reads,

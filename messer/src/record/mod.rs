@@ -91,7 +91,8 @@ fn start_probes(cfg: &RecordConfig, roots: &[i32], proc: &ProcRoot) -> Result<Ve
             "procfs",
         )
     };
-    let ebpf = || EbpfProbe::start(roots, cfg.ebpf.clone(), proc.clone()).map(|p| (Box::new(p) as Box<dyn Probe>, "ebpf"));
+    let ebpf =
+        || EbpfProbe::start(roots, cfg.ebpf.clone(), proc.clone()).map(|p| (Box::new(p) as Box<dyn Probe>, "ebpf"));
     let required = || match ebpf() {
         Ok(p) => Ok(p),
         Err(e @ (EbpfError::NoPermission(_) | EbpfError::Tracefs(_) | EbpfError::Btf(_))) => {
@@ -242,6 +243,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     }
     let mut probes: Vec<Box<dyn Probe>> = started.into_iter().map(|(p, _)| p).collect();
     let specs = tables::specs(&cfg, &probes, follow.pid(), mode);
+    let optional = tables::Optional::of(&specs);
     let schema = specs[0].schema.clone();
     log::info!("recording {} in {mode} mode every {} s into {}", cfg.spec.what(), cfg.interval_s, path.display());
     let labels = labels(&cfg, comm, mode);
@@ -259,7 +261,7 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let mut paused = cleanup.release();
     let now = || crate::base::clock::realtime_ns() as f64 / 1e9;
     let registry = processes::Registry::new(proc.clone(), now());
-    let mut session = Session::new(writer, exporters, registry, path, cfg.quiet, cfg.output.compress);
+    let mut session = Session::new(writer, exporters, registry, path, cfg.quiet, cfg.output.compress, optional);
     let mut launch_error = None;
     let registry = session.registry.clone();
     // After the baseline read: let a launched command run.

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::tables::{EVENTS, PROCESS_INFO, PROCESSES, PROCFS_TIMESERIES, TIMESERIES};
+use super::tables::{EVENTS, Optional, PROCESS_INFO, PROCESSES, TIMESERIES};
 use super::{Outcome, RecordError, output, status};
 use crate::probe::ProcEvent;
 use crate::sample::processes::Registry;
@@ -28,6 +28,7 @@ pub struct Session {
     pub registry: Rc<RefCell<Registry>>,
     pub path: PathBuf,
     compress: bool,
+    tables: Optional,
 }
 
 impl Session {
@@ -38,6 +39,7 @@ impl Session {
         path: PathBuf,
         quiet: bool,
         compress: bool,
+        tables: Optional,
     ) -> Self {
         Session {
             status: status::Status::new(quiet, path.clone()),
@@ -46,6 +48,7 @@ impl Session {
             registry: Rc::new(RefCell::new(registry)),
             path,
             compress,
+            tables,
         }
     }
 
@@ -67,13 +70,18 @@ impl Session {
             for row in s.process_rows() {
                 self.writer.send(PROCESSES, row)?;
             }
+            if let Some(t) = self.tables.runq {
+                for row in s.runq_rows() {
+                    self.writer.send(t, row)?;
+                }
+            }
             for row in self.registry.borrow_mut().observe(&s.processes, s.unixtime) {
                 self.exporters.summary(&row);
                 self.writer.send(PROCESS_INFO, row)?;
             }
         }
-        if let Some(s) = samples.next() {
-            self.writer.send(PROCFS_TIMESERIES, s.row())?;
+        if let (Some(s), Some(t)) = (samples.next(), self.tables.procfs) {
+            self.writer.send(t, s.row())?;
         }
         Ok(())
     }

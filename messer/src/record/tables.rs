@@ -14,8 +14,39 @@ pub const TIMESERIES: usize = 0;
 pub const PROCESSES: usize = 1;
 pub const PROCESS_INFO: usize = 2;
 pub const EVENTS: usize = 3;
-/// `--mode both`: the procfs measurement.
-pub const PROCFS_TIMESERIES: usize = 4;
+
+/// Where the tables a recording may lack are, if it has them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Optional {
+    /// `--mode both`: the procfs measurement.
+    pub procfs: Option<usize>,
+    /// `--runq-latency`: the run-queue latency histogram.
+    pub runq: Option<usize>,
+}
+
+impl Optional {
+    pub fn of(specs: &[TableSpec]) -> Self {
+        let at = |name: &str| specs.iter().position(|s| s.name == name);
+        Optional { procfs: at("messer_procfs_timeseries"), runq: at(RUNQ_LATENCY) }
+    }
+}
+
+/// The run-queue latency histogram's table.
+pub const RUNQ_LATENCY: &str = "messer_runq_latency";
+
+/// Its columns: the window, then one bucket (edges in µs) and its waits.
+pub fn runq_schema() -> Schema {
+    use crate::base::table::{Column, Kind};
+    let f = |n: &str| Column::new(n, Kind::F64);
+    Schema::new(vec![
+        f("unixtime"),
+        f("monotime"),
+        f("window_seconds"),
+        f("bucket_lower_us"),
+        f("bucket_upper_us"),
+        Column::new("waits", Kind::I64),
+    ])
+}
 
 /// A table to create: name, title, columns and attributes.
 #[derive(Clone)]
@@ -58,6 +89,10 @@ pub fn specs(cfg: &RecordConfig, probes: &[Box<dyn Probe>], pid: i32, mode: &str
     specs.push(plain("messer_processes", "messer per-process time series", processes::schema()));
     specs.push(plain("messer_process_info", "messer processes seen", processes::info_schema()));
     specs.push(plain("messer_events", "messer process events", ProcEvent::schema()));
+    let runq = probes.first().is_some_and(|p| p.columns().iter().any(|c| c.name == "proc_runq_latency_p50_us"));
+    if runq {
+        specs.push(plain(RUNQ_LATENCY, "messer run-queue latency histogram per window", runq_schema()));
+    }
     specs.extend(procfs);
     specs
 }

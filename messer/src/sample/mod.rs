@@ -37,6 +37,8 @@ pub struct Sample {
     pub extra: Vec<Value>,
     /// The processes of this window (see `processes`).
     pub processes: Vec<crate::probe::ProcessWindow>,
+    /// `--runq-latency`: the window's run-queue waits per bucket.
+    pub runq_hist: Vec<(u64, u64, u64)>,
     pub window_ns: u64,
 }
 
@@ -84,6 +86,7 @@ impl Sample {
             cpu_system_percent: system,
             messer_cpu_percent: f64::NAN,
             processes: now.processes.clone(),
+            runq_hist: now.runq_hist.clone(),
             window_ns,
             extra: now
                 .extra
@@ -120,6 +123,25 @@ impl Sample {
             Column::new("proc_cpu_util_percent_system", Kind::F64),
             Column::new("messer_cpu_util_percent", Kind::F64),
         ]
+    }
+
+    /// The `/messer_runq_latency` rows of this window: one per bucket that
+    /// has waits (edges in µs).
+    pub fn runq_rows(&self) -> Vec<Row> {
+        let us = |ns: u64| Value::F64(ns as f64 / 1e3);
+        self.runq_hist
+            .iter()
+            .map(|&(lo, hi, n)| {
+                vec![
+                    Value::F64(self.unixtime),
+                    Value::F64(self.monotime),
+                    Value::F64(self.window_seconds),
+                    us(lo),
+                    us(hi),
+                    Value::I64(n as i64),
+                ]
+            })
+            .collect()
     }
 
     /// The `/messer_processes` rows of this window.
@@ -176,6 +198,7 @@ mod tests {
             num_processes: 1,
             extra: vec![Measure::PerSecond(3.0), Measure::Total(7)],
             processes: Vec::new(),
+            runq_hist: Vec::new(),
             present: true,
             events: Vec::new(),
         };

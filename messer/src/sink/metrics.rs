@@ -185,8 +185,10 @@ impl Metrics {
         let labels = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect::<Vec<_>>().join(",");
         let rates = COUNTERS.iter().map(|&(m, l, col, f)| ((m, l), col, f, false));
         let counts = COUNTS.iter().map(|&(m, col)| ((m, ""), col, 1.0, true));
-        let bound: Vec<_> =
-            rates.chain(counts).filter_map(|(k, col, f, count)| Some((k, Field::bind(schema, col)?, f, count))).collect();
+        let bound: Vec<_> = rates
+            .chain(counts)
+            .filter_map(|(k, col, f, count)| Some((k, Field::bind(schema, col)?, f, count)))
+            .collect();
         let plain = GAUGES.iter().map(|&(m, col, f)| (m, "", col, f));
         let labelled = LABELLED_GAUGES.iter().map(|&(m, l, col)| (m, l, col, 1.0));
         let gauges: Vec<_> =
@@ -343,6 +345,7 @@ mod tests {
             messer_cpu_percent: 0.0,
             extra: vec![Value::F64(rss), Value::F64(oom_kills)],
             processes: Vec::new(),
+            runq_hist: Vec::new(),
             window_ns: 500_000_000,
         }
     }

@@ -67,7 +67,11 @@ impl CgroupDir {
         };
         let given = if arg.is_absolute() { arg.to_path_buf() } else { mount.join(arg) };
         let path = given.canonicalize().map_err(|e| {
-            format!("--cgroup {}: {e}; give a cgroup v2 directory, absolute or relative to {}", arg.display(), mount.display())
+            format!(
+                "--cgroup {}: {e}; give a cgroup v2 directory, absolute or relative to {}",
+                arg.display(),
+                mount.display()
+            )
         })?;
         let Some(under) = v2.iter().filter(|m| path.starts_with(m)).max_by_key(|m| m.as_os_str().len()) else {
             let v1 = mounts_of(mountinfo, "cgroup");
@@ -88,7 +92,9 @@ impl CgroupDir {
         if !path.join("cgroup.procs").is_file() {
             return Err(format!("--cgroup {}: not a cgroup directory (it has no cgroup.procs)", arg.display()));
         }
-        let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).map_err(|e| format!("--cgroup {}: {e}", arg.display()))?);
+        let id = std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(&path).map_err(|e| format!("--cgroup {}: {e}", arg.display()))?,
+        );
         let rel = path.strip_prefix(under).unwrap_or(Path::new(""));
         let level = rel.components().filter(|c| matches!(c, Component::Normal(_))).count() as u32;
         Ok(CgroupDir { path, mount: under.clone(), id, level })

@@ -8,6 +8,7 @@ pub mod flush;
 pub mod handle;
 pub mod load;
 pub mod marks;
+pub mod runq;
 pub mod stats;
 pub mod tracefs;
 pub mod tracked;
@@ -23,12 +24,12 @@ use crate::base::table::Column;
 use crate::probe::EventKind;
 use crate::probe::measure::{float, integer};
 use crate::probe::procfs::ProcRoot;
+use crate::probe::procfs::cgroup::CgroupFigures;
 use crate::probe::procfs::figures::{Census, FromProc, SOCKET_BUDGET, Sockets, Throttle, TreeFigures};
 use crate::probe::procfs::host::Host;
-use crate::probe::procfs::cgroup::CgroupFigures;
 use crate::probe::procfs::system::SystemProbe;
-use crate::targets::cgroup::CgroupDir;
 use crate::probe::{CpuWindow, Measure, Probe, ProbeError, ProcEvent, Reading};
+use crate::targets::cgroup::CgroupDir;
 use counters::EpochDeltas;
 use stats::ProgramStats;
 
@@ -109,6 +110,8 @@ pub struct EbpfOptions {
     /// `--cgroup`: the tracked set is this cgroup's processes, decided in
     /// the kernel.
     pub cgroup: Option<CgroupDir>,
+    /// `--runq-latency`: the distribution of the tree's run-queue waits.
+    pub runq_latency: bool,
 }
 
 /// The exact part of a read (see `Probe::snap`): flush instants, events and
@@ -164,6 +167,8 @@ pub struct EbpfProbe {
     system: SystemProbe,
     /// The target cgroup's own accounting (`--cgroup`).
     cgroup: Option<CgroupFigures>,
+    /// `--runq-latency`'s histogram.
+    runq_latency: Option<runq::RunqLatency>,
     host: Host,
 }
 
@@ -213,6 +218,8 @@ impl EbpfProbe {
             |bpf: &mut Ebpf, name: &str| bpf.take_map(name).ok_or_else(|| EbpfError::Map(format!("no map {name}")));
         let running = PerCpuArray::try_from(take(&mut bpf, "RUNNING")?).map_err(EbpfError::map)?;
         let counters = PerCpuHashMap::try_from(take(&mut bpf, "COUNTERS")?).map_err(EbpfError::map)?;
+        let runq_latency =
+            if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
             snap: None,
@@ -246,6 +253,7 @@ impl EbpfProbe {
             census_throttle: Throttle::every(opts.reads.census_ns, SOCKET_BUDGET),
             system: SystemProbe::new(proc.clone(), "/sys"),
             cgroup: opts.cgroup.map(|c| CgroupFigures::new(c.path)),
+            runq_latency,
             host: Host::new(&proc),
         })
     }
@@ -475,6 +483,9 @@ impl Probe for EbpfProbe {
         c.extend(self.figures.columns());
         c.extend(self.system.columns());
         c.extend(self.cgroup.iter().flat_map(CgroupFigures::columns));
+        if self.runq_latency.is_some() {
+            c.extend(runq::RunqLatency::columns());
+        }
         c
     }
 
@@ -595,7 +606,16 @@ impl Probe for EbpfProbe {
         }
         extra.extend(self.system.read()?);
         extra.extend(self.cgroup.iter_mut().flat_map(CgroupFigures::read));
+        let runq_hist = match &mut self.runq_latency {
+            Some(r) => {
+                let w = r.read(self.epoch - 1)?;
+                extra.extend(w.measures());
+                w.buckets
+            }
+            None => Vec::new(),
+        };
         Ok(Reading {
+            runq_hist,
             mono_ns: first + (last - first) / 2,
             cpu: own_cpu(&sum),
             num_processes: stats.len() as u32,

@@ -40,10 +40,8 @@ impl CgroupFigures {
     }
 
     pub fn columns(&self) -> Vec<Column> {
-        let mut c: Vec<Column> = ["usage", "user", "system"]
-            .iter()
-            .map(|k| float(format!("cgroup_cpu_{k}_percent")))
-            .collect();
+        let mut c: Vec<Column> =
+            ["usage", "user", "system"].iter().map(|k| float(format!("cgroup_cpu_{k}_percent"))).collect();
         c.push(float("cgroup_cpu_throttled_rate_hz"));
         c.push(float("cgroup_cpu_throttled_percent"));
         c.push(float("cgroup_memory_current"));

@@ -422,6 +422,7 @@ impl Probe for ProcfsProbe {
             extra[..4].fill(Measure::Missing);
         }
         Ok(Reading {
+            runq_hist: Vec::new(),
             present,
             events,
             mono_ns,

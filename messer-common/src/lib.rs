@@ -155,7 +155,31 @@ pub struct ThreadState {
     /// Its `min_flt` and `maj_flt` as last credited (known with the ticks).
     pub min_flt: u64,
     pub maj_flt: u64,
+    /// `--threads`: what it did, per epoch parity of the CPU it did it on
+    /// (cumulative, as the process counters).
+    pub half: [ThreadCounts; 2],
+    /// `--threads`: the epoch of its last switch-out once it is dead
+    /// (`THREAD_DEAD`); the loader removes the entry when that is read.
+    pub dead_epoch: u64,
+    /// `--threads`: its name at its last switch-out, once it is dead.
+    pub comm: [u8; COMM_LEN],
 }
+
+/// One thread's counts (`--threads`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCounts {
+    pub on_cpu_ns: u64,
+    pub runq_wait_ns: u64,
+    pub switches_voluntary: u64,
+    pub switches_involuntary: u64,
+    pub user_ns: u64,
+    pub system_ns: u64,
+}
+
+/// `ThreadState::flags`: the thread is dead; its entry waits for the
+/// loader's last read (`--threads`).
+pub const THREAD_DEAD: u32 = 16;
 
 /// `ThreadState::flags`: every baseline is known.
 pub const THREAD_SUM_VALID: u32 = 1;
@@ -297,6 +321,10 @@ pub struct Config {
     /// 1: each run-queue wait of a tracked thread goes into `RUNQ_HIST`
     /// (`--runq-latency`).
     pub runq_hist: u32,
+    /// 1: each tracked thread's own counts are kept (`--threads`).
+    pub threads: u32,
+    /// Byte offset of `task_struct.comm` (`--threads`: a dead thread's name).
+    pub task_comm: u32,
     /// The comm to match, NUL-padded (the kernel's comm is at most 15 bytes).
     pub comm: [u8; COMM_LEN],
 }

@@ -98,6 +98,8 @@ static MESSER_CONFIG: Config = Config {
     match_comm: 0,
     oom_victim_pid: 0,
     runq_hist: 0,
+    threads: 0,
+    task_comm: 0,
     comm: [0; COMM_LEN],
 };
 

@@ -30,12 +30,12 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use messer_common::{
-    RunSlot, SLOT_VALID, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID,
+    RunSlot, SLOT_VALID, THREAD_DEAD, ThreadCounts, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID,
     THREAD_WAIT_KNOWN, THREAD_WAIT_VALID, ThreadState, stat,
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, by_cgroup, config, counting, current_ids, faults, mark, note_waits, read_field,
+    BPF_NOEXIST, THREADS, bump, by_cgroup, config, config_ref, counting, current_ids, faults, mark, note_waits, read_field,
     sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets, ticks,
 };
 
@@ -73,19 +73,44 @@ impl Kernel {
     /// A thread map entry with these baselines, all known.
     #[inline(always)]
     fn entry(&self, tgid: u32) -> ThreadState {
-        ThreadState {
-            tgid,
-            flags: THREAD_SUM_VALID,
-            sum_exec_ns: self.sum_exec_ns,
-            run_delay_ns: self.run_delay_ns,
-            pcount: self.pcount,
-            utime_ns: self.utime_ns,
-            stime_ns: self.stime_ns,
-            min_flt: self.min_flt,
-            maj_flt: self.maj_flt,
-        }
+        let mut t = ThreadState::default();
+        self.set_in(&mut t, tgid);
+        t
+    }
+
+    /// Makes these the baselines of entry `t` (its counts stay).
+    #[inline(always)]
+    fn set_in(&self, t: &mut ThreadState, tgid: u32) {
+        t.tgid = tgid;
+        t.flags = THREAD_SUM_VALID;
+        t.sum_exec_ns = self.sum_exec_ns;
+        t.run_delay_ns = self.run_delay_ns;
+        t.pcount = self.pcount;
+        t.utime_ns = self.utime_ns;
+        t.stime_ns = self.stime_ns;
+        t.min_flt = self.min_flt;
+        t.maj_flt = self.maj_flt;
     }
 }
+
+/// Is `--threads` on?
+#[inline(always)]
+fn threads_on() -> bool {
+    // SAFETY: a plain read of the loader's static (alone: a constant).
+    unsafe { core::ptr::read_volatile(&config_ref().threads) != 0 }
+}
+
+/// `into += what`.
+#[inline(always)]
+fn add_counts(into: &mut ThreadCounts, what: &ThreadCounts) {
+    into.on_cpu_ns = into.on_cpu_ns.wrapping_add(what.on_cpu_ns);
+    into.runq_wait_ns = into.runq_wait_ns.wrapping_add(what.runq_wait_ns);
+    into.switches_voluntary += what.switches_voluntary;
+    into.switches_involuntary += what.switches_involuntary;
+    into.user_ns = into.user_ns.wrapping_add(what.user_ns);
+    into.system_ns = into.system_ns.wrapping_add(what.system_ns);
+}
+
 
 /// BTF tracepoint (no perf buffer in between, so no event is dropped; task
 /// fields are direct loads): `sched_switch(bool preempt, struct task_struct
@@ -128,7 +153,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             min_flt: task_field(prev_task, off.min_flt),
             maj_flt: task_field(prev_task, off.maj_flt),
         };
-        switch_out(slot, tid, tgid, &now, runnable, dead);
+        switch_out(slot, tid, tgid, &now, runnable, dead, prev_task);
     }
     let next: u32 = task_field(next_task, off.pid);
     slot.tid = next;
@@ -158,7 +183,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 /// Keyed by thread, so it holds even when this CPU's slot did not see the
 /// thread switched in.
 #[inline(always)]
-fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: bool, dead: bool) {
+fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: bool, dead: bool, task: *const u8) {
     let thread = THREADS.get_ptr_mut(tid);
     // An entry (and mark) left behind by a thread that is gone (one that
     // died while the loader seeded it, or the old id of a thread that
@@ -197,8 +222,12 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     mark_used(slot);
     let epoch = slot.epoch;
     let a = sched_acc(slot, tgid);
+    let mut mine = ThreadCounts::default();
     match credit {
-        Some(ns) => a.on_cpu_ns = a.on_cpu_ns.wrapping_add(ns),
+        Some(ns) => {
+            a.on_cpu_ns = a.on_cpu_ns.wrapping_add(ns);
+            mine.on_cpu_ns = ns;
+        }
         None => bump(stat::STINT_UNKNOWN),
     }
     // A thread seeded at the start has its wait known from then on: a wait
@@ -210,10 +239,13 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         a.runq_wait_ns = a.runq_wait_ns.wrapping_add(delay);
         a.runq_waits = a.runq_waits.wrapping_add(waits);
         note_waits(epoch, delay, waits);
+        mine.runq_wait_ns = delay;
     }
     if flags & THREAD_TICKS_KNOWN != 0 {
-        a.user_ns = a.user_ns.wrapping_add(now.utime_ns.wrapping_sub(before.utime_ns));
-        a.system_ns = a.system_ns.wrapping_add(now.stime_ns.wrapping_sub(before.stime_ns));
+        mine.user_ns = now.utime_ns.wrapping_sub(before.utime_ns);
+        mine.system_ns = now.stime_ns.wrapping_sub(before.stime_ns);
+        a.user_ns = a.user_ns.wrapping_add(mine.user_ns);
+        a.system_ns = a.system_ns.wrapping_add(mine.system_ns);
     }
     if flags & THREAD_FAULTS_KNOWN != 0 {
         a.faults_minor = a.faults_minor.wrapping_add(now.min_flt.wrapping_sub(before.min_flt));
@@ -221,22 +253,43 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     }
     if runnable {
         a.switches_involuntary += 1;
+        mine.switches_involuntary = 1;
     } else {
         a.switches_voluntary += 1;
+        mine.switches_voluntary = 1;
     }
+    let own = threads_on();
     match thread {
-        // The thread's last switch-out: settled above, forgotten now.
-        Some(_) if dead => {
-            let _ = THREADS.remove(tid);
-            set_mark(tid, 0);
-        }
         Some(t) => {
             // SAFETY: map value pointer from a successful lookup.
-            unsafe { *t = now.entry(tgid) };
+            let t = unsafe { &mut *t };
+            if own {
+                add_counts(&mut t.half[(epoch & 1) as usize], &mine);
+            }
+            if !dead {
+                now.set_in(t, tgid);
+            } else if own {
+                // The thread's last switch-out: kept until the loader has
+                // read this epoch.
+                t.flags |= THREAD_DEAD;
+                t.dead_epoch = epoch;
+                // SAFETY: a plain read of the loader's static (alone: a constant).
+                let at = unsafe { core::ptr::read_volatile(&config_ref().task_comm) };
+                t.comm = task_field(task, at);
+                set_mark(tid, 0);
+            } else {
+                // Settled above, forgotten now.
+                let _ = THREADS.remove(tid);
+                set_mark(tid, 0);
+            }
         }
         None if dead => {}
         None => {
-            if THREADS.insert(tid, now.entry(tgid), BPF_NOEXIST).is_ok() {
+            let mut e = now.entry(tgid);
+            if own {
+                e.half[(epoch & 1) as usize] = mine;
+            }
+            if THREADS.insert(tid, e, BPF_NOEXIST).is_ok() {
                 set_mark(tid, 1);
             } else {
                 bump(stat::THREAD_INSERT_FAILED);
@@ -280,7 +333,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
         a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
         slot.credited_ns = slot.credited_ns.wrapping_add(piece);
         mark_used(slot);
-        flush_thread(slot, tid, tgid, false);
+        flush_thread(slot, tid, tgid, false, piece);
     } else {
         // First sight of this CPU, a missed switch-in, or a thread that
         // became tracked while it ran.
@@ -289,7 +342,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
         slot.credited_ns = 0;
         if tracked {
             slot.tracked_tgid = tgid;
-            flush_thread(slot, tid, tgid, true);
+            flush_thread(slot, tid, tgid, true, 0);
         }
     }
     slot.tracked_tgid = if tracked { tgid } else { 0 };
@@ -311,7 +364,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
 /// whole stint moved to the next window. A thread seeded by the loader
 /// gets its wait and tick baselines here if it had none.
 #[inline(always)]
-fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
+fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool, credited: u64) {
     let Some(t) = THREADS.get_ptr_mut(tid) else { return };
     // SAFETY: map value pointer from a successful lookup.
     let t = unsafe { &mut *t };
@@ -326,15 +379,19 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     let piece = sum.wrapping_sub(t.sum_exec_ns);
     let epoch = slot.epoch;
     let a = sched_acc(slot, tgid);
+    let mut mine = ThreadCounts { on_cpu_ns: credited, ..ThreadCounts::default() };
     if t.flags & THREAD_WAIT_KNOWN != 0 {
         let (d, waits) = (delay.wrapping_sub(t.run_delay_ns), pcount.wrapping_sub(t.pcount));
         a.runq_wait_ns = a.runq_wait_ns.wrapping_add(d);
         a.runq_waits = a.runq_waits.wrapping_add(waits);
         note_waits(epoch, d, waits);
+        mine.runq_wait_ns = d;
     }
     if t.flags & THREAD_TICKS_KNOWN != 0 {
-        a.user_ns = a.user_ns.wrapping_add(utime.wrapping_sub(t.utime_ns));
-        a.system_ns = a.system_ns.wrapping_add(stime.wrapping_sub(t.stime_ns));
+        mine.user_ns = utime.wrapping_sub(t.utime_ns);
+        mine.system_ns = stime.wrapping_sub(t.stime_ns);
+        a.user_ns = a.user_ns.wrapping_add(mine.user_ns);
+        a.system_ns = a.system_ns.wrapping_add(mine.system_ns);
     }
     if t.flags & THREAD_FAULTS_KNOWN != 0 {
         a.faults_minor = a.faults_minor.wrapping_add(min_flt.wrapping_sub(t.min_flt));
@@ -342,6 +399,10 @@ fn flush_thread(slot: &mut RunSlot, tid: u32, tgid: u32, resync: bool) {
     }
     if resynced {
         a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
+        mine.on_cpu_ns = mine.on_cpu_ns.wrapping_add(piece);
+    }
+    if threads_on() {
+        add_counts(&mut t.half[(epoch & 1) as usize], &mine);
     }
     t.run_delay_ns = delay;
     t.pcount = pcount;

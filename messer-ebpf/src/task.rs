@@ -149,6 +149,7 @@ pub fn adopt(task: u64, tid: u32, tgid: u32) {
         stime_ns,
         min_flt,
         maj_flt,
+        ..ThreadState::default()
     };
     if THREADS.insert(tid, t, 0).is_ok() {
         set_mark(tid, 1);

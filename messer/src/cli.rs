@@ -74,6 +74,11 @@ pub struct Cli {
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub label: String,
 
+    /// Also a row per thread per window (/messer_threads) and per thread
+    /// group (/messer_thread_groups): CPU, run-queue wait, switches.
+    #[arg(long)]
+    pub threads: bool,
+
     /// ebpf mode: the distribution of the tree's run-queue waits per window
     /// (p50, p90, p99, max, and the histogram in /messer_runq_latency).
     #[arg(long)]

@@ -51,6 +51,23 @@ pub struct Reading {
     /// `--runq-latency`: the window's run-queue waits, (lower ns, upper
     /// ns, waits) per bucket that has any.
     pub runq_hist: Vec<(u64, u64, u64)>,
+    /// `--threads`: each thread's part of the window.
+    pub threads: Vec<ThreadWindow>,
+}
+
+/// One thread's part of a reading (`--threads`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThreadWindow {
+    pub pid: i32,
+    pub tid: i32,
+    /// Its name (the thread's comm).
+    pub comm: String,
+    /// On-CPU ns in the window, and the ticks' user/system split of it.
+    pub cpu: CpuWindow,
+    pub runq_wait_ns: u64,
+    /// None where not known (procfs mode: the first window a thread is seen).
+    pub switches_voluntary: Option<u64>,
+    pub switches_involuntary: Option<u64>,
 }
 
 /// One process's part of a reading.

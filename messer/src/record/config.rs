@@ -92,6 +92,8 @@ pub struct RecordConfig {
     pub label: String,
     pub realtime: bool,
     pub quiet: bool,
+    /// `--threads`.
+    pub threads: bool,
 }
 
 impl RecordConfig {
@@ -147,6 +149,7 @@ impl RecordConfig {
                 bpf_stats: cli.bpf_stats,
                 cgroup,
                 runq_latency: cli.runq_latency,
+                threads: cli.threads,
             },
             follow_children,
             reads,
@@ -163,6 +166,7 @@ impl RecordConfig {
             },
             label: cli.label.clone(),
             realtime: !cli.no_realtime,
+            threads: cli.threads,
             quiet: cli.quiet,
             spec,
         })

@@ -81,13 +81,16 @@ type NamedProbe = (Box<dyn Probe>, &'static str);
 fn start_probes(cfg: &RecordConfig, roots: &[i32], proc: &ProcRoot) -> Result<Vec<NamedProbe>, RecordError> {
     let procfs = || {
         (
-            Box::new(ProcfsProbe::new(
-                proc.clone(),
-                roots,
-                cfg.follow_children,
-                cfg.reads,
-                cfg.cgroup().map(|c| c.path.clone()),
-            )) as Box<dyn Probe>,
+            {
+                let p = ProcfsProbe::new(
+                    proc.clone(),
+                    roots,
+                    cfg.follow_children,
+                    cfg.reads,
+                    cfg.cgroup().map(|c| c.path.clone()),
+                );
+                Box::new(if cfg.threads { p.with_threads() } else { p }) as Box<dyn Probe>
+            },
             "procfs",
         )
     };

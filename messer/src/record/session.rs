@@ -70,6 +70,14 @@ impl Session {
             for row in s.process_rows() {
                 self.writer.send(PROCESSES, row)?;
             }
+            if let Some((t, g)) = self.tables.threads {
+                for row in s.thread_rows() {
+                    self.writer.send(t, row)?;
+                }
+                for row in s.thread_group_rows() {
+                    self.writer.send(g, row)?;
+                }
+            }
             if let Some(t) = self.tables.runq {
                 for row in s.runq_rows() {
                     self.writer.send(t, row)?;

@@ -22,12 +22,15 @@ pub struct Optional {
     pub procfs: Option<usize>,
     /// `--runq-latency`: the run-queue latency histogram.
     pub runq: Option<usize>,
+    /// `--threads`: the per-thread and per-group tables.
+    pub threads: Option<(usize, usize)>,
 }
 
 impl Optional {
     pub fn of(specs: &[TableSpec]) -> Self {
         let at = |name: &str| specs.iter().position(|s| s.name == name);
-        Optional { procfs: at("messer_procfs_timeseries"), runq: at(RUNQ_LATENCY) }
+        let threads = at("messer_threads").zip(at("messer_thread_groups"));
+        Optional { procfs: at("messer_procfs_timeseries"), runq: at(RUNQ_LATENCY), threads }
     }
 }
 
@@ -92,6 +95,11 @@ pub fn specs(cfg: &RecordConfig, probes: &[Box<dyn Probe>], pid: i32, mode: &str
     let runq = probes.first().is_some_and(|p| p.columns().iter().any(|c| c.name == "proc_runq_latency_p50_us"));
     if runq {
         specs.push(plain(RUNQ_LATENCY, "messer run-queue latency histogram per window", runq_schema()));
+    }
+    if cfg.threads {
+        specs.push(plain("messer_threads", "messer per-thread time series", crate::sample::threads::schema()));
+        let groups = crate::sample::threads::group_schema();
+        specs.push(plain("messer_thread_groups", "messer per-thread-group time series", groups));
     }
     specs.extend(procfs);
     specs

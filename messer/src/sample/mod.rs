@@ -5,6 +5,7 @@ pub mod follow;
 pub mod processes;
 pub mod realtime;
 pub mod sampler;
+pub mod threads;
 
 use crate::base::clock;
 use crate::base::table::{Column, Kind, Row, Schema, Value};
@@ -39,6 +40,8 @@ pub struct Sample {
     pub processes: Vec<crate::probe::ProcessWindow>,
     /// `--runq-latency`: the window's run-queue waits per bucket.
     pub runq_hist: Vec<(u64, u64, u64)>,
+    /// `--threads`: each thread's part of the window.
+    pub threads: Vec<crate::probe::ThreadWindow>,
     pub window_ns: u64,
 }
 
@@ -87,6 +90,7 @@ impl Sample {
             messer_cpu_percent: f64::NAN,
             processes: now.processes.clone(),
             runq_hist: now.runq_hist.clone(),
+            threads: now.threads.clone(),
             window_ns,
             extra: now
                 .extra
@@ -123,6 +127,16 @@ impl Sample {
             Column::new("proc_cpu_util_percent_system", Kind::F64),
             Column::new("messer_cpu_util_percent", Kind::F64),
         ]
+    }
+
+    /// The `/messer_threads` rows of this window: one per thread.
+    pub fn thread_rows(&self) -> Vec<Row> {
+        self.threads.iter().map(|t| threads::row(t, self.unixtime, self.monotime, self.window_ns)).collect()
+    }
+
+    /// The `/messer_thread_groups` rows of this window: one per group.
+    pub fn thread_group_rows(&self) -> Vec<Row> {
+        threads::group_rows(&self.threads, self.unixtime, self.monotime, self.window_ns)
     }
 
     /// The `/messer_runq_latency` rows of this window: one per bucket that
@@ -199,6 +213,7 @@ mod tests {
             extra: vec![Measure::PerSecond(3.0), Measure::Total(7)],
             processes: Vec::new(),
             runq_hist: Vec::new(),
+            threads: Vec::new(),
             present: true,
             events: Vec::new(),
         };

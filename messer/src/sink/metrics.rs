@@ -346,6 +346,7 @@ mod tests {
             extra: vec![Value::F64(rss), Value::F64(oom_kills)],
             processes: Vec::new(),
             runq_hist: Vec::new(),
+            threads: Vec::new(),
             window_ns: 500_000_000,
         }
     }

@@ -9,6 +9,7 @@ pub mod handle;
 pub mod load;
 pub mod marks;
 pub mod runq;
+pub mod threads;
 pub mod stats;
 pub mod tracefs;
 pub mod tracked;
@@ -112,6 +113,8 @@ pub struct EbpfOptions {
     pub cgroup: Option<CgroupDir>,
     /// `--runq-latency`: the distribution of the tree's run-queue waits.
     pub runq_latency: bool,
+    /// `--threads`: each thread's own window.
+    pub threads: bool,
 }
 
 /// The exact part of a read (see `Probe::snap`): flush instants, events and
@@ -169,6 +172,8 @@ pub struct EbpfProbe {
     cgroup: Option<CgroupFigures>,
     /// `--runq-latency`'s histogram.
     runq_latency: Option<runq::RunqLatency>,
+    /// `--threads`.
+    threads: Option<threads::Threads>,
     host: Host,
 }
 
@@ -254,6 +259,7 @@ impl EbpfProbe {
             system: SystemProbe::new(proc.clone(), "/sys"),
             cgroup: opts.cgroup.map(|c| CgroupFigures::new(c.path)),
             runq_latency,
+            threads: opts.threads.then(threads::Threads::default),
             host: Host::new(&proc),
         })
     }
@@ -606,6 +612,13 @@ impl Probe for EbpfProbe {
         }
         extra.extend(self.system.read()?);
         extra.extend(self.cgroup.iter_mut().flat_map(CgroupFigures::read));
+        let threads = match &mut self.threads {
+            Some(t) => {
+                let set: HashSet<u32> = tracked.iter().map(|(tgid, _)| *tgid).collect();
+                t.read(&mut self.bpf, &self.proc, &set, self.epoch - 1)?
+            }
+            None => Vec::new(),
+        };
         let runq_hist = match &mut self.runq_latency {
             Some(r) => {
                 let w = r.read(self.epoch - 1)?;
@@ -616,6 +629,7 @@ impl Probe for EbpfProbe {
         };
         Ok(Reading {
             runq_hist,
+            threads,
             mono_ns: first + (last - first) / 2,
             cpu: own_cpu(&sum),
             num_processes: stats.len() as u32,

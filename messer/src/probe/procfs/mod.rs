@@ -17,6 +17,7 @@ pub mod host;
 pub mod kv;
 pub mod process;
 pub mod system;
+pub mod threads;
 pub mod ticks;
 pub mod tree;
 
@@ -79,6 +80,8 @@ pub struct ProcfsProbe {
     system: system::SystemProbe,
     /// The target cgroup's own accounting (`--cgroup`).
     cgroup: Option<cgroup::CgroupFigures>,
+    /// `--threads`: each thread's window.
+    threads: Option<threads::ThreadFigures>,
     host: host::Host,
 }
 
@@ -93,6 +96,7 @@ impl ProcfsProbe {
     ) -> Self {
         let mut p = Self {
             cgroup: cgroup.map(cgroup::CgroupFigures::new),
+            threads: None,
             snap: None,
             figures: figures::TreeFigures::new(proc.clone(), reads, figures::FromProc::ALL),
             system: system::SystemProbe::new(proc.clone(), "/sys"),
@@ -115,6 +119,12 @@ impl ProcfsProbe {
             let _ = p.track(r, false);
         }
         p
+    }
+
+    /// Also each thread's window (`--threads`).
+    pub fn with_threads(mut self) -> Self {
+        self.threads = Some(threads::ThreadFigures::default());
+        self
     }
 
     /// Adds target `pid`. Processes of its tree are baselined now (only what
@@ -228,21 +238,29 @@ impl ProcfsProbe {
                 Ok(s) => {
                     run_now += s.run_ns;
                     let key = (pid, stat.starttime, tid);
-                    match self.took_over(key, s.run_ns, &tids) {
+                    let (run, switches, wait) = match self.took_over(key, s.run_ns, &tids) {
                         // The exec'ing thread now holds the leader's id and
                         // start time: it continues from its own old counters.
                         Some(old) => {
                             let base = |t: &DeltaTracker<_>| t.previous(&old).unwrap_or(0);
                             let (r, c, d) = (base(&self.run_ns), base(&self.switches), base(&self.run_delay));
-                            own_ns += self.run_ns.observe_from(key, s.run_ns, r);
-                            gains.switches += self.switches.observe_from(key, s.pcount, c);
-                            gains.runq_wait_ns += self.run_delay.observe_from(key, s.run_delay_ns, d);
+                            (
+                                self.run_ns.observe_from(key, s.run_ns, r),
+                                self.switches.observe_from(key, s.pcount, c),
+                                self.run_delay.observe_from(key, s.run_delay_ns, d),
+                            )
                         }
-                        None => {
-                            own_ns += self.run_ns.observe(key, s.run_ns);
-                            gains.switches += self.switches.observe(key, s.pcount);
-                            gains.runq_wait_ns += self.run_delay.observe(key, s.run_delay_ns);
-                        }
+                        None => (
+                            self.run_ns.observe(key, s.run_ns),
+                            self.switches.observe(key, s.pcount),
+                            self.run_delay.observe(key, s.run_delay_ns),
+                        ),
+                    };
+                    own_ns += run;
+                    gains.switches += switches;
+                    gains.runq_wait_ns += wait;
+                    if let Some(t) = &mut self.threads {
+                        t.observe(&self.proc, key, run, wait);
                     }
                 }
                 Err(e) if e.is_gone() => {}
@@ -349,6 +367,9 @@ impl ProcfsProbe {
         self.run_ns.commit();
         self.switches.commit();
         self.run_delay.commit();
+        if let Some(t) = &mut self.threads {
+            t.commit();
+        }
         self.reaped.commit();
         let ticks = self.split.commit();
         self.prev_snap_start_ns = started_ns;
@@ -423,6 +444,7 @@ impl Probe for ProcfsProbe {
         }
         Ok(Reading {
             runq_hist: Vec::new(),
+            threads: self.threads.as_mut().map(threads::ThreadFigures::take).unwrap_or_default(),
             present,
             events,
             mono_ns,

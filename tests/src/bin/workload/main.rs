@@ -34,12 +34,16 @@
 //! --sleepers N --busy M --seconds S`, `fds --open N --seconds S`, `hog --mib
 //! N`: known page faults, thread states, descriptors, memory (figures.rs).
 //!
+//! `messer-workload pools --seconds S`: named thread pools and threads that
+//! live a millisecond, each reporting its own CPU clock (see pools.rs).
+//!
 //! Every mode takes `--delay S` (sleep before starting, so that a recorder
 //! attached meanwhile sees all of the work) and prints start_cpu_ns and
 //! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
 
 mod figures;
 mod io;
+mod pools;
 mod storm;
 mod truth;
 
@@ -306,6 +310,7 @@ fn main() {
         }
         Some("fds") => figures::fds(arg(&args, "--open", None::<usize>), arg(&args, "--seconds", None::<f64>)),
         Some("hog") => figures::hog(arg(&args, "--mib", None::<usize>)),
+        Some("pools") => extra = pools::pools(arg(&args, "--seconds", None::<f64>)),
         _ => usage(),
     }
     report(start_cpu_ns, &extra);

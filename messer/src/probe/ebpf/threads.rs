@@ -1,0 +1,116 @@
+//! `--threads`: each tracked thread's own window. The kernel side adds
+//! each thread's stints, waits, switches and ticks to its thread-map entry,
+//! per epoch parity of the CPU it ran on, at the same moments it adds them
+//! to its process's counters; after a flush the closing epoch's parity is
+//! still, and its gain since that parity was last read is the thread's
+//! window. A dead thread's entry stays until the epoch of its last
+//! switch-out has been read, so that a thread that lived 1 ms has its row.
+
+use std::collections::{HashMap, HashSet};
+
+use aya::Ebpf;
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use messer_common::{THREAD_DEAD, ThreadCounts, ThreadState};
+
+use super::EbpfError;
+use crate::probe::procfs::ProcRoot;
+use crate::probe::{CpuWindow, ThreadWindow};
+
+/// What the loader remembers of each thread.
+#[derive(Default)]
+pub struct Threads {
+    /// Per thread: each parity's counts at their last reading.
+    prev: HashMap<u32, [ThreadCounts; 2]>,
+    /// Per thread: its name as last read.
+    comms: HashMap<u32, String>,
+}
+
+/// `now - before`, or `now` whole when the entry was made anew since
+/// (its counts started again from 0).
+fn gain(now: &ThreadCounts, before: &ThreadCounts) -> ThreadCounts {
+    let fields = |c: &ThreadCounts| {
+        [c.on_cpu_ns, c.runq_wait_ns, c.switches_voluntary, c.switches_involuntary, c.user_ns, c.system_ns]
+    };
+    let (n, b) = (fields(now), fields(before));
+    if n.iter().zip(&b).any(|(n, b)| n < b) {
+        return *now;
+    }
+    ThreadCounts {
+        on_cpu_ns: n[0] - b[0],
+        runq_wait_ns: n[1] - b[1],
+        switches_voluntary: n[2] - b[2],
+        switches_involuntary: n[3] - b[3],
+        user_ns: n[4] - b[4],
+        system_ns: n[5] - b[5],
+    }
+}
+
+impl Threads {
+    /// The window of epoch `closing` of every thread of the `tracked`
+    /// processes; entries of threads dead by then are removed.
+    pub fn read(
+        &mut self,
+        bpf: &mut Ebpf,
+        proc: &ProcRoot,
+        tracked: &HashSet<u32>,
+        closing: u64,
+    ) -> Result<Vec<ThreadWindow>, EbpfError> {
+        let p = (closing & 1) as usize;
+        let map = bpf.map_mut("THREADS").ok_or_else(|| EbpfError::Map("no map THREADS".into()))?;
+        let mut threads: BpfHashMap<&mut MapData, u32, ThreadState> =
+            BpfHashMap::try_from(map).map_err(EbpfError::map)?;
+        let mut out = Vec::new();
+        let mut done = Vec::new();
+        for item in threads.iter() {
+            // An entry removed while we walk the map is simply not there.
+            let Ok((tid, t)) = item else { continue };
+            if !tracked.contains(&t.tgid) {
+                continue;
+            }
+            let prev = self.prev.entry(tid).or_default();
+            let d = gain(&t.half[p], &prev[p]);
+            prev[p] = t.half[p];
+            let dead = t.flags & THREAD_DEAD != 0;
+            if dead && t.dead_epoch <= closing {
+                done.push(tid);
+            }
+            if dead {
+                let name = crate::probe::event::comm_text(&t.comm);
+                if !name.is_empty() {
+                    self.comms.insert(tid, name);
+                }
+            } else if let Ok(c) = proc.read(format!("{}/task/{tid}/comm", t.tgid)) {
+                self.comms.insert(tid, c.trim_end_matches('\n').to_string());
+            }
+            out.push(ThreadWindow {
+                pid: t.tgid as i32,
+                tid: tid as i32,
+                comm: self.comms.get(&tid).cloned().unwrap_or_default(),
+                cpu: CpuWindow { on_cpu_ns: d.on_cpu_ns as i64, user_ticks: d.user_ns, system_ticks: d.system_ns },
+                runq_wait_ns: d.runq_wait_ns,
+                switches_voluntary: Some(d.switches_voluntary),
+                switches_involuntary: Some(d.switches_involuntary),
+            });
+        }
+        for tid in done {
+            let _ = threads.remove(&tid);
+            self.prev.remove(&tid);
+            self.comms.remove(&tid);
+        }
+        out.sort_by_key(|w| (w.pid, w.tid));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_entry_under_an_old_id_counts_from_zero() {
+        let a = ThreadCounts { on_cpu_ns: 10, switches_voluntary: 2, ..Default::default() };
+        let b = ThreadCounts { on_cpu_ns: 25, switches_voluntary: 3, ..Default::default() };
+        assert_eq!(gain(&b, &a).on_cpu_ns, 15);
+        assert_eq!(gain(&a, &b), a);
+    }
+}

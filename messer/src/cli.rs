@@ -224,6 +224,10 @@ pub enum Action {
         /// Add a panel for this column (repeatable).
         #[arg(long, value_name = "NAME")]
         metric: Vec<String>,
+        /// Add a panel stacking the CPU of the top thread groups (a
+        /// recording made with --threads).
+        #[arg(long)]
+        threads: bool,
     },
     /// Print shell completions for messer.
     Completions {

@@ -71,8 +71,8 @@ fn print_out(text: &str) -> Result<(), ReadError> {
 /// bad input (2); output to a reader that went away ends quietly (0).
 fn analyse(action: &Action) -> anyhow::Result<ExitCode> {
     let result = match action {
-        Action::Plot { files, output, label, metric } => {
-            retrying(|| analysis::plot::plot(files, label, metric, output))
+        Action::Plot { files, output, label, metric, threads } => {
+            retrying(|| analysis::plot::plot(files, label, metric, *threads, output))
         }
         Action::Completions { shell } => {
             let mut buf = Vec::new();

@@ -113,6 +113,18 @@ fn every_thread_has_its_own_exact_rows_ebpf() {
     let ingest: Vec<f64> = (0..names.len()).filter(|&i| names[i] == "ingest-*").filter_map(|i| counts[i]).collect();
     assert!(ingest.contains(&3.0), "ingest-* groups: {ingest:?}");
     assert!(names.iter().any(|n| n == "short-*") && names.iter().any(|n| n == "compute-*"), "{names:?}");
+    // inspect lists the top groups; plot --threads stacks them.
+    let out = dir.path().join("rec.h5");
+    let o = messer().arg("inspect").arg(&out).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("top thread groups by CPU"), "{text}");
+    let top = text.split("top thread groups by CPU").nth(1).unwrap_or("");
+    assert!(top.lines().nth(1).is_some_and(|l| l.contains("ingest-*")), "ingest-* uses the most CPU: {top}");
+    let svg = dir.path().join("threads.svg");
+    let o = messer().arg("plot").arg(&out).args(["--threads", "-o"]).arg(&svg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("CPU by thread group") && drawn.contains("ingest-*"), "the panel and its legend");
 }
 
 #[test]

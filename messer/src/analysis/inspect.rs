@@ -70,8 +70,81 @@ pub fn report(path: &std::path::Path) -> Result<String, ReadError> {
         if name == "messer_process_info" {
             credits(t, &mut out).map_err(w)?;
         }
+        if name == "messer_thread_groups" {
+            top_groups(t, &mut out).map_err(w)?;
+        }
+        if name == "messer_runq_latency" {
+            latency(t, &mut out).map_err(w)?;
+        }
     }
     Ok(out)
+}
+
+/// How many thread groups each top list shows.
+const TOP: usize = 10;
+
+/// The thread groups that used the most CPU and waited longest for it over
+/// the whole recording (each window's % times its length).
+fn top_groups(t: &TableData, out: &mut String) -> std::fmt::Result {
+    let col = |n: &str| t.columns.iter().position(|c| c == n);
+    let (Some(pid), Some(group), Some(win), Some(cpu), Some(wait)) = (
+        col("pid"),
+        col("thread_group"),
+        col("window_seconds"),
+        col("cpu_util_percent_total"),
+        col("runq_wait_percent"),
+    ) else {
+        return Ok(());
+    };
+    let mut sums: std::collections::BTreeMap<(String, String), (f64, f64)> = Default::default();
+    for r in &t.rows {
+        let w = r[win].number().filter(|v| v.is_finite()).unwrap_or(0.0);
+        let part = |i: usize| r[i].number().filter(|v| v.is_finite()).unwrap_or(0.0) / 100.0 * w;
+        let e = sums.entry((cell(&r[pid]), cell(&r[group]))).or_default();
+        e.0 += part(cpu);
+        e.1 += part(wait);
+    }
+    let mut v: Vec<_> = sums.into_iter().collect();
+    for (title, pick) in [("CPU", 0), ("run-queue wait", 1)] {
+        let key = |x: &(f64, f64)| if pick == 0 { x.0 } else { x.1 };
+        v.sort_by(|a, b| key(&b.1).total_cmp(&key(&a.1)));
+        writeln!(out, "  top thread groups by {title} (seconds over the recording):")?;
+        for ((p, g), x) in v.iter().take(TOP) {
+            writeln!(out, "    pid {p:<8} {g:<20} {:>12.6} s", key(x))?;
+        }
+    }
+    Ok(())
+}
+
+/// The run-queue latency distribution of the whole recording, from every
+/// window's buckets: each quantile as the upper edge of its bucket.
+fn latency(t: &TableData, out: &mut String) -> std::fmt::Result {
+    let col = |n: &str| t.columns.iter().position(|c| c == n);
+    let (Some(lo), Some(hi), Some(n)) = (col("bucket_lower_us"), col("bucket_upper_us"), col("waits")) else {
+        return Ok(());
+    };
+    let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    for r in &t.rows {
+        let (Some(l), Some(h), Some(c)) = (r[lo].number(), r[hi].number(), r[n].number()) else { continue };
+        let e = buckets.entry((l * 1e3).round() as u64).or_insert((h, 0.0));
+        e.1 += c;
+    }
+    let total: f64 = buckets.values().map(|b| b.1).sum();
+    if total == 0.0 {
+        return Ok(());
+    }
+    write!(out, "  run-queue latency over the recording ({total} waits):")?;
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let rank = (q * total).ceil().max(1.0);
+        let mut seen = 0.0;
+        if let Some((_, (h, _))) = buckets.iter().find(|(_, (_, c))| {
+            seen += c;
+            seen >= rank
+        }) {
+            write!(out, " p{} <= {h} us", q * 100.0)?;
+        }
+    }
+    writeln!(out)
 }
 
 /// CPU credits (one vCPU at 100 % for one minute) per program and per user.

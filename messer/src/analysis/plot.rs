@@ -160,20 +160,100 @@ where
     root.present().map_err(draw_err)
 }
 
+/// Thread groups drawn by `--threads` (the ones with the most CPU).
+const GROUPS: usize = 8;
+
+/// Adds to `ts` one column per thread group of `groups` (the `GROUPS` with
+/// the most CPU over the recording), stacked: each column is its group's
+/// CPU plus every column before it, so the lines are the edges of a stack.
+/// Returns the new columns with their legends.
+fn stack_groups(ts: &mut TableData, groups: &TableData) -> Vec<(String, String)> {
+    let col = |t: &TableData, n: &str| t.columns.iter().position(|c| c == n);
+    let (Some(t_ix), Some(g_time), Some(pid), Some(name), Some(cpu), Some(win)) = (
+        col(ts, "unixtime"),
+        col(groups, "unixtime"),
+        col(groups, "pid"),
+        col(groups, "thread_group"),
+        col(groups, "cpu_util_percent_total"),
+        col(groups, "window_seconds"),
+    ) else {
+        return Vec::new();
+    };
+    let key = |r: &[read::Cell]| {
+        let p = r[pid].number().unwrap_or(0.0);
+        let n = match &r[name] {
+            read::Cell::Str(s) => s.clone(),
+            _ => String::new(),
+        };
+        format!("{n} (pid {p})")
+    };
+    let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+    for r in &groups.rows {
+        let part = r[cpu].number().filter(|v| v.is_finite()).unwrap_or(0.0) * r[win].number().unwrap_or(0.0);
+        *totals.entry(key(r)).or_default() += part;
+    }
+    let mut top: Vec<(String, f64)> = totals.into_iter().collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    top.truncate(GROUPS);
+    let mut out = Vec::new();
+    let mut below = vec![0.0; ts.rows.len()];
+    for (k, _) in &top {
+        let values: std::collections::HashMap<u64, f64> = groups
+            .rows
+            .iter()
+            .filter(|r| key(r) == *k)
+            .filter_map(|r| Some((r[g_time].number()?.to_bits(), r[cpu].number()?)))
+            .collect();
+        let column = format!("thread group {k}");
+        for (row, b) in ts.rows.iter_mut().zip(below.iter_mut()) {
+            let v = row[t_ix].number().and_then(|t| values.get(&t.to_bits())).copied().filter(|v| v.is_finite());
+            *b += v.unwrap_or(0.0);
+            row.push(read::Cell::F64(if v.is_some() { *b } else { f64::NAN }));
+        }
+        ts.columns.push(column.clone());
+        out.push((column, format!("+ {k}")));
+    }
+    out
+}
+
 /// Plots `files` (labelled `labels`, else their file names) into `out`;
 /// the format follows its extension: .png, .svg or .html (an SVG in a page).
-pub fn plot(files: &[std::path::PathBuf], labels: &[String], metrics: &[String], out: &Path) -> Result<(), ReadError> {
+/// With `threads`, a panel stacks the CPU of the top thread groups.
+pub fn plot(
+    files: &[std::path::PathBuf],
+    labels: &[String],
+    metrics: &[String],
+    threads: bool,
+    out: &Path,
+) -> Result<(), ReadError> {
     let mut tables = Vec::new();
+    let mut stacked: Vec<(String, String)> = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let file = read::open(f)?;
-        let t = read::read_table(&file, "messer_timeseries")?;
+        let mut t = read::read_table(&file, "messer_timeseries")?;
+        if threads {
+            let groups = read::read_table(&file, "messer_thread_groups")?;
+            for s in stack_groups(&mut t, &groups) {
+                if !stacked.contains(&s) {
+                    stacked.push(s);
+                }
+            }
+        }
         let label = labels.get(i).cloned().unwrap_or_else(|| {
             f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("file {}", i + 1))
         });
         tables.push((label, t));
     }
+    let mut all = panels(metrics);
+    if threads {
+        all.insert(1, Panel {
+            title: "CPU by thread group (stacked)".into(),
+            unit: "% of one core".into(),
+            series: stacked.iter().map(|(c, l)| (c.clone(), 1.0, l.clone())).collect(),
+        });
+    }
     // Panels with nothing to show in any file are left out.
-    let panels: Vec<Panel> = panels(metrics)
+    let panels: Vec<Panel> = all
         .into_iter()
         .filter(|p| tables.iter().any(|(_, t)| p.series.iter().any(|(c, _, _)| t.columns.contains(c))))
         .collect();

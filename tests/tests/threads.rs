@@ -18,16 +18,18 @@ struct Recorded {
 
 fn record(mode: &str, dir: &Path) -> Recorded {
     let out = dir.join("rec.h5");
-    let child = workload(&["pools", "--seconds", "3", "--delay", "0.7"]);
-    let pid = child.id().to_string();
-    let status = messer()
-        .args(["--pid", &pid, "--mode", mode, "--threads", "--interval", "0.2", "-o"])
+    // Launched by messer, held before its exec until tracked: every thread
+    // is counted from its start however long loading takes (the workload's
+    // JSON comes out on messer's stdout, which it inherits).
+    let output = messer()
+        .args(["--mode", mode, "--threads", "--interval", "0.2", "-o"])
         .arg(&out)
-        .status()
+        .arg("--")
+        .arg(workload_bin())
+        .args(["pools", "--seconds", "3"])
+        .output()
         .unwrap();
-    assert!(status.success(), "messer failed: {status}");
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
+    assert!(output.status.success(), "messer failed: {}", String::from_utf8_lossy(&output.stderr));
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("workload JSON");
     let truth = v["threads"]
         .as_array()
@@ -86,18 +88,20 @@ fn every_thread_has_its_own_exact_rows_ebpf() {
     let (mut short, mut worst) = (0, 0.0f64);
     for (&tid, (name, truth_s)) in &r.truth {
         let got = thread_cpu_s(&r, tid).unwrap_or_else(|| panic!("no row of thread {tid} ({name})"));
-        let err = (got - truth_s).abs();
-        worst = worst.max(err);
+        let err = got - truth_s;
+        worst = worst.max(err.abs());
         // The thread's clock is read before its exit path (about 0.1 ms
-        // here: the stack unmapped, the thread reaped).
-        assert!(err <= truth_s * 0.005 + 300e-6, "thread {tid} ({name}): {got:.6} s vs its clock {truth_s:.6} s");
+        // here, up to 0.3 ms seen under load: the thread's teardown), so
+        // messer may be above it by that, never below it.
+        let (below, above) = (truth_s * 0.005 + 20e-6, truth_s * 0.005 + 600e-6);
+        assert!(-below <= err && err <= above, "thread {tid} ({name}): {got:.6} s vs its clock {truth_s:.6} s");
         // Its name as it last had it (a new thread has its creator's name
         // until it sets its own).
         let i = tids.iter().rposition(|t| *t == Some(tid as f64)).unwrap();
         assert_eq!(&comms[i], name, "thread {tid}'s name");
         short += usize::from(name.starts_with("short-"));
     }
-    eprintln!("ebpf: {} threads, {short} of them 1 ms long, worst error {:.1} us", r.truth.len(), worst * 1e6);
+    eprintln!("ebpf: {} threads, {short} of them 1 ms long, worst difference {:.1} us", r.truth.len(), worst * 1e6);
     assert!(short >= 50, "{short} short threads");
     // Per window the threads add up to the tree.
     let (mono, cpu) = (column(&r.threads, "monotime"), column(&r.threads, "cpu_util_percent_total"));

@@ -69,9 +69,11 @@ pub const SUITES: &[(&str, &[&str])] = &[
     // usage (6.1 keeps ancestor ids in the cgroup, 6.2 on pointers).
     ("cgroups", &[]),
     // --threads and --runq-latency: their kernel paths are verified only
-    // when on. Left out: the 1 ms threads' exit path, which emulation
-    // stretches past the bound against each thread's own clock.
-    ("threads", &[]),
+    // when they are on. Left out: each 1 ms thread's rows against its own
+    // clock, read before its teardown, which takes 0.7 ms under emulation
+    // (0.1 ms natively), past the bound; the procfs test and the runq
+    // test still load and run the programs with both options on.
+    ("threads", &["every_thread_has_its_own_exact_rows_ebpf"]),
     ("runq_latency", &[]),
 ];
 

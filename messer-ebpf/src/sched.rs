@@ -30,13 +30,13 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use messer_common::{
-    RunSlot, SLOT_VALID, THREAD_DEAD, ThreadCounts, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID,
-    THREAD_WAIT_KNOWN, THREAD_WAIT_VALID, ThreadState, stat,
+    RunSlot, SLOT_VALID, THREAD_DEAD, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID,
+    THREAD_WAIT_KNOWN, THREAD_WAIT_VALID, ThreadCounts, ThreadState, stat,
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, by_cgroup, config, config_ref, counting, current_ids, faults, mark, note_waits, read_field,
-    sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets, ticks,
+    BPF_NOEXIST, THREADS, bump, by_cgroup, config, config_ref, counting, current_ids, faults, mark, note_waits,
+    read_field, sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets, ticks,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -110,7 +110,6 @@ fn add_counts(into: &mut ThreadCounts, what: &ThreadCounts) {
     into.user_ns = into.user_ns.wrapping_add(what.user_ns);
     into.system_ns = into.system_ns.wrapping_add(what.system_ns);
 }
-
 
 /// BTF tracepoint (no perf buffer in between, so no event is dropped; task
 /// fields are direct loads): `sched_switch(bool preempt, struct task_struct

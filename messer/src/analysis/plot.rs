@@ -246,11 +246,14 @@ pub fn plot(
     }
     let mut all = panels(metrics);
     if threads {
-        all.insert(1, Panel {
-            title: "CPU by thread group (stacked)".into(),
-            unit: "% of one core".into(),
-            series: stacked.iter().map(|(c, l)| (c.clone(), 1.0, l.clone())).collect(),
-        });
+        all.insert(
+            1,
+            Panel {
+                title: "CPU by thread group (stacked)".into(),
+                unit: "% of one core".into(),
+                series: stacked.iter().map(|(c, l)| (c.clone(), 1.0, l.clone())).collect(),
+            },
+        );
     }
     // Panels with nothing to show in any file are left out.
     let panels: Vec<Panel> = all

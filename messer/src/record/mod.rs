@@ -212,6 +212,13 @@ fn start_writer(
 }
 
 /// Records until a fixed target exits, a stop signal, or `--duration`.
+/// How many per-process files to keep open with descriptor limit `limit`:
+/// 1024 descriptors stay for everything else, and at most 4096 are kept
+/// (each holds a page of kernel memory for its text: 16 MiB at most).
+fn kept_files_cap(limit: u64) -> usize {
+    limit.saturating_sub(1024).min(4096) as usize
+}
+
 pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let cfg = RecordConfig::from_cli(cli)?;
     if let Some(path) = &cfg.output.path {
@@ -226,6 +233,8 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     // before a launched command is forked, which needs a single thread).
     let signals = Signals::block().map_err(|e| RecordError::Runtime(format!("cannot set up signals: {e}")))?;
     let (target, paused) = find_target(&cfg.spec, &proc)?;
+    // After a launched command is forked: it keeps the limit messer had.
+    let proc = proc.keeping_files(kept_files_cap(crate::base::proc::root::raise_fd_limit()));
     // From here an early return kills the held command and removes the file.
     let mut cleanup = Cleanup { paused, path: None };
     let path = output_path(&cfg, target.as_ref())?;

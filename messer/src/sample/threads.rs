@@ -20,7 +20,13 @@ pub fn group_of(comm: &str) -> String {
 
 fn common(name_col: &'static str) -> Vec<Column> {
     let f = |n: &str| Column::new(n, Kind::F64);
-    vec![f("unixtime"), f("monotime"), f("window_seconds"), Column::new("pid", Kind::I64), Column::new(name_col, Kind::Ascii(16))]
+    vec![
+        f("unixtime"),
+        f("monotime"),
+        f("window_seconds"),
+        Column::new("pid", Kind::I64),
+        Column::new(name_col, Kind::Ascii(16)),
+    ]
 }
 
 fn figures() -> Vec<Column> {

@@ -168,6 +168,23 @@ fn rotate(cur: Current, r: &Rotation, lost: u64, done: &mut VecDeque<PathBuf>) -
     Ok(Current { file, path: next, tables, index })
 }
 
+/// A batch is written once the first table has this many rows queued...
+pub const BATCH_ROWS: usize = 8;
+/// ... or this long after its first row came, whichever first.
+pub const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Sorts one queued item into the batches (rows) or `attrs`.
+fn take(item: Item, batches: &mut [Vec<Row>], attrs: &mut Vec<(usize, String, AttrValue)>) {
+    match item {
+        Item::Row(t, row) => {
+            if let Some(b) = batches.get_mut(t) {
+                b.push(row);
+            }
+        }
+        Item::Attr(t, name, value) => attrs.push((t, name, value)),
+    }
+}
+
 fn write_loop(
     mut cur: Current,
     rx: Receiver<Item>,
@@ -181,15 +198,38 @@ fn write_loop(
     let mut rows_before = 0;
     let mut done = VecDeque::new();
     while let Ok(first) = rx.recv() {
+        // Rows are written in batches: up to BATCH_ROWS rows of the first
+        // table, or what came within BATCH_WAIT of the first row, whichever
+        // first. So a row is on disk at most BATCH_WAIT after it was queued
+        // (the crash-loss bound), and at 10 ms one append and flush serves
+        // 8 samples instead of one.
+        let deadline = std::time::Instant::now() + BATCH_WAIT;
         let mut attrs = Vec::new();
-        for item in std::iter::once(first).chain(rx.try_iter()) {
-            match item {
-                Item::Row(t, row) => {
-                    if let Some(b) = batches.get_mut(t) {
-                        b.push(row);
-                    }
+        let mut closed = false;
+        take(first, &mut batches, &mut attrs);
+        while batches.get(main).map_or(0, Vec::len) < BATCH_ROWS {
+            match rx.try_recv() {
+                Ok(item) => {
+                    take(item, &mut batches, &mut attrs);
+                    continue;
                 }
-                Item::Attr(t, name, value) => attrs.push((t, name, value)),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(item) => take(item, &mut batches, &mut attrs),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
         // A full file is followed by a new one when there are rows for it
@@ -219,6 +259,9 @@ fn write_loop(
             lost_written = lost_now;
         }
         h5::flush(&cur.file)?;
+        if closed {
+            break;
+        }
     }
     let rows = rows_before + cur.tables[main].len();
     Ok((rows, close(cur, lost.load(Ordering::Relaxed))?))

@@ -89,6 +89,13 @@ fn drain(from: Option<impl Read + Send + 'static>) -> Drained {
 pub fn run(cmd: &str, run_as: Option<&RunAs>) -> Result<i32, String> {
     let mut c = Command::new("/bin/sh");
     c.arg("-c").arg(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: the hook only calls setrlimit (async-signal-safe).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            crate::base::proc::root::restore_fd_limit();
+            Ok(())
+        });
+    }
     if let Some(r) = run_as {
         let user = r.user.to_string_lossy().into_owned();
         c.uid(r.uid).gid(r.gid).env("USER", &user).env("LOGNAME", &user);

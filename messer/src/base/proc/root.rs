@@ -86,6 +86,110 @@ pub struct ProcRoot {
     /// With `--mode both`: what was read during the current tick, shared
     /// by every clone (both probes read each file once per tick).
     tick: Option<std::sync::Arc<std::sync::Mutex<TickReads>>>,
+    /// Per-process files kept open between reads (see `keeping_files`).
+    kept: Option<std::sync::Arc<std::sync::Mutex<ProcessFiles>>>,
+}
+
+/// The per-process and per-thread files read at every sample (`stat`,
+/// `status`, `io`, `schedstat`), kept open and read again from offset 0:
+/// no path walk, open and close per file (a quarter of the cost of reading
+/// a process's figures). An open file belongs to the process it was opened
+/// for: once that process is gone its reads fail (ESRCH), never show
+/// another process that reuses the pid; the file is then closed and the
+/// path opened afresh. Files not read for a whole tick are closed.
+#[derive(Debug)]
+struct ProcessFiles {
+    files: std::collections::HashMap<PathBuf, (std::fs::File, u64)>,
+    tick: u64,
+    /// At most this many files are kept open; beyond, a file is opened per read.
+    cap: usize,
+    buf: Vec<u8>,
+}
+
+/// The names of the per-process files kept open.
+const KEPT_NAMES: [&str; 4] = ["stat", "status", "io", "schedstat"];
+
+impl ProcessFiles {
+    fn keeps(rel: &Path) -> bool {
+        let mut c = rel.components();
+        let first_is_pid = c.next().and_then(|c| c.as_os_str().to_str()).is_some_and(|s| s.parse::<i32>().is_ok());
+        first_is_pid && rel.file_name().and_then(|n| n.to_str()).is_some_and(|n| KEPT_NAMES.contains(&n))
+    }
+
+    /// The text of `rel` through its kept file; None when there is none
+    /// (or no room for one) or it failed (then it is closed).
+    fn read(&mut self, root: &Path, rel: &Path) -> Option<String> {
+        use std::os::unix::fs::FileExt as _;
+        if !self.files.contains_key(rel) {
+            if self.files.len() >= self.cap {
+                return None;
+            }
+            let f = std::fs::File::open(root.join(rel)).ok()?;
+            self.files.insert(rel.to_path_buf(), (f, self.tick));
+        }
+        let (f, used) = self.files.get_mut(rel)?;
+        *used = self.tick;
+        if self.buf.len() < 4096 {
+            self.buf.resize(4096, 0);
+        }
+        let mut len = 0;
+        loop {
+            if len == self.buf.len() {
+                self.buf.resize(len * 2, 0);
+            }
+            match f.read_at(&mut self.buf[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.files.remove(rel);
+                    return None;
+                }
+            }
+        }
+        // A process gone before its first read after open reads empty on
+        // some kernels: read the path instead, which says it is gone.
+        if len == 0 {
+            self.files.remove(rel);
+            return None;
+        }
+        std::str::from_utf8(&self.buf[..len]).ok().map(str::to_string)
+    }
+
+    fn new_tick(&mut self) {
+        let tick = self.tick;
+        self.files.retain(|_, (_, used)| *used >= tick);
+        self.tick += 1;
+    }
+}
+
+/// messer's soft RLIMIT_NOFILE as it started: restored in the commands it
+/// runs (`restore_fd_limit`), raised for its kept files (`raise_fd_limit`).
+static STARTED_WITH: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises messer's soft limit on open descriptors to its hard limit (at
+/// most 65536), for the per-process files kept open; returns the new soft
+/// limit. Commands started after this get the limit messer started with
+/// (`restore_fd_limit`): a target never sees messer's.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit into a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    let started = *STARTED_WITH.get_or_init(|| lim);
+    let want = libc::rlimit { rlim_cur: lim.rlim_max.min(65536).max(started.rlim_cur), rlim_max: lim.rlim_max };
+    // SAFETY: setrlimit from a local.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 { want.rlim_cur } else { lim.rlim_cur }
+}
+
+/// Sets the soft limit on open descriptors back to what messer started
+/// with, if it raised it. Async-signal-safe (for a forked child before exec).
+pub fn restore_fd_limit() {
+    if let Some(l) = STARTED_WITH.get() {
+        // SAFETY: setrlimit from a stored value.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, l) };
+    }
 }
 
 /// The files read in one tick, by path below the root.
@@ -102,7 +206,15 @@ impl Default for ProcRoot {
 
 impl ProcRoot {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), buf_capacity: 1024, tick: None }
+        Self { root: root.into(), buf_capacity: 1024, tick: None, kept: None }
+    }
+
+    /// This root and its clones keep up to `cap` per-process files open
+    /// between reads (see `ProcessFiles`).
+    pub fn keeping_files(mut self, cap: usize) -> Self {
+        let files = ProcessFiles { files: Default::default(), tick: 0, cap, buf: Vec::new() };
+        self.kept = Some(std::sync::Arc::new(std::sync::Mutex::new(files)));
+        self
     }
 
     /// This root and its clones share each tick's reads: a file read once
@@ -112,8 +224,14 @@ impl ProcRoot {
         self
     }
 
-    /// Starts a new tick: files are read afresh.
+    /// Starts a new tick: files are read afresh; kept files not read in
+    /// the last tick are closed.
     pub fn new_tick(&self) {
+        if let Some(k) = &self.kept
+            && let Ok(mut k) = k.lock()
+        {
+            k.new_tick();
+        }
         if let Some(t) = &self.tick
             && let Ok(mut t) = t.lock()
         {
@@ -168,6 +286,13 @@ impl ProcRoot {
     }
 
     fn read_file(&self, rel: &Path) -> Result<String, ReadError> {
+        if let Some(k) = &self.kept
+            && ProcessFiles::keeps(rel)
+            && let Ok(mut k) = k.lock()
+            && let Some(text) = k.read(&self.root, rel)
+        {
+            return Ok(text);
+        }
         let path = self.root.join(rel);
         let mut text = String::with_capacity(self.buf_capacity);
         let res = std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
@@ -254,6 +379,38 @@ mod tests {
         p.file("meminfo", &long);
         assert_eq!(kept.read(&root, "meminfo").unwrap(), long);
         assert!(kept.read(&root, "nope").unwrap_err().is_gone());
+    }
+
+    #[test]
+    fn kept_process_files_see_new_content_and_close_when_unread() {
+        let p = crate::base::proc::testutil::FakeProc::new();
+        p.file("7/status", "a\n");
+        p.file("7/limits", "l1\n");
+        let root = p.root().keeping_files(8);
+        let other = root.clone();
+        assert_eq!(root.read("7/status").unwrap(), "a\n");
+        p.file("7/status", "b\n");
+        assert_eq!(other.read("7/status").unwrap(), "b\n");
+        let open = |r: &ProcRoot| r.kept.as_ref().unwrap().lock().unwrap().files.len();
+        assert_eq!(open(&root), 1, "status is kept, limits is not");
+        assert_eq!(root.read("7/limits").unwrap(), "l1\n");
+        assert_eq!(open(&root), 1);
+        // An empty read (as of a process gone meanwhile): the kept file is
+        // closed and the path read instead.
+        p.file("7/status", "");
+        assert_eq!(root.read("7/status").unwrap(), "", "an empty read is read again by path");
+        assert_eq!(open(&root), 0);
+        assert!(root.read("8/status").unwrap_err().is_gone());
+        // Not read for a whole tick: closed.
+        p.file("7/io", "x\n");
+        root.read("7/io").unwrap();
+        root.new_tick();
+        assert_eq!(open(&root), 1);
+        root.new_tick();
+        assert_eq!(open(&root), 0);
+        // No room: read by path.
+        let tight = p.root().keeping_files(0);
+        assert_eq!(tight.read("7/io").unwrap(), "x\n");
     }
 
     #[test]

@@ -9,8 +9,8 @@ pub mod handle;
 pub mod load;
 pub mod marks;
 pub mod runq;
-pub mod threads;
 pub mod stats;
+pub mod threads;
 pub mod tracefs;
 pub mod tracked;
 
@@ -223,8 +223,7 @@ impl EbpfProbe {
             |bpf: &mut Ebpf, name: &str| bpf.take_map(name).ok_or_else(|| EbpfError::Map(format!("no map {name}")));
         let running = PerCpuArray::try_from(take(&mut bpf, "RUNNING")?).map_err(EbpfError::map)?;
         let counters = PerCpuHashMap::try_from(take(&mut bpf, "COUNTERS")?).map_err(EbpfError::map)?;
-        let runq_latency =
-            if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };
+        let runq_latency = if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
             snap: None,

@@ -50,8 +50,7 @@ impl RunqLatency {
     }
 
     pub fn columns() -> Vec<Column> {
-        let mut c: Vec<Column> =
-            QUANTILES.iter().map(|(q, _)| float(format!("proc_runq_latency_{q}_us"))).collect();
+        let mut c: Vec<Column> = QUANTILES.iter().map(|(q, _)| float(format!("proc_runq_latency_{q}_us"))).collect();
         c.push(float("proc_runq_latency_max_us"));
         c.push(float("proc_runq_waits_unresolved"));
         c
@@ -129,7 +128,11 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_the_buckets_and_never_exceed_the_longest_wait() {
-        let w = RunqWindow { buckets: vec![(1000, 1125, 50), (8000, 9000, 49), (64000, 72000, 1)], max_ns: Some(65000), unresolved: 0 };
+        let w = RunqWindow {
+            buckets: vec![(1000, 1125, 50), (8000, 9000, 49), (64000, 72000, 1)],
+            max_ns: Some(65000),
+            unresolved: 0,
+        };
         assert_eq!(w.quantile_ns(0.5), Some(1125));
         assert_eq!(w.quantile_ns(0.9), Some(9000));
         assert_eq!(w.quantile_ns(0.99), Some(9000));

@@ -23,9 +23,8 @@ pub struct ThreadFigures {
 
 /// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` of a status text.
 fn switches(status: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok())
-    };
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
     Some((field("voluntary_ctxt_switches:")?, field("nonvoluntary_ctxt_switches:")?))
 }
 

@@ -71,7 +71,9 @@ pub fn pools(seconds: f64) -> String {
         let _ = h.join();
     }
     let list = results.lock().expect("results");
-    let items: Vec<String> =
-        list.iter().map(|(tid, name, cpu)| format!("{{\"tid\": {tid}, \"name\": \"{name}\", \"cpu_ns\": {cpu}}}")).collect();
+    let items: Vec<String> = list
+        .iter()
+        .map(|(tid, name, cpu)| format!("{{\"tid\": {tid}, \"name\": \"{name}\", \"cpu_ns\": {cpu}}}"))
+        .collect();
     format!(", \"threads\": [{}]", items.join(", "))
 }

@@ -145,3 +145,53 @@ fn long_lived_threads_have_their_rows_procfs() {
     let names = strings(&r.groups, "thread_group");
     assert!(names.iter().any(|n| n == "ingest-*"), "{names:?}");
 }
+
+/// `--mode both --threads`: the procfs measurement's thread tables beside
+/// the ebpf ones, and `messer compare` sets each thread group's CPU side
+/// by side; long-lived pools agree within procfs's known lag.
+#[test]
+#[ignore = "needs root"]
+fn both_modes_write_and_compare_their_thread_tables() {
+    if !require_root("both_modes_write_and_compare_their_thread_tables") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec.h5");
+    let output = messer()
+        .args(["--mode", "both", "--threads", "--interval", "0.2", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(workload_bin())
+        .args(["pools", "--seconds", "3"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "messer failed: {}", String::from_utf8_lossy(&output.stderr));
+    for table in ["messer_threads", "messer_thread_groups", "messer_procfs_threads", "messer_procfs_thread_groups"] {
+        let t = read_table(&out, table, &["pid"]);
+        assert!(!column(&t, "pid").is_empty(), "{table} has rows");
+    }
+    let o = run({
+        let mut c = messer();
+        c.args(["compare", "--format", "json"]).arg(&out);
+        c
+    });
+    assert!(o.status.success(), "compare: {}", String::from_utf8_lossy(&o.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let groups: Vec<&serde_json::Value> = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().is_some_and(|n| n.starts_with("thread_group ")))
+        .collect();
+    let names: Vec<&str> = groups.iter().filter_map(|m| m["name"].as_str()).collect();
+    eprintln!("{names:?}");
+    let ingest = groups
+        .iter()
+        .find(|m| m["name"].as_str().is_some_and(|n| n.contains(" ingest-* ")))
+        .unwrap_or_else(|| panic!("the ingest pool is compared: {names:?}"));
+    let (a, b) = (ingest["total_ebpf"].as_f64().unwrap(), ingest["total_procfs"].as_f64().unwrap());
+    eprintln!("ingest-*: ebpf {a:.4} core-s, procfs {b:.4} core-s over {} windows", ingest["windows"]);
+    assert!(a > 0.05, "the ingest pool used CPU: {a}");
+    // procfs's first window of a thread is its baseline; schedstat lags a tick.
+    assert!((a - b).abs() <= a * 0.1 + 0.02, "ingest-*: ebpf {a} vs procfs {b} core-s");
+}

@@ -25,6 +25,9 @@ def main():
         out["messer_cpu_median_percent"] = float(np.median(own))
         # Over the whole run, the throttled costly reads included.
         out["messer_cpu_mean_percent"] = float(np.sum(own * ow) / np.sum(ow))
+    for name in ("ebpf_flush_us", "ebpf_flush_max_cpu_us"):
+        if name in t.dtype.names and np.any(~np.isnan(t[name][1:])):
+            out[f"{name}_median"] = float(np.nanmedian(t[name][1:]))
     for name in t.dtype.names:
         if name.startswith("bpf_"):
             out[name] = float(np.nansum(t[name]))

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
+mod server;
+
 struct Bench {
     root: PathBuf,
     dir: tempfile::TempDir,
@@ -97,14 +99,13 @@ impl Bench {
         }
     }
 
-    /// Runs `workload` (pinned to `cpu` if given) while messer with
-    /// `messer_args` records it; returns the workload's JSON.
-    fn attached(&self, messer_args: &[&str], workload: &[String], cpu: Option<usize>) -> Result<serde_json::Value> {
+    /// Starts messer recording `--comm comm` with `messer_args` into `out`;
+    /// returns once its probes are attached (it logs "recording").
+    fn start_attached(&self, comm: &str, messer_args: &[&str], out: &Path) -> Result<std::process::Child> {
         use std::io::BufRead as _;
-        let out = self.dir.path().join("attached.h5");
         let mut m = Command::new(self.messer())
-            .args(["--comm", "messer-workload", "--force", "-q", "-o"])
-            .arg(&out)
+            .args(["--comm", comm, "--force", "-q", "-o"])
+            .arg(out)
             .args(messer_args)
             .stderr(Stdio::piped())
             .spawn()
@@ -120,12 +121,29 @@ impl Bench {
         }
         std::thread::spawn(move || lines.for_each(drop));
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let w = self.workload_on(cpu).args(workload).output().context("workload")?;
+        Ok(m)
+    }
+
+    /// Stops messer started by `start_attached` (SIGINT) and waits for it.
+    fn stop_attached(m: std::process::Child) -> Result<()> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(m.id() as i32, libc::SIGINT) };
         let (ok, _) = wait4(m.id())?;
-        if !ok || !w.status.success() {
-            bail!("attached run: messer or the workload failed");
+        if !ok {
+            bail!("messer failed");
+        }
+        Ok(())
+    }
+
+    /// Runs `workload` (pinned to `cpu` if given) while messer with
+    /// `messer_args` records it; returns the workload's JSON.
+    fn attached(&self, messer_args: &[&str], workload: &[String], cpu: Option<usize>) -> Result<serde_json::Value> {
+        let out = self.dir.path().join("attached.h5");
+        let m = self.start_attached("messer-workload", messer_args, &out)?;
+        let w = self.workload_on(cpu).args(workload).output().context("workload")?;
+        Self::stop_attached(m)?;
+        if !w.status.success() {
+            bail!("attached run: the workload failed");
         }
         Ok(serde_json::from_slice(&w.stdout)?)
     }
@@ -202,10 +220,54 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
             );
         }
     }
+    // --threads on the same workload: 1000 threads' rows and their groups.
+    for (interval, limit) in [("0.5", 0.3), ("0.01", 3.0)] {
+        let r = b.record(
+            &format!("heavy-threads-{interval}"),
+            &["--mode", "ebpf", "--threads", "--interval", interval],
+            &heavy,
+        )?;
+        let pct = r.summary["messer_cpu_median_percent"].as_f64().unwrap_or(f64::NAN);
+        b.check(
+            &format!("messer CPU, 1000 threads ping-pong, ebpf --threads, {interval} s"),
+            pct,
+            "% of a core",
+            Some(limit),
+        );
+        let rows = r.summary["rows"].as_f64().unwrap_or(f64::NAN);
+        let bytes = r.summary["bytes"].as_f64().unwrap_or(f64::NAN);
+        let per_hour = 3600.0 / interval.parse::<f64>().unwrap_or(0.5);
+        b.check(
+            &format!("file size per hour, ebpf --threads (1000 thread rows a sample), {interval} s"),
+            bytes / rows * per_hour / 1048576.0,
+            "MiB",
+            None,
+        );
+    }
     // BPF cost per program run: a run of its own, as statistics (opt-in)
     // slow every BPF program on the machine.
-    {
-        let r = b.record("heavy-ebpf-bpf-stats", &["--mode", "ebpf", "--interval", "0.5", "--bpf-stats"], &heavy)?;
+    let mut switch_ns = [f64::NAN; 2];
+    for (i, extra) in [&[][..], &["--runq-latency"]].into_iter().enumerate() {
+        let args: Vec<&str> =
+            ["--mode", "ebpf", "--interval", "0.5", "--bpf-stats"].into_iter().chain(extra.iter().copied()).collect();
+        let r = b.record("heavy-ebpf-bpf-stats", &args, &heavy)?;
+        let n = r.summary["bpf_sched_switch_run_count"].as_f64().unwrap_or(0.0);
+        switch_ns[i] = r.summary["bpf_sched_switch_run_time_ns"].as_f64().unwrap_or(f64::NAN) / n;
+        if i == 1 {
+            b.check(
+                &format!("BPF sched_switch with --runq-latency: ns per run ({n:.0} runs)"),
+                switch_ns[1],
+                "ns",
+                None,
+            );
+            b.check(
+                "  added by the run-queue latency histogram, per run",
+                switch_ns[1] - switch_ns[0],
+                "ns",
+                Some(10.0),
+            );
+            break;
+        }
         for prog in [
             "sched_switch",
             "task_newtask",
@@ -218,7 +280,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
             let n = r.summary[format!("bpf_{prog}_run_count")].as_f64().unwrap_or(0.0);
             let ns = r.summary[format!("bpf_{prog}_run_time_ns")].as_f64().unwrap_or(0.0);
             if n > 0.0 {
-                let limit = (prog == "sched_switch").then_some(150.0);
+                let limit = (prog == "sched_switch").then_some(100.0);
                 b.check(&format!("BPF {prog}: ns per run ({n:.0} runs)"), ns / n, "ns", limit);
             }
         }
@@ -313,6 +375,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
             strings(&["busy", "--threads", "4000", "--duty", "0", "--period-ms", "1000", "--seconds", &scale_s]),
         ),
     ];
+    let mut per_sample = std::collections::HashMap::new();
     for (name, w) in &trees {
         for mode in ["procfs", "ebpf"] {
             let r = b.record(
@@ -322,9 +385,26 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
             )?;
             // The median of messer's own CPU per 0.1 s window, as ms per sample.
             let pct = r.summary["messer_cpu_median_percent"].as_f64().unwrap_or(f64::NAN);
-            b.check(&format!("messer CPU per sample, {mode}, {name}"), pct / 100.0 * 0.1 * 1000.0, "ms", None);
+            let ms = pct / 100.0 * 0.1 * 1000.0;
+            b.check(&format!("messer CPU per sample, {mode}, {name}"), ms, "ms", None);
+            per_sample.insert((name.clone(), mode), ms);
         }
     }
+    // What each further process costs: the difference to one process.
+    for mode in ["ebpf", "procfs"] {
+        let one = per_sample.get(&("1 process, 1 thread".to_string(), mode)).copied().unwrap_or(f64::NAN);
+        for (name, n) in [("101 processes", 100.0), ("1001 processes", 1000.0)] {
+            let many = per_sample.get(&(name.to_string(), mode)).copied().unwrap_or(f64::NAN);
+            b.check(
+                &format!("messer CPU per sample per further process, {mode}, {name}"),
+                (many - one) / n * 1000.0,
+                "us",
+                (mode == "ebpf").then_some(5.0),
+            );
+        }
+    }
+    idle_and_flush(&mut b, cpus)?;
+    server::pgbench(&mut b)?;
     accuracy_side_by_side(&mut b)?;
     restarts(&mut b)?;
     write_report(&b)
@@ -332,6 +412,40 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 
 /// A chain of 5 restarts of a program with new pids, recorded by
 /// `--comm` in ebpf and in procfs mode at once.
+/// messer at 10 ms on one idle process (`sleep`), each mode; and from the
+/// ebpf run the flush's cost per CPU, projected to 64 and 128 CPUs.
+fn idle_and_flush(b: &mut Bench, cpus: usize) -> Result<()> {
+    let s = format!("{}", b.secs(8.0));
+    let idle = strings(&["sleepers", "--processes", "0", "--seconds", &s]);
+    for mode in ["ebpf", "procfs"] {
+        let r = b.record(&format!("idle-{mode}"), &["--mode", mode, "--interval", "0.01"], &idle)?;
+        let pct = r.summary["messer_cpu_median_percent"].as_f64().unwrap_or(f64::NAN);
+        b.check(
+            &format!("messer CPU at 0.01 s on one idle process, {mode}"),
+            pct,
+            "% of a core",
+            (mode == "ebpf").then_some(1.0),
+        );
+        if mode != "ebpf" {
+            continue;
+        }
+        let total = r.summary["ebpf_flush_us_median"].as_f64().unwrap_or(f64::NAN);
+        let slowest = r.summary["ebpf_flush_max_cpu_us_median"].as_f64().unwrap_or(f64::NAN);
+        b.check(&format!("the flush per sample on {cpus} CPUs (median)"), total, "us", None);
+        b.check("the flush per CPU: its slowest CPU (an IPI there), median", slowest, "us", None);
+        for n in [64.0, 128.0] {
+            // Each CPU but messer's own is flushed by an interrupt there.
+            b.check(
+                &format!("the flush projected to {n} CPUs at 0.01 s ({n} x the slowest CPU's)"),
+                n * slowest / 10_000.0 * 100.0,
+                "% of a core",
+                Some(1.0),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn restarts(b: &mut Bench) -> Result<()> {
     let dir = b.dir.path().to_path_buf();
     let tool = dir.join("benchtool");
@@ -520,9 +634,13 @@ fn write_report(b: &Bench) -> Result<()> {
         machine(),
         chrono_date()
     )?;
-    writeln!(md, "| measurement | value | target | |\n| --- | --- | --- | --- |")?;
+    // The previous report's figures beside the new ones, by measurement.
+    let (before_when, before) = previous_report(&b.root.join("BENCHMARKS.md"));
+    writeln!(md, "| measurement | value | target | | before ({before_when}) |\n| --- | --- | --- | --- | --- |")?;
+    let mut parent = String::new();
     for [w, v, t, verdict] in &b.rows {
-        writeln!(md, "| {w} | {v} | {t} | {verdict} |")?;
+        let was = before.get(&row_key(&mut parent, w)).map_or("", String::as_str);
+        writeln!(md, "| {w} | {v} | {t} | {verdict} | {was} |")?;
     }
     writeln!(
         md,
@@ -557,6 +675,40 @@ fn write_report(b: &Bench) -> Result<()> {
     std::fs::write(b.root.join("BENCHMARKS.md"), md)?;
     println!("\nwritten to BENCHMARKS.md");
     Ok(())
+}
+
+/// The date and the figures (measurement -> value) of an earlier report;
+/// empty if there is none.
+fn previous_report(path: &Path) -> (String, std::collections::HashMap<String, String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let when = text
+        .lines()
+        .find_map(|l| {
+            l.rsplit_once(" on ").filter(|_| l.starts_with("Measured by")).map(|(_, d)| d.trim_end_matches('.'))
+        })
+        .unwrap_or("none")
+        .to_string();
+    let mut seen = std::collections::HashMap::new();
+    let mut parent = String::new();
+    for l in text.lines().filter(|l| !l.starts_with("| measurement") && !l.starts_with("| ---")) {
+        let Some(row) = l.strip_prefix("| ") else { continue };
+        let cells: Vec<&str> = row.split(" | ").collect();
+        if cells.len() >= 2 {
+            seen.insert(row_key(&mut parent, cells[0]), cells[1].trim().to_string());
+        }
+    }
+    (when, seen)
+}
+
+/// A report row's key: its label, under the last unindented label for an
+/// indented row ("  the pairs' slowdowns ..." repeats under each figure).
+fn row_key(parent: &mut String, label: &str) -> String {
+    if label.starts_with(' ') {
+        format!("{parent} /{label}")
+    } else {
+        *parent = label.to_string();
+        label.to_string()
+    }
 }
 
 fn chrono_date() -> String {

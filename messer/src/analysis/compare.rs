@@ -114,6 +114,86 @@ pub fn compare(path: &std::path::Path, worst: usize) -> Result<Vec<Metric>, Read
     if out.is_empty() {
         return Err(ReadError::NotBoth(path.display().to_string()));
     }
+    out.extend(thread_groups(&file, &ebpf, &procfs, worst)?);
+    Ok(out)
+}
+
+/// With `--threads`: each thread group's CPU, ebpf against procfs, as
+/// metrics named `thread_group <pid> <group> cpu_util_percent_total`. A
+/// thread row belongs to the tick whose time-series row has its unixtime
+/// (each probe's own); windows where one side has no row of the group
+/// are left out of the per-window figures, not counted as zero.
+fn thread_groups(
+    file: &hdf5::File,
+    ebpf_ts: &TableData,
+    procfs_ts: &TableData,
+    worst: usize,
+) -> Result<Vec<Metric>, ReadError> {
+    use std::collections::BTreeMap;
+    let tables = read::tables(file)?;
+    if !tables.iter().any(|t| t == "messer_procfs_thread_groups") || !tables.iter().any(|t| t == "messer_thread_groups")
+    {
+        return Ok(Vec::new());
+    }
+    // (pid, group) -> tick -> (cpu %, window s), for one side.
+    type Side = BTreeMap<(i64, String), BTreeMap<usize, (f64, f64)>>;
+    let side = |name: &str, ts: &TableData| -> Result<Side, ReadError> {
+        let t = read::read_table(file, name)?;
+        let tick_of: std::collections::HashMap<u64, usize> =
+            column(ts, "unixtime").unwrap_or_default().iter().enumerate().map(|(i, u)| (u.to_bits(), i)).collect();
+        let at = |c: &str| t.columns.iter().position(|x| x == c);
+        let (Some(u), Some(p), Some(g), Some(c), Some(w)) =
+            (at("unixtime"), at("pid"), at("thread_group"), at("cpu_util_percent_total"), at("window_seconds"))
+        else {
+            return Ok(Side::new());
+        };
+        let mut out = Side::new();
+        for r in &t.rows {
+            let num = |i: usize| r.get(i).and_then(Cell::number).unwrap_or(f64::NAN);
+            let Some(&tick) = tick_of.get(&num(u).to_bits()) else { continue };
+            let group = match r.get(g) {
+                Some(Cell::Str(s)) => s.clone(),
+                _ => continue,
+            };
+            out.entry((num(p) as i64, group)).or_default().insert(tick, (num(c), num(w)));
+        }
+        Ok(out)
+    };
+    let (a, b) = (side("messer_thread_groups", ebpf_ts)?, side("messer_procfs_thread_groups", procfs_ts)?);
+    let t = column(ebpf_ts, "unixtime").unwrap_or_default();
+    let mut out = Vec::new();
+    for (key, wa) in &a {
+        let Some(wb) = b.get(key) else { continue };
+        let total =
+            |w: &BTreeMap<usize, (f64, f64)>| w.values().filter(|v| v.0.is_finite()).map(|v| v.0 * 0.01 * v.1).sum();
+        let mut windows: Vec<Window> = wa
+            .iter()
+            .filter_map(|(tick, &(x, _))| {
+                let &(y, _) = wb.get(tick)?;
+                (x.is_finite() && y.is_finite()).then(|| Window {
+                    t: t.get(*tick).copied().unwrap_or(f64::NAN) - t.first().copied().unwrap_or(0.0),
+                    ebpf: x,
+                    procfs: y,
+                    diff: (x - y).abs(),
+                })
+            })
+            .collect();
+        let count = windows.len();
+        let mean = if count > 0 { windows.iter().map(|w| w.diff).sum::<f64>() / count as f64 } else { f64::NAN };
+        windows.sort_by(|p, q| q.diff.total_cmp(&p.diff));
+        let max = windows.first().map_or(f64::NAN, |x| x.diff);
+        windows.truncate(worst);
+        out.push(Metric {
+            name: format!("thread_group {} {} cpu_util_percent_total", key.0, key.1),
+            total_unit: "core-s",
+            total_ebpf: total(wa),
+            total_procfs: total(wb),
+            windows: count,
+            mean_abs_diff: mean,
+            max_abs_diff: max,
+            worst: windows,
+        });
+    }
     Ok(out)
 }
 

@@ -90,6 +90,14 @@ impl Session {
         }
         if let (Some(s), Some(t)) = (samples.next(), self.tables.procfs) {
             self.writer.send(t, s.row())?;
+            if let Some((t, g)) = self.tables.procfs_threads {
+                for row in s.thread_rows() {
+                    self.writer.send(t, row)?;
+                }
+                for row in s.thread_group_rows() {
+                    self.writer.send(g, row)?;
+                }
+            }
         }
         Ok(())
     }

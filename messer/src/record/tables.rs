@@ -24,13 +24,16 @@ pub struct Optional {
     pub runq: Option<usize>,
     /// `--threads`: the per-thread and per-group tables.
     pub threads: Option<(usize, usize)>,
+    /// `--threads` with `--mode both`: the procfs measurement's.
+    pub procfs_threads: Option<(usize, usize)>,
 }
 
 impl Optional {
     pub fn of(specs: &[TableSpec]) -> Self {
         let at = |name: &str| specs.iter().position(|s| s.name == name);
         let threads = at("messer_threads").zip(at("messer_thread_groups"));
-        Optional { procfs: at("messer_procfs_timeseries"), runq: at(RUNQ_LATENCY), threads }
+        let procfs_threads = at("messer_procfs_threads").zip(at("messer_procfs_thread_groups"));
+        Optional { procfs: at("messer_procfs_timeseries"), runq: at(RUNQ_LATENCY), threads, procfs_threads }
     }
 }
 
@@ -96,12 +99,19 @@ pub fn specs(cfg: &RecordConfig, probes: &[Box<dyn Probe>], pid: i32, mode: &str
     if runq {
         specs.push(plain(RUNQ_LATENCY, "messer run-queue latency histogram per window", runq_schema()));
     }
+    let both = procfs.is_some();
     if cfg.threads {
         specs.push(plain("messer_threads", "messer per-thread time series", crate::sample::threads::schema()));
         let groups = crate::sample::threads::group_schema();
         specs.push(plain("messer_thread_groups", "messer per-thread-group time series", groups));
     }
     specs.extend(procfs);
+    if cfg.threads && both {
+        let (threads, groups) = (crate::sample::threads::schema(), crate::sample::threads::group_schema());
+        specs.push(plain("messer_procfs_threads", "messer per-thread time series (procfs measurement)", threads));
+        let title = "messer per-thread-group time series (procfs measurement)";
+        specs.push(plain("messer_procfs_thread_groups", title, groups));
+    }
     specs
 }
 

@@ -131,6 +131,9 @@ struct Snap {
 /// The loaded programs and what the probe remembers between reads.
 pub struct EbpfProbe {
     snap: Option<Snap>,
+    /// The last flush's cost: its wall time over all CPUs and its slowest
+    /// CPU's (ns; the calls wait for each CPU's interrupt, on CPU).
+    flush_cost: (u64, u64),
     bpf: Ebpf,
     /// Run-queue wait is known (the kernel keeps sched_info).
     runq: bool,
@@ -200,6 +203,8 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
         }
     }
     c.push(float("ebpf_flush_spread_us"));
+    c.push(float("ebpf_flush_us"));
+    c.push(float("ebpf_flush_max_cpu_us"));
     for name in stat::NAMES {
         c.push(integer(format!("ebpf_{name}")));
     }
@@ -254,6 +259,7 @@ impl EbpfProbe {
             oom,
             census_buf: Vec::new(),
             census_failed: false,
+            flush_cost: (0, 0),
             census_throttle: Throttle::every(opts.reads.census_ns, SOCKET_BUDGET),
             system: SystemProbe::new(proc.clone(), "/sys"),
             cgroup: opts.cgroup.map(|c| CgroupFigures::new(c.path)),
@@ -271,9 +277,15 @@ impl EbpfProbe {
         self.epoch += 1;
         let program = self.bpf.program(flush::PROGRAM).ok_or_else(|| EbpfError::Map("no flush program".into()))?;
         let program: &RawTracePoint = program.try_into().map_err(EbpfError::map)?;
+        let (mut total, mut slowest) = (0, 0);
         for &cpu in &self.cpus {
+            let t0 = crate::base::clock::monotonic_ns();
             flush::run_on_cpu(program, cpu, self.epoch).map_err(|e| EbpfError::Flush { cpu, reason: chain(&e) })?;
+            let took = crate::base::clock::monotonic_ns().saturating_sub(t0);
+            total += took;
+            slowest = slowest.max(took);
         }
+        self.flush_cost = (total, slowest);
         let slots = self.running.get(&0, 0).map_err(EbpfError::map)?;
         let mut first = u64::MAX;
         let mut last = 0;
@@ -420,6 +432,8 @@ impl EbpfProbe {
             m.iter_mut().for_each(|x| *x = Measure::Missing);
         }
         m.push(Measure::Value(spread_ns as f64 / 1e3));
+        m.push(Measure::Value(self.flush_cost.0 as f64 / 1e3));
+        m.push(Measure::Value(self.flush_cost.1 as f64 / 1e3));
         match stats::failures(&self.bpf) {
             Some(counts) => m.extend(counts.iter().map(|&n| Measure::Total(n))),
             None => m.extend((0..stat::COUNT).map(|_| Measure::Missing)),

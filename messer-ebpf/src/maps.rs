@@ -62,7 +62,7 @@ pub static RUNQ_HIST: PerCpuArray<RunqHist> = PerCpuArray::with_max_entries(1, 0
 
 /// Per-CPU error counters, indexed by `messer_common::stat`.
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+pub static STATS: PerCpuArray<[u64; stat::COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Process events of the tracked tree (fork, exec, exit, comm match), read
 /// by the loader at every sample. 256 KiB: about 6500 events between reads.
@@ -254,11 +254,15 @@ pub fn task_field<T: Copy>(task: *const u8, offset: u32) -> T {
 /// Counts one failure of kind `which`.
 #[inline(always)]
 pub fn bump(which: u32) {
-    if let Some(p) = STATS.get_ptr_mut(which) {
+    // One entry holds every count: the loader reads them in one lookup.
+    if let Some(p) = STATS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot. All our programs run with preemption off
         // (tracepoint programs, syscall ones included, and the flush IPI), so
         // a plain add on per-CPU data cannot interleave with another.
-        unsafe { *p += 1 }
+        let counts = unsafe { &mut *p };
+        if let Some(c) = counts.get_mut(which as usize) {
+            *c += 1;
+        }
     }
 }
 

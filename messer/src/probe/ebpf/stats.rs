@@ -77,19 +77,23 @@ impl ProgramStats {
     }
 }
 
-/// Cumulative failure counts of the kernel side, indexed by `stat::*`;
-/// None if the map cannot be read.
+/// Cumulative failure counts of the kernel side, indexed by `stat::*`,
+/// summed over CPUs (one map lookup: one entry holds them all); None if
+/// the map cannot be read.
 pub fn failures(bpf: &Ebpf) -> Option<[u64; stat::COUNT as usize]> {
+    let map = bpf.map("STATS")?;
+    let stats: PerCpuArray<_, [u64; stat::COUNT as usize]> = PerCpuArray::try_from(map).ok()?;
+    let per_cpu = stats.get(&0, 0).ok()?;
     let mut out = [0; stat::COUNT as usize];
-    for (i, v) in out.iter_mut().enumerate() {
-        *v = failure(bpf, i as u32)?;
+    for counts in per_cpu.iter() {
+        for (o, c) in out.iter_mut().zip(counts) {
+            *o += c;
+        }
     }
     Some(out)
 }
 
 /// The cumulative count of failure `which` (`stat::*`), summed over CPUs.
 pub fn failure(bpf: &Ebpf, which: u32) -> Option<u64> {
-    let map = bpf.map("STATS")?;
-    let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).ok()?;
-    Some(stats.get(&which, 0).ok()?.iter().sum())
+    failures(bpf)?.get(which as usize).copied()
 }

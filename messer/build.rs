@@ -4,8 +4,10 @@
 //! The BPF side is compiled by Debian's rustc (`rustc-web`, which ships a
 //! prebuilt `core` for bpfel-unknown-none), linked into rustup as the
 //! toolchain `messer-bpf` by `cargo xtask setup`. aya-ebpf needs feature gates,
-//! so RUSTC_BOOTSTRAP is opened for that crate alone: a crate list (not "1")
-//! also keeps aya-build from asking for `-Z build-std`, which needs rust-src.
+//! and so does our own BPF crate (its binary is `messer`: `asm!` on BPF), so
+//! RUSTC_BOOTSTRAP is opened for those two crates alone: a crate list (not
+//! "1") also keeps aya-build from asking for `-Z build-std`, which needs
+//! rust-src.
 
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
@@ -18,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let meta = cargo_metadata_root()?;
     let ebpf_dir = meta.join("messer-ebpf");
     // SAFETY: the build script is single-threaded at this point.
-    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
+    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf,messer") };
     let package = Package {
         name: "messer-ebpf",
         root_dir: ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?,

@@ -97,7 +97,13 @@ pub struct RunSlot {
     /// switch-in, or checked by a flush), else 0: spares the hot paths a
     /// hash lookup.
     pub tracked_tgid: u32,
-    pub _pad: u32,
+    /// 1 while this CPU holds something of its epoch that only a flush
+    /// here settles: a tracked thread running (`tracked_tgid`), or counts
+    /// in `acc`. Set (with a full barrier, then the loader's `EPOCH`
+    /// adopted) before anything is counted here, cleared by the flush. The
+    /// loader flushes only CPUs where it is 1: a CPU where no tracked
+    /// thread ran since its last flush needs no interrupt.
+    pub pending: u32,
     /// Scheduler counts of process `acc_tgid` on this CPU in the current
     /// epoch, not yet added to its `COUNTERS` entry: while one process's
     /// threads follow each other on a CPU (a busy server), switches cost no
@@ -107,6 +113,8 @@ pub struct RunSlot {
     pub acc_tgid: u32,
     /// 1 if `acc` holds anything.
     pub acc_dirty: u32,
+    /// The target of `claim`'s locked add (its value means nothing).
+    pub fence: u64,
 }
 
 /// The scheduler's part of [`Counters`], accumulated per CPU.
@@ -323,7 +331,7 @@ pub struct Config {
     pub runq_hist: u32,
     /// 1: each tracked thread's own counts are kept (`--threads`).
     pub threads: u32,
-    /// Byte offset of `task_struct.comm` (`--threads`: a dead thread's name).
+    /// Byte offset of `task_struct.comm` (`--threads`: each thread's name at its switch-outs).
     pub task_comm: u32,
     /// The comm to match, NUL-padded (the kernel's comm is at most 15 bytes).
     pub comm: [u8; COMM_LEN],

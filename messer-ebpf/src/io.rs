@@ -9,7 +9,7 @@
 use aya_ebpf::{helpers, macros::tracepoint, programs::TracePointContext};
 use messer_common::{S_IFMT, S_IFSOCK, io, stat};
 
-use crate::maps::{bump, config, counters, counting, current_ids, files_ref, read_field, slot, task_field};
+use crate::maps::{bump, claim, config, counters, counting, current_ids, files_ref, read_field, slot, task_field};
 
 /// Whether the descriptor the current syscall was given is a socket; None
 /// when that could not be read (the descriptor closed meanwhile by another
@@ -64,8 +64,8 @@ fn on_socket() -> Option<bool> {
 fn count(ctx: &TracePointContext, family: usize) -> u32 {
     let (tid, tgid) = current_ids();
     let Some(s) = slot() else { return 0 };
-    // SAFETY: this CPU's slot; read only.
-    let (slot_tid, hint, epoch) = unsafe { ((*s).tid, (*s).tracked_tgid, (*s).epoch) };
+    // SAFETY: this CPU's slot.
+    let (slot_tid, hint) = unsafe { ((*s).tid, (*s).tracked_tgid) };
     // The slot knows whether the running thread is tracked (from the thread
     // map at its switch-in): most syscalls of untracked tasks stop here
     // without a hash lookup. A thread missing from the thread map (map full)
@@ -77,6 +77,14 @@ fn count(ctx: &TracePointContext, family: usize) -> u32 {
     // SAFETY: offset from this kernel's tracefs format file.
     let Ok(ret) = (unsafe { ctx.read_at::<i64>(config().sys_exit_ret as usize) }) else {
         return 0;
+    };
+    // A tracked thread whose switch-in this CPU did not see: the CPU may
+    // have been left out of the last flushes (see `claim`).
+    // SAFETY: this CPU's slot; a flush interrupting `claim` leaves it
+    // pending in the flush's epoch, which `claim` then keeps.
+    let epoch = unsafe {
+        claim(&mut *s);
+        (*s).epoch
     };
     let Some(c) = counters(tgid, epoch) else {
         return 0;

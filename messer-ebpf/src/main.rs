@@ -7,6 +7,8 @@
 //! `maps`.
 #![no_std]
 #![no_main]
+// `asm!` for BPF: the locked add that orders `claim`'s store before its load.
+#![feature(asm_experimental_arch)]
 
 mod census;
 mod cgroup;

@@ -56,6 +56,11 @@ pub fn insert_zero_counters(tgid: u32, flags: u64) -> bool {
 #[map]
 pub static RUNNING: PerCpuArray<RunSlot> = PerCpuArray::with_max_entries(1, 0);
 
+/// The loader's current epoch, written before it flushes: a CPU it did not
+/// flush (nothing pending there) enters it when it next counts (`claim`).
+#[map]
+pub static EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Run-queue waits of the tracked tree per CPU (`--runq-latency`).
 #[map]
 pub static RUNQ_HIST: PerCpuArray<RunqHist> = PerCpuArray::with_max_entries(1, 0);
@@ -310,6 +315,34 @@ pub fn slot() -> Option<*mut RunSlot> {
     RUNNING.get_ptr_mut(0)
 }
 
+/// Called before anything is counted on this CPU or a tracked thread is
+/// noted running here. A CPU with nothing pending may have been left out of
+/// the loader's last flushes (see `RunSlot::pending`): it marks itself
+/// pending, then, after a full barrier, enters the loader's epoch. Either
+/// the loader, which writes `EPOCH` before it reads the slots, sees the
+/// mark and flushes this CPU, or this CPU sees the new epoch (both orders
+/// are fenced, so they cannot both miss). Nothing of the old epoch is here
+/// to move (nothing was pending), so the CPU's boundary is the loader's
+/// write, before which no tracked thread ran here.
+#[inline(always)]
+pub fn claim(slot: &mut RunSlot) {
+    if slot.pending != 0 {
+        return;
+    }
+    slot.pending = 1;
+    // A locked add (x86's JIT emits `lock add` for BPF_XADD): a full barrier
+    // between the store above and the load below.
+    // SAFETY: a field of this CPU's slot.
+    unsafe { core::arch::asm!("lock *(u64 *)({p} + 0) += {v}", p = in(reg) &raw mut slot.fence, v = in(reg) 1u64) };
+    if let Some(g) = EPOCH.get_ptr(0) {
+        // SAFETY: map value pointer from a successful lookup.
+        let g = unsafe { core::ptr::read_volatile(g) };
+        if g > slot.epoch {
+            slot.epoch = g;
+        }
+    }
+}
+
 /// `tgid`'s counters on this CPU in the half of `epoch`, created if missing.
 #[inline(always)]
 pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
@@ -335,6 +368,7 @@ pub fn counters(tgid: u32, epoch: u64) -> Option<*mut Counters> {
 /// what it held for another process goes to that one's counters first.
 #[inline(always)]
 pub fn sched_acc(slot: &mut RunSlot, tgid: u32) -> &mut SchedCounts {
+    claim(slot);
     if slot.acc_tgid != tgid {
         spill(slot);
         slot.acc_tgid = tgid;

@@ -35,7 +35,7 @@ use messer_common::{
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, by_cgroup, config, config_ref, counting, current_ids, faults, mark, note_waits,
+    BPF_NOEXIST, THREADS, bump, by_cgroup, claim, config, config_ref, counting, current_ids, faults, mark, note_waits,
     read_field, sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets, ticks,
 };
 
@@ -168,6 +168,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             None => THREADS.get_ptr(next).map_or(0, |t| unsafe { (*t).tgid }),
         };
         if next_tgid != 0 {
+            claim(slot);
             slot.tracked_tgid = next_tgid;
             // SAFETY: helper without arguments.
             slot.start_ns = unsafe { bpf_ktime_get_ns() };
@@ -264,6 +265,11 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
             let t = unsafe { &mut *t };
             if own {
                 add_counts(&mut t.half[(epoch & 1) as usize], &mine);
+                // Its name as of this switch-out (a thread may rename
+                // itself): the loader reads no /proc file for it.
+                // SAFETY: a plain read of the loader's static (alone: a constant).
+                let at = unsafe { core::ptr::read_volatile(&config_ref().task_comm) };
+                t.comm = task_field(task, at);
             }
             if !dead {
                 now.set_in(t, tgid);
@@ -272,9 +278,6 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
                 // read this epoch.
                 t.flags |= THREAD_DEAD;
                 t.dead_epoch = epoch;
-                // SAFETY: a plain read of the loader's static (alone: a constant).
-                let at = unsafe { core::ptr::read_volatile(&config_ref().task_comm) };
-                t.comm = task_field(task, at);
                 set_mark(tid, 0);
             } else {
                 // Settled above, forgotten now.
@@ -321,6 +324,9 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     let slot = unsafe { &mut *slot };
     let (tid, tgid) = current_ids();
     let tracked = tid != 0 && counting(tgid);
+    // Whatever is counted here belongs to the closing epoch: `claim` must
+    // not move the CPU on before the end of the flush.
+    slot.pending = 1;
     if !slot.holds(tid) && slot.flags & SLOT_VALID != 0 {
         // Its last switch-in was not seen (rare: about once a minute on a
         // busy machine here).
@@ -350,6 +356,8 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     slot.start_ns = now;
     slot.epoch = epoch;
     slot.flushed_ns = now;
+    // What stays pending: the tracked thread running on into the new epoch.
+    slot.pending = u32::from(tracked);
     0
 }
 

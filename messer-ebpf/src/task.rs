@@ -14,8 +14,8 @@ use aya_ebpf::{
 use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
 
 use crate::maps::{
-    THREADS, TRACKED, bump, by_cgroup, config, config_ref, counting, current_ids, emit, faults, insert_zero_counters,
-    is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks,
+    THREADS, TRACKED, bump, by_cgroup, claim, config, config_ref, counting, current_ids, emit, faults,
+    insert_zero_counters, is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -161,6 +161,7 @@ pub fn adopt(task: u64, tid: u32, tgid: u32) {
         // the flush (an IPI) cannot interrupt a program.
         let s = unsafe { &mut *s };
         if s.holds(tid) {
+            claim(s);
             // SAFETY: helper without arguments.
             s.start_ns = unsafe { bpf_ktime_get_ns() };
             s.credited_ns = 0;

@@ -136,7 +136,11 @@ fn own_program_cost_is_recorded_and_stats_switched_back() {
     eprintln!("sched_switch: {runs} runs, {:.0} ns per run", ns / runs);
     assert!(runs > 10_000.0 && ns > 0.0);
     let cpus = std::thread::available_parallelism().unwrap().get() as f64;
-    assert!(flushes.iter().all(|f| *f == Some(cpus)), "one flush per CPU per sample: {flushes:?}");
+    // A flush only where a tracked thread ran since the last one (and on
+    // every CPU at the start and once a second): at most one per CPU.
+    eprintln!("flushes per sample: {flushes:?}");
+    assert!(flushes.iter().all(|f| f.is_some_and(|f| (0.0..=cpus).contains(&f))), "{flushes:?}");
+    assert!(flushes.iter().flatten().any(|&f| f >= 1.0), "the running ping-pong is flushed: {flushes:?}");
     let after = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
     assert_eq!(before, after, "kernel.bpf_stats_enabled must be as it was");
 }

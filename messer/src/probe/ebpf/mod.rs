@@ -145,6 +145,14 @@ pub struct EbpfProbe {
     /// once.
     running: PerCpuArray<MapData, RunSlot>,
     counters: PerCpuHashMap<MapData, u32, EpochCounters>,
+    /// The kernel side's copy of `epoch` (see `RunSlot::pending`).
+    epoch_map: aya::maps::Array<MapData, u64>,
+    /// Flush every CPU at the next read, not only those with something
+    /// pending: at the start (no CPU seen yet), and after threads became
+    /// tracked while they may be running (roots added, a cgroup joined),
+    /// which only a flush on their CPU notices; and at least once a second.
+    flush_all: bool,
+    last_full_flush_ns: u64,
     cpus: Vec<u32>,
     epoch: u64,
     proc: ProcRoot,
@@ -228,6 +236,7 @@ impl EbpfProbe {
             |bpf: &mut Ebpf, name: &str| bpf.take_map(name).ok_or_else(|| EbpfError::Map(format!("no map {name}")));
         let running = PerCpuArray::try_from(take(&mut bpf, "RUNNING")?).map_err(EbpfError::map)?;
         let counters = PerCpuHashMap::try_from(take(&mut bpf, "COUNTERS")?).map_err(EbpfError::map)?;
+        let epoch_map = aya::maps::Array::try_from(take(&mut bpf, "EPOCH")?).map_err(EbpfError::map)?;
         let runq_latency = if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
@@ -239,6 +248,9 @@ impl EbpfProbe {
             events,
             running,
             counters,
+            epoch_map,
+            flush_all: true,
+            last_full_flush_ns: 0,
             cpus,
             epoch: 0,
             proc: proc.clone(),
@@ -277,26 +289,47 @@ impl EbpfProbe {
         self.epoch += 1;
         let program = self.bpf.program(flush::PROGRAM).ok_or_else(|| EbpfError::Map("no flush program".into()))?;
         let program: &RawTracePoint = program.try_into().map_err(EbpfError::map)?;
-        let (mut total, mut slowest) = (0, 0);
+        // The new epoch first, then (after a full barrier) the slots: a CPU
+        // that marks itself pending after this read sees the new epoch (see
+        // `claim` in the kernel side), so only CPUs pending now need the
+        // flush's interrupt.
+        let announced = crate::base::clock::monotonic_ns();
+        self.epoch_map.set(0, self.epoch, 0).map_err(EbpfError::map)?;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        let all = self.flush_all || announced.saturating_sub(self.last_full_flush_ns) >= 1_000_000_000;
+        let before = if all { None } else { Some(self.running.get(&0, 0).map_err(EbpfError::map)?) };
+        let (mut total, mut slowest, mut skipped) = (0, 0, false);
         for &cpu in &self.cpus {
+            let pending = before.as_ref().is_none_or(|b| b.get(cpu as usize).is_none_or(|s| s.pending != 0));
+            if !pending {
+                skipped = true;
+                continue;
+            }
             let t0 = crate::base::clock::monotonic_ns();
             flush::run_on_cpu(program, cpu, self.epoch).map_err(|e| EbpfError::Flush { cpu, reason: chain(&e) })?;
             let took = crate::base::clock::monotonic_ns().saturating_sub(t0);
             total += took;
             slowest = slowest.max(took);
         }
+        if all {
+            self.flush_all = false;
+            self.last_full_flush_ns = announced;
+        }
         self.flush_cost = (total, slowest);
         let slots = self.running.get(&0, 0).map_err(EbpfError::map)?;
-        let mut first = u64::MAX;
-        let mut last = 0;
+        // A CPU left out has its boundary at the announcement: no tracked
+        // thread ran there since its last flush.
+        let mut first = if skipped { announced } else { u64::MAX };
+        let mut last = if skipped { announced } else { 0 };
         let mut used = 0;
         for &cpu in &self.cpus {
-            if let Some(s) = slots.get(cpu as usize).filter(|s| s.epoch == self.epoch) {
+            let Some(s) = slots.get(cpu as usize) else { continue };
+            if s.epoch == self.epoch && s.flushed_ns >= announced {
                 first = first.min(s.flushed_ns);
                 last = last.max(s.flushed_ns);
-                let prev = self.epoch - 1;
-                used += u32::from(s.used_epoch[(prev & 1) as usize] == prev);
             }
+            let prev = self.epoch - 1;
+            used += u32::from(s.used_epoch[(prev & 1) as usize] == prev);
         }
         if first > last {
             return Err(EbpfError::Map("no CPU reached the new epoch".into()));
@@ -376,6 +409,8 @@ impl EbpfProbe {
             // and its other threads count from now (the kernel side added
             // the leader).
             EventKind::Join => {
+                // Its threads may be running now, where no flush looks.
+                self.flush_all = true;
                 if let Ok(stat) = self.proc.leader_stat(e.pid) {
                     e.comm.clone_from(&stat.comm);
                 }
@@ -512,6 +547,8 @@ impl Probe for EbpfProbe {
         let before: HashSet<u32> = self.tracked()?.into_iter().map(|(t, _)| t).collect();
         load::add_root(&mut self.bpf, &self.proc, pid, self.follow_children)?;
         self.tracked.invalidate();
+        // Its threads may be running now, where no flush looks.
+        self.flush_all = true;
         // The kernel counts from now; so must the /proc-based figures (of
         // processes not tracked before).
         let pids =

@@ -74,12 +74,16 @@ impl Threads {
             if dead && t.dead_epoch <= closing {
                 done.push(tid);
             }
-            if dead {
-                let name = crate::probe::event::comm_text(&t.comm);
-                if !name.is_empty() {
+            // The name the kernel side took at the thread's last switch-out;
+            // /proc only for a thread not switched out since it was seeded.
+            let name = crate::probe::event::comm_text(&t.comm);
+            if !name.is_empty() {
+                if self.comms.get(&tid) != Some(&name) {
                     self.comms.insert(tid, name);
                 }
-            } else if let Ok(c) = proc.read(format!("{}/task/{tid}/comm", t.tgid)) {
+            } else if !self.comms.contains_key(&tid)
+                && let Ok(c) = proc.read(format!("{}/task/{tid}/comm", t.tgid))
+            {
                 self.comms.insert(tid, c.trim_end_matches('\n').to_string());
             }
             out.push(ThreadWindow {

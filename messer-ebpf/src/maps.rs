@@ -21,6 +21,26 @@ pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(1, 0);
 #[map]
 pub static THREADS: HashMap<u32, ThreadState> = HashMap::with_max_entries(1, 0);
 
+/// Per CPU: where a new thread-map entry is made before it is inserted
+/// (an entry is 184 bytes: on the stack it pushed the cgroup programs,
+/// whose per-thread adoption is a subprogram, past the 512 bytes two
+/// frames may use together on Linux 6.1).
+#[map]
+pub static THREAD_SCRATCH: PerCpuArray<ThreadState> = PerCpuArray::with_max_entries(1, 0);
+
+/// Inserts (or overwrites) thread `tid`'s entry, made by `fill` from zero
+/// in this CPU's scratch entry; false if it could not be.
+#[inline(always)]
+pub fn insert_thread(tid: u32, fill: impl FnOnce(&mut ThreadState)) -> bool {
+    let Some(p) = THREAD_SCRATCH.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's scratch entry; programs run with preemption off,
+    // and no program that uses it runs in interrupt context.
+    let t = unsafe { &mut *p };
+    *t = ThreadState::default();
+    fill(t);
+    THREADS.insert(tid, t, 0).is_ok()
+}
+
 /// One byte per thread id, 1 while the thread has a `THREADS` entry, so
 /// that a switch-in learns whether the thread is tracked from an array
 /// lookup (which the verifier inlines) instead of a hash lookup, and takes

@@ -325,8 +325,12 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     let (tid, tgid) = current_ids();
     let tracked = tid != 0 && counting(tgid);
     // Whatever is counted here belongs to the closing epoch: `claim` must
-    // not move the CPU on before the end of the flush.
+    // not move the CPU on before the end of the flush. A CPU left out of
+    // earlier flushes (nothing pending) joins the closing epoch first.
     slot.pending = 1;
+    if slot.epoch.wrapping_add(1) < epoch {
+        slot.epoch = epoch - 1;
+    }
     if !slot.holds(tid) && slot.flags & SLOT_VALID != 0 {
         // Its last switch-in was not seen (rare: about once a minute on a
         // busy machine here).

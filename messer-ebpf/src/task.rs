@@ -11,10 +11,10 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, ThreadState, Tracked, event, stat};
+use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, Tracked, event, stat};
 
 use crate::maps::{
-    THREADS, TRACKED, bump, by_cgroup, claim, config, config_ref, counting, current_ids, emit, faults,
+    THREADS, TRACKED, bump, by_cgroup, config, config_ref, counting, current_ids, emit, faults, insert_thread,
     insert_zero_counters, is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks,
 };
 
@@ -139,19 +139,18 @@ pub fn adopt(task: u64, tid: u32, tgid: u32) {
         bump(stat::THREAD_INSERT_FAILED);
         return;
     };
-    let t = ThreadState {
-        tgid,
-        flags: THREAD_SUM_VALID,
-        sum_exec_ns: sum,
-        run_delay_ns: delay,
-        pcount,
-        utime_ns,
-        stime_ns,
-        min_flt,
-        maj_flt,
-        ..ThreadState::default()
-    };
-    if THREADS.insert(tid, t, 0).is_ok() {
+    let made = insert_thread(tid, |t| {
+        t.tgid = tgid;
+        t.flags = THREAD_SUM_VALID;
+        t.sum_exec_ns = sum;
+        t.run_delay_ns = delay;
+        t.pcount = pcount;
+        t.utime_ns = utime_ns;
+        t.stime_ns = stime_ns;
+        t.min_flt = min_flt;
+        t.maj_flt = maj_flt;
+    });
+    if made {
         set_mark(tid, 1);
     } else {
         bump(stat::THREAD_INSERT_FAILED);
@@ -160,8 +159,11 @@ pub fn adopt(task: u64, tid: u32, tgid: u32) {
         // SAFETY: this CPU's slot; tracepoints run with preemption off and
         // the flush (an IPI) cannot interrupt a program.
         let s = unsafe { &mut *s };
+        // Not marked pending here (`claim` would not fit the cgroup
+        // program's stack): the loader flushes every CPU at its next read
+        // after a match or a join, and the flush brings a CPU left behind
+        // into the closing epoch first.
         if s.holds(tid) {
-            claim(s);
             // SAFETY: helper without arguments.
             s.start_ns = unsafe { bpf_ktime_get_ns() };
             s.credited_ns = 0;
@@ -178,11 +180,16 @@ fn add_thread(task: u64, tid: u32, tgid: u32) {
         bump(stat::THREAD_INSERT_FAILED);
         return;
     };
-    let t = ThreadState { tgid, flags: THREAD_SUM_VALID, run_delay_ns: delay, pcount, ..ThreadState::default() };
     // Overwrites: an entry under this new task's id is either stale (a
     // thread that had the id before) or one the loader seeded from /proc a
     // moment ago, which knows less.
-    if THREADS.insert(tid, t, 0).is_ok() {
+    let made = insert_thread(tid, |t| {
+        t.tgid = tgid;
+        t.flags = THREAD_SUM_VALID;
+        t.run_delay_ns = delay;
+        t.pcount = pcount;
+    });
+    if made {
         set_mark(tid, 1);
     } else {
         bump(stat::THREAD_INSERT_FAILED);

@@ -27,7 +27,11 @@ def main():
         out["messer_cpu_mean_percent"] = float(np.sum(own * ow) / np.sum(ow))
     for name in ("ebpf_flush_us", "ebpf_flush_max_cpu_us"):
         if name in t.dtype.names and np.any(~np.isnan(t[name][1:])):
-            out[f"{name}_median"] = float(np.nanmedian(t[name][1:]))
+            v = t[name][1:]
+            out[f"{name}_median"] = float(np.nanmedian(v))
+            # The samples whose flush interrupted at least one CPU.
+            if np.any(v > 0):
+                out[f"{name}_flushing_median"] = float(np.median(v[v > 0]))
     for name in t.dtype.names:
         if name.startswith("bpf_"):
             out[name] = float(np.nansum(t[name]))

@@ -400,8 +400,14 @@ impl EbpfProbe {
         };
         let tgid = e.pid as u32;
         match e.kind {
+            EventKind::Match => {
+                // Tracked from its exec on, while it runs: its CPU knows
+                // only from a flush (see `adopt` in the kernel side).
+                self.flush_all = true;
+                self.known.entry(tgid).or_insert_with(|| fresh(e));
+            }
             // A new child has its parent's name until it execs.
-            EventKind::Fork | EventKind::Match => {
+            EventKind::Fork => {
                 self.known.entry(tgid).or_insert_with(|| fresh(e));
             }
             EventKind::Exec => self.known.entry(tgid).or_insert_with(|| fresh(e)).comm.clone_from(&e.comm),

@@ -16,21 +16,26 @@ struct Recorded {
     tree: serde_json::Value,
 }
 
-fn record(mode: &str, dir: &Path) -> Recorded {
-    let out = dir.join("rec.h5");
-    // Launched by messer, held before its exec until tracked: every thread
-    // is counted from its start however long loading takes (the workload's
-    // JSON comes out on messer's stdout, which it inherits).
+/// Records the pool workload with `--threads` in `mode` into `out`;
+/// returns the workload's JSON. Launched by messer, held before its exec
+/// until tracked: every thread is counted from its start however long
+/// loading takes (the JSON comes out on messer's stdout, which it inherits).
+fn launch_pools(mode: &str, out: &Path) -> serde_json::Value {
     let output = messer()
         .args(["--mode", mode, "--threads", "--interval", "0.2", "-o"])
-        .arg(&out)
+        .arg(out)
         .arg("--")
         .arg(workload_bin())
         .args(["pools", "--seconds", "3"])
         .output()
         .unwrap();
     assert!(output.status.success(), "messer failed: {}", String::from_utf8_lossy(&output.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("workload JSON");
+    serde_json::from_slice(&output.stdout).expect("workload JSON")
+}
+
+fn record(mode: &str, dir: &Path) -> Recorded {
+    let out = dir.join("rec.h5");
+    let v = launch_pools(mode, &out);
     let truth = v["threads"]
         .as_array()
         .expect("threads")
@@ -157,15 +162,7 @@ fn both_modes_write_and_compare_their_thread_tables() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.h5");
-    let output = messer()
-        .args(["--mode", "both", "--threads", "--interval", "0.2", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(workload_bin())
-        .args(["pools", "--seconds", "3"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "messer failed: {}", String::from_utf8_lossy(&output.stderr));
+    launch_pools("both", &out);
     for table in ["messer_threads", "messer_thread_groups", "messer_procfs_threads", "messer_procfs_thread_groups"] {
         let t = read_table(&out, table, &["pid"]);
         assert!(!column(&t, "pid").is_empty(), "{table} has rows");

@@ -165,6 +165,14 @@ impl Bench {
         self.rows.push([what.into(), value, target.into(), verdict.into()]);
     }
 
+    /// The row under a median of pairs: the pairs' slowdowns `sorted`
+    /// (ascending) as min / quartiles / max.
+    fn spread(&mut self, sorted: &[f64]) {
+        let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+        let text = format!("{:.1} / {:.1} .. {:.1} / {:.1} %", q(0.0), q(0.25), q(0.75), q(1.0));
+        self.row("  the pairs' slowdowns: min / quartiles / max", text, "", "");
+    }
+
     fn check(&mut self, what: &str, value: f64, unit: &str, limit: Option<f64>) {
         let (target, verdict) = match limit {
             Some(l) => (format!("<= {l} {unit}"), if value <= l { "met" } else { "MISSED" }),
@@ -335,13 +343,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         let what = format!("ping-pong slowdown with messer {label} (median of {pairs} pairs)");
         let m = median(&mut ratios);
         b.check(&what, m, "%", cpu.map(|_| 3.0));
-        let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
-        b.row(
-            "  the pairs' slowdowns: min / quartiles / max",
-            format!("{:.1} / {:.1} .. {:.1} / {:.1} %", ratios[0], q(0.25), q(0.75), ratios[ratios.len() - 1]),
-            "",
-            "",
-        );
+        b.spread(&ratios);
     }
 
     // Sampling punctuality with every core busy.

@@ -48,13 +48,7 @@ pub fn pgbench(b: &mut Bench) -> Result<()> {
             "%",
             Some(limit),
         );
-        let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
-        b.row(
-            "  the pairs' slowdowns: min / quartiles / max",
-            format!("{:.1} / {:.1} .. {:.1} / {:.1} %", ratios[0], q(0.25), q(0.75), ratios[ratios.len() - 1]),
-            "",
-            "",
-        );
+        b.spread(&ratios);
     }
     // The tax, steadier than throughput pairs: one run with BPF statistics
     // (which themselves add to each program run) over the pgbench windows.

@@ -24,6 +24,28 @@ impl ReadError {
     }
 }
 
+/// Reads all of `f` from offset 0 into `buf` (grown as needed, at least a
+/// page); returns the length. From offset 0, a proc file's content is made
+/// anew.
+fn read_from_start(f: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt as _;
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
+    }
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Files read at every sample (the system-wide ones): kept open and read
 /// again from offset 0, which regenerates a proc file's content and spares
 /// the path lookup, open and close (half the cost of a small /proc file).
@@ -45,7 +67,6 @@ impl KeptFiles {
     }
 
     fn read_kept(&mut self, proc: &ProcRoot, rel: &str) -> Result<String, ReadError> {
-        use std::os::unix::fs::FileExt as _;
         let path = || proc.root.join(rel);
         if !self.files.contains_key(rel) {
             let f = std::fs::File::open(path()).map_err(|e| match e.kind() {
@@ -55,24 +76,13 @@ impl KeptFiles {
             self.files.insert(rel.to_string(), f);
         }
         let Some(f) = self.files.get(rel) else { return proc.read_file(Path::new(rel)) };
-        if self.buf.len() < 4096 {
-            self.buf.resize(4096, 0);
-        }
-        let mut len = 0;
-        loop {
-            if len == self.buf.len() {
-                self.buf.resize(len * 2, 0);
+        let len = match read_from_start(f, &mut self.buf) {
+            Ok(n) => n,
+            Err(source) => {
+                self.files.remove(rel);
+                return Err(ReadError::Io { path: path(), source });
             }
-            match f.read_at(&mut self.buf[len..], len as u64) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    self.files.remove(rel);
-                    return Err(ReadError::Io { path: path(), source });
-                }
-            }
-        }
+        };
         String::from_utf8(self.buf[..len].to_vec())
             .map_err(|e| ReadError::Io { path: path(), source: io::Error::new(io::ErrorKind::InvalidData, e) })
     }
@@ -119,7 +129,6 @@ impl ProcessFiles {
     /// The text of `rel` through its kept file; None when there is none
     /// (or no room for one) or it failed (then it is closed).
     fn read(&mut self, root: &Path, rel: &Path) -> Option<String> {
-        use std::os::unix::fs::FileExt as _;
         if !self.files.contains_key(rel) {
             if self.files.len() >= self.cap {
                 return None;
@@ -129,24 +138,10 @@ impl ProcessFiles {
         }
         let (f, used) = self.files.get_mut(rel)?;
         *used = self.tick;
-        if self.buf.len() < 4096 {
-            self.buf.resize(4096, 0);
-        }
-        let mut len = 0;
-        loop {
-            if len == self.buf.len() {
-                self.buf.resize(len * 2, 0);
-            }
-            match f.read_at(&mut self.buf[len..], len as u64) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.files.remove(rel);
-                    return None;
-                }
-            }
-        }
+        let Ok(len) = read_from_start(f, &mut self.buf) else {
+            self.files.remove(rel);
+            return None;
+        };
         // A process gone before its first read after open reads empty on
         // some kernels: read the path instead, which says it is gone.
         if len == 0 {

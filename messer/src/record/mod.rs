@@ -257,7 +257,6 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let specs = tables::specs(&cfg, &probes, follow.pid(), mode);
     let optional = tables::Optional::of(&specs);
     let schema = specs[0].schema.clone();
-    log::info!("recording {} in {mode} mode every {} s into {}", cfg.spec.what(), cfg.interval_s, path.display());
     let labels = labels(&cfg, comm, mode);
     let exporters =
         Exporters::start(&cfg.exporters, &schema, &labels).map_err(|e| RecordError::Usage(e.to_string()))?;
@@ -273,21 +272,26 @@ pub fn record(cli: &Cli) -> Result<Outcome, RecordError> {
     let mut paused = cleanup.release();
     let now = || crate::base::clock::realtime_ns() as f64 / 1e9;
     let registry = processes::Registry::new(proc.clone(), now());
+    let shown = path.clone();
     let mut session = Session::new(writer, exporters, registry, path, cfg.quiet, cfg.output.compress, optional);
     let mut launch_error = None;
     let registry = session.registry.clone();
-    // After the baseline read: let a launched command run.
-    let start = || match paused.as_mut().map(|p| (p.pid, p.release())) {
-        Some((_, Err(e))) => {
-            let msg = e.to_string();
-            launch_error = Some(e);
-            Err(msg)
+    // After the baseline read: counting has begun (what the log line says),
+    // and a launched command may run.
+    let start = || {
+        log::info!("recording {} in {mode} mode every {} s into {}", cfg.spec.what(), cfg.interval_s, shown.display());
+        match paused.as_mut().map(|p| (p.pid, p.release())) {
+            Some((_, Err(e))) => {
+                let msg = e.to_string();
+                launch_error = Some(e);
+                Err(msg)
+            }
+            Some((pid, Ok(()))) => {
+                registry.borrow_mut().note(pid, now(), cfg.command().unwrap_or_default());
+                Ok(())
+            }
+            None => Ok(()),
         }
-        Some((pid, Ok(()))) => {
-            registry.borrow_mut().note(pid, now(), cfg.command().unwrap_or_default());
-            Ok(())
-        }
-        None => Ok(()),
     };
     let result = sampler::run(&mut probes, &mut follow, &signals, cfg.interval_ns, cfg.duration_ns, start, |s, e| {
         session.tick(s, e)

@@ -86,3 +86,98 @@ fn runq_latency_in_procfs_mode_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--runq-latency") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// A thread kept off its CPU for known lengths: a SCHED_FIFO hog on its
+/// CPU spins 2, 20 and 200 ms while the thread stays runnable. Each wait
+/// lies between the hog's spin (its own clock: the thread cannot run then)
+/// and the gap the thread's own clock saw (which also holds the interrupts
+/// around the switches). Each wait is in a bucket that meets that span; the
+/// window's longest wait, kept exactly, is in it too (so within one bucket
+/// of the truth); the waits counted over the recording are the threads'
+/// switch-ins (schedstat's pcount).
+#[test]
+#[ignore = "needs root"]
+fn runq_latency_of_a_thread_starved_for_known_lengths() {
+    if !require_root("runq_latency_of_a_thread_starved_for_known_lengths") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec.h5");
+    let child = workload(&["starve", "--waits-ms", "2,20,200", "--gap-ms", "700", "--delay", "1"]);
+    let pid = child.id().to_string();
+    let status = messer()
+        .args(["--pid", &pid, "--mode", "ebpf", "--runq-latency", "--interval", "0.5", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "the workload failed (see its stderr)");
+    let truth: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the workload's JSON");
+    let pairs = |k: &str| -> Vec<(f64, f64)> {
+        truth[k].as_array().unwrap().iter().map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())).collect()
+    };
+    // (end in s of CLOCK_MONOTONIC, length in µs) of each gap the victim saw.
+    let gaps: Vec<(f64, f64)> = pairs("gaps").into_iter().map(|(end, len)| (end / 1e9, len / 1e3)).collect();
+    let spins = pairs("spins");
+    let cols = ["monotime", "proc_runq_latency_p50_us", "proc_runq_latency_p90_us", "proc_runq_latency_p99_us"];
+    let t = read_table(
+        &out,
+        "messer_timeseries",
+        &[&cols[..], &["proc_runq_latency_max_us", "proc_runq_waits_unresolved"]].concat(),
+    );
+    let h = read_table(&out, "messer_runq_latency", &["monotime", "bucket_lower_us", "bucket_upper_us", "waits"]);
+    let mono = column(&t, "monotime");
+    let max = column(&t, "proc_runq_latency_max_us");
+    let (hm, lo, hi, n) =
+        (column(&h, "monotime"), column(&h, "bucket_lower_us"), column(&h, "bucket_upper_us"), column(&h, "waits"));
+    // The window of a moment: from the previous row's monotime to its own.
+    let window_of = |at: f64| mono.iter().position(|m| m.is_some_and(|m| m >= at));
+    assert_eq!(spins.len(), 3, "the hog spun three times");
+    for (start, end) in spins {
+        let (start, end) = (start / 1e9, end / 1e9);
+        let spin_us = (end - start) * 1e6;
+        // The victim's gap that holds the spin: the wait.
+        let &(gap_end, wait_us) = gaps
+            .iter()
+            .find(|(e, len)| *e >= end && e - len / 1e6 <= start)
+            .unwrap_or_else(|| panic!("no gap of the victim holds the spin {start}..{end}: {gaps:?}"));
+        // Counted by the first read that sees it: the window in which it ended
+        // or, if that read's flush came just before, the next.
+        let w = window_of(gap_end).expect("a window after the wait");
+        let found = (w..(w + 2).min(mono.len())).find_map(|i| {
+            let m = mono[i];
+            (0..hm.len())
+                .find(|&j| hm[j] == m && n[j].unwrap() >= 1.0 && lo[j].unwrap() <= wait_us && hi[j].unwrap() > spin_us)
+                .map(|j| (i, lo[j].unwrap(), hi[j].unwrap()))
+        });
+        let (i, b_lo, b_hi) = found.unwrap_or_else(|| {
+            panic!(
+                "no bucket of window {w} or the next meets the wait's span: spin {spin_us:.0} to gap {wait_us:.0} us"
+            )
+        });
+        // The longest gap the victim saw in that window.
+        let since = if i == 0 { f64::MIN } else { mono[i - 1].unwrap() };
+        let longest =
+            gaps.iter().filter(|(e, _)| *e > since - 0.01 && *e <= mono[i].unwrap()).map(|g| g.1).fold(0.0, f64::max);
+        let m = max[i].expect("a max where waits were counted");
+        eprintln!(
+            "spin {spin_us:.0} us, gap {wait_us:.0} us: in bucket [{b_lo:.0}, {b_hi:.0}) of window {i}; \
+             window p50 {:?} p90 {:?} p99 {:?} max {m:.0} us (longest gap {longest:.0} us)",
+            column(&t, cols[1])[i],
+            column(&t, cols[2])[i],
+            column(&t, cols[3])[i],
+        );
+        assert!(
+            spin_us - 1.0 <= m && m <= longest + 1.0,
+            "window {i}: max {m} us, spin {spin_us} us, longest gap {longest} us"
+        );
+    }
+    let counted: f64 =
+        n.iter().flatten().sum::<f64>() + column(&t, "proc_runq_waits_unresolved").iter().flatten().sum::<f64>();
+    let p = &truth["pcount"];
+    let switch_ins = ["victim", "hog", "main"].iter().map(|k| p[k].as_f64().unwrap()).sum::<f64>();
+    eprintln!("waits counted {counted}, switch-ins {switch_ins} ({p})");
+    // The main thread's wake from --delay and each thread's end lie on the edges.
+    assert!((counted - switch_ins).abs() <= 3.0, "{counted} waits counted vs {switch_ins} switch-ins");
+}

@@ -37,6 +37,9 @@
 //! `messer-workload pools --seconds S`: named thread pools and threads that
 //! live a millisecond, each reporting its own CPU clock (see pools.rs).
 //!
+//! `messer-workload starve --waits-ms 2,20,200 [--gap-ms G]`: a thread kept
+//! off its CPU by a SCHED_FIFO hog for known lengths (see starve.rs).
+//!
 //! Every mode takes `--delay S` (sleep before starting, so that a recorder
 //! attached meanwhile sees all of the work) and prints start_cpu_ns and
 //! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
@@ -44,6 +47,7 @@
 mod figures;
 mod io;
 mod pools;
+mod starve;
 mod storm;
 mod truth;
 
@@ -311,6 +315,11 @@ fn main() {
         Some("fds") => figures::fds(arg(&args, "--open", None::<usize>), arg(&args, "--seconds", None::<f64>)),
         Some("hog") => figures::hog(arg(&args, "--mib", None::<usize>)),
         Some("pools") => extra = pools::pools(arg(&args, "--seconds", None::<f64>)),
+        Some("starve") => {
+            let waits = arg(&args, "--waits-ms", Some(String::from("2,20,200")));
+            let waits: Vec<f64> = waits.split(',').map(|w| w.parse().unwrap_or_else(|_| usage())).collect();
+            extra = starve::starve(&waits, arg(&args, "--gap-ms", Some(700.0f64)));
+        }
         _ => usage(),
     }
     report(start_cpu_ns, &extra);

@@ -14,15 +14,18 @@ fn runq_latency_buckets_hold_every_wait_of_a_window() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.h5");
-    let child = workload(&["pingpong", "--pairs", "3", "--seconds", "3", "--delay", "1"]);
-    let pid = child.id().to_string();
+    // Launched: held until the baseline read, so all of it is recorded
+    // however long messer takes to start (under emulation, seconds).
     let status = messer()
-        .args(["--pid", &pid, "--mode", "ebpf", "--runq-latency", "--interval", "0.5", "-o"])
+        .args(["--mode", "ebpf", "--runq-latency", "--interval", "0.5", "-o"])
         .arg(&out)
+        .arg("--")
+        .arg(workload_bin())
+        .args(["pingpong", "--pairs", "3", "--seconds", "3"])
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(child.wait_with_output().unwrap().status.success());
     let cols = [
         "monotime",
         "window_seconds",
@@ -103,16 +106,16 @@ fn runq_latency_of_a_thread_starved_for_known_lengths() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.h5");
-    let child = workload(&["starve", "--waits-ms", "2,20,200", "--gap-ms", "700", "--delay", "1"]);
-    let pid = child.id().to_string();
-    let status = messer()
-        .args(["--pid", &pid, "--mode", "ebpf", "--runq-latency", "--interval", "0.5", "-o"])
+    let o = messer()
+        .args(["--mode", "ebpf", "--runq-latency", "--interval", "0.5", "-o"])
         .arg(&out)
-        .status()
+        .arg("--")
+        .arg(workload_bin())
+        .args(["starve", "--waits-ms", "2,20,200", "--gap-ms", "700"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap();
-    assert!(status.success());
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "the workload failed (see its stderr)");
+    assert!(o.status.success(), "messer or the workload failed (stderr above)");
     let truth: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the workload's JSON");
     let pairs = |k: &str| -> Vec<(f64, f64)> {
         truth[k].as_array().unwrap().iter().map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())).collect()
@@ -178,6 +181,8 @@ fn runq_latency_of_a_thread_starved_for_known_lengths() {
     let p = &truth["pcount"];
     let switch_ins = ["victim", "hog", "main"].iter().map(|k| p[k].as_f64().unwrap()).sum::<f64>();
     eprintln!("waits counted {counted}, switch-ins {switch_ins} ({p})");
-    // The main thread's wake from --delay and each thread's end lie on the edges.
-    assert!((counted - switch_ins).abs() <= 3.0, "{counted} waits counted vs {switch_ins} switch-ins");
+    // Each thread's switch-ins over its life, read as its last act: the
+    // main thread's few before messer's baseline released it are not
+    // recorded, each thread's after its last reading are.
+    assert!((counted - switch_ins).abs() <= 4.0, "{counted} waits counted vs {switch_ins} switch-ins");
 }

@@ -1,6 +1,7 @@
 //! The eBPF probe: loads messer's BPF programs, tracks the target's tree in
 //! the kernel, and reads exact per-window counters from the maps.
 
+pub mod batch;
 pub mod btf;
 pub mod census;
 pub mod counters;
@@ -145,6 +146,10 @@ pub struct EbpfProbe {
     /// once.
     running: PerCpuArray<MapData, RunSlot>,
     counters: PerCpuHashMap<MapData, u32, EpochCounters>,
+    /// The same map read in a few system calls (see `batch`), and the
+    /// per-CPU values' count.
+    counters_batch: batch::BatchReader,
+    possible_cpus: usize,
     /// The kernel side's copy of `epoch` (see `RunSlot::pending`).
     epoch_map: aya::maps::Array<MapData, u64>,
     /// Flush every CPU at the next read, not only those with something
@@ -235,7 +240,10 @@ impl EbpfProbe {
         let take =
             |bpf: &mut Ebpf, name: &str| bpf.take_map(name).ok_or_else(|| EbpfError::Map(format!("no map {name}")));
         let running = PerCpuArray::try_from(take(&mut bpf, "RUNNING")?).map_err(EbpfError::map)?;
+        let counters_batch = batch::BatchReader::of(&bpf, "COUNTERS")?;
         let counters = PerCpuHashMap::try_from(take(&mut bpf, "COUNTERS")?).map_err(EbpfError::map)?;
+        let threads = if opts.threads { Some(threads::Threads::new(&bpf)?) } else { None };
+        let possible_cpus = aya::util::nr_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         let epoch_map = aya::maps::Array::try_from(take(&mut bpf, "EPOCH")?).map_err(EbpfError::map)?;
         let runq_latency = if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
@@ -248,6 +256,8 @@ impl EbpfProbe {
             events,
             running,
             counters,
+            counters_batch,
+            possible_cpus,
             epoch_map,
             flush_all: true,
             last_full_flush_ns: 0,
@@ -276,7 +286,7 @@ impl EbpfProbe {
             system: SystemProbe::new(proc.clone(), "/sys"),
             cgroup: opts.cgroup.map(|c| CgroupFigures::new(c.path)),
             runq_latency,
-            threads: opts.threads.then(threads::Threads::default),
+            threads,
             host: Host::new(&proc),
         })
     }
@@ -342,8 +352,17 @@ impl EbpfProbe {
     }
 
     /// The frozen half (the previous epoch's parity) of each tgid, summed over CPUs.
-    fn frozen(&self, tgids: &[(u32, Tracked)]) -> Result<Vec<Counters>, EbpfError> {
+    fn frozen(&mut self, tgids: &[(u32, Tracked)]) -> Result<Vec<Counters>, EbpfError> {
         let half = ((self.epoch - 1) & 1) as usize;
+        let sum = |per_cpu: &[EpochCounters]| {
+            per_cpu.iter().fold(Counters::default(), |a, c| counters::add(&a, &c.half[half]))
+        };
+        // Nothing credited yet: no entry.
+        if let Some(all) = self.counters_batch.read_per_cpu::<u32, EpochCounters>(self.possible_cpus)? {
+            let by_tgid: std::collections::HashMap<u32, Counters> =
+                all.iter().map(|(tgid, per_cpu)| (*tgid, sum(per_cpu))).collect();
+            return Ok(tgids.iter().map(|(tgid, _)| by_tgid.get(tgid).copied().unwrap_or_default()).collect());
+        }
         tgids
             .iter()
             .map(|(tgid, _)| match self.counters.get(tgid, 0) {

@@ -13,16 +13,23 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use messer_common::{THREAD_DEAD, ThreadCounts, ThreadState};
 
 use super::EbpfError;
+use super::batch::BatchReader;
 use crate::probe::procfs::ProcRoot;
 use crate::probe::{CpuWindow, ThreadWindow};
 
 /// What the loader remembers of each thread.
-#[derive(Default)]
 pub struct Threads {
     /// Per thread: each parity's counts at their last reading.
     prev: HashMap<u32, [ThreadCounts; 2]>,
     /// Per thread: its name as last read.
     comms: HashMap<u32, String>,
+    batch: BatchReader,
+}
+
+/// The thread map.
+fn typed(bpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u32, ThreadState>, EbpfError> {
+    let map = bpf.map_mut("THREADS").ok_or_else(|| EbpfError::Map("no map THREADS".into()))?;
+    BpfHashMap::try_from(map).map_err(EbpfError::map)
 }
 
 /// `now - before`, or `now` whole when the entry was made anew since
@@ -46,6 +53,11 @@ fn gain(now: &ThreadCounts, before: &ThreadCounts) -> ThreadCounts {
 }
 
 impl Threads {
+    /// The reader of the loaded object's thread map.
+    pub fn new(bpf: &Ebpf) -> Result<Self, EbpfError> {
+        Ok(Self { prev: HashMap::new(), comms: HashMap::new(), batch: BatchReader::of(bpf, "THREADS")? })
+    }
+
     /// The window of epoch `closing` of every thread of the `tracked`
     /// processes; entries of threads dead by then are removed.
     pub fn read(
@@ -56,14 +68,14 @@ impl Threads {
         closing: u64,
     ) -> Result<Vec<ThreadWindow>, EbpfError> {
         let p = (closing & 1) as usize;
-        let map = bpf.map_mut("THREADS").ok_or_else(|| EbpfError::Map("no map THREADS".into()))?;
-        let mut threads: BpfHashMap<&mut MapData, u32, ThreadState> =
-            BpfHashMap::try_from(map).map_err(EbpfError::map)?;
-        let mut out = Vec::new();
-        let mut done = Vec::new();
-        for item in threads.iter() {
+        let entries = match self.batch.read::<u32, ThreadState>()? {
+            Some(e) => e,
             // An entry removed while we walk the map is simply not there.
-            let Ok((tid, t)) = item else { continue };
+            None => typed(bpf)?.iter().filter_map(Result::ok).collect(),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        let mut done = Vec::new();
+        for (tid, t) in entries {
             if !tracked.contains(&t.tgid) {
                 continue;
             }
@@ -96,6 +108,7 @@ impl Threads {
                 switches_involuntary: Some(d.switches_involuntary),
             });
         }
+        let mut threads = typed(bpf)?;
         for tid in done {
             let _ = threads.remove(&tid);
             self.prev.remove(&tid);

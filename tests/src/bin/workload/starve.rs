@@ -6,9 +6,8 @@
 //! and notes every gap of 200 µs or more (the time it did not run, as its
 //! own clock saw it); the hog notes its spins. The JSON gets
 //! `"gaps": [[end_ns, len_ns], ...]` (CLOCK_MONOTONIC), `"spins": [[start_ns,
-//! end_ns], ...]` and `"pcount"`: the switch-ins (schedstat field 3) of the
-//! victim and the hog over their lives, and of the main thread from the end
-//! of `--delay` on, each read as the thread's last act.
+//! end_ns], ...]` and `"pcount"`: the switch-ins (schedstat field 3) of each
+//! of the three threads over its life, read as its last act.
 
 use std::time::Duration;
 
@@ -52,7 +51,6 @@ pub fn starve(waits_ms: &[f64], gap_ms: f64) -> String {
     // SAFETY: no arguments.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     let cpu = cpus - 1;
-    let main_before = pcount();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let victim = std::thread::Builder::new()
@@ -101,6 +99,6 @@ pub fn starve(waits_ms: &[f64], gap_ms: f64) -> String {
         ", \"cpu\": {cpu}, \"gaps\": [{}], \"spins\": [{}], \"pcount\": {{\"victim\": {victim_pcount}, \"hog\": {hog_pcount}, \"main\": {}}}",
         pairs(&gaps),
         pairs(&spins),
-        pcount() - main_before
+        pcount()
     )
 }

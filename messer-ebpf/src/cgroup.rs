@@ -7,9 +7,9 @@
 //! through these two paths.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use messer_common::{JOIN_THREADS, TRACKED_EXITED, TRACKED_LEFT, Tracked, event, stat};
+use messer_common::{JOIN_THREADS, TRACKED_EXITED, TRACKED_LEFT, event};
 
-use crate::maps::{TRACKED, bump, cgroup_target, config, emit, insert_zero_counters, read_field};
+use crate::maps::{TRACKED, cgroup_target, config, emit, read_field, track};
 
 /// Is cgroup `cgrp` (a `struct cgroup *`) the target or one below it? Its
 /// ancestor at the target's level must be the target.
@@ -108,12 +108,8 @@ pub fn cgroup_attach_task(ctx: RawTracePointContext) -> i32 {
             }
         }
         None if now_inside => {
-            if TRACKED.insert(tgid, Tracked { parent_tgid: 0, flags: 0 }, 0).is_err() {
-                bump(stat::TRACKED_INSERT_FAILED);
+            if !track(tgid, 0) {
                 return 0;
-            }
-            if !insert_zero_counters(tgid, 0) {
-                bump(stat::COUNTERS_INSERT_FAILED);
             }
             adopt_threads(task, tid, tgid);
             emit(event::JOIN, tgid, 0, 0);

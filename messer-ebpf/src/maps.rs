@@ -71,6 +71,21 @@ pub fn insert_zero_counters(tgid: u32, flags: u64) -> bool {
     }
 }
 
+/// Process `tgid` (child of tracked `parent_tgid`, or 0) joins the tracked
+/// set, with zero counters (a fresh entry: a reused pid must not inherit an
+/// old process's counts); false if it could not (counted).
+#[inline(always)]
+pub fn track(tgid: u32, parent_tgid: u32) -> bool {
+    if TRACKED.insert(tgid, Tracked { parent_tgid, flags: 0 }, 0).is_err() {
+        bump(stat::TRACKED_INSERT_FAILED);
+        return false;
+    }
+    if !insert_zero_counters(tgid, 0) {
+        bump(stat::COUNTERS_INSERT_FAILED);
+    }
+    true
+}
+
 /// Per CPU: the thread running there, since when it is uncredited, and the
 /// CPU's flush epoch.
 #[map]

@@ -11,11 +11,11 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, Tracked, event, stat};
+use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, event, stat};
 
 use crate::maps::{
     THREADS, TRACKED, bump, by_cgroup, config, config_ref, counting, current_ids, emit, faults, insert_thread,
-    insert_zero_counters, is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks,
+    is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks, track,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -73,16 +73,9 @@ fn new_process_by_cgroup(task: u64, parent_tgid: u32) -> i32 {
 /// if that is not tracked) joins the tracked set with zero counters.
 #[inline(always)]
 fn track_child(task: u64, pid: u32, parent_tgid: u32) {
-    let entry = Tracked { parent_tgid, flags: 0 };
-    if TRACKED.insert(pid, entry, 0).is_err() {
-        bump(stat::TRACKED_INSERT_FAILED);
-        return;
+    if track(pid, parent_tgid) {
+        add_thread(task, pid, pid);
     }
-    // A fresh entry: a reused pid must not inherit an old process's counts.
-    if !insert_zero_counters(pid, 0) {
-        bump(stat::COUNTERS_INSERT_FAILED);
-    }
-    add_thread(task, pid, pid);
 }
 
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
@@ -102,12 +95,8 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // A new instance of the program we wait for: count it from now on.
-    if TRACKED.insert(tgid, Tracked { parent_tgid: 0, flags: 0 }, 0).is_err() {
-        bump(stat::TRACKED_INSERT_FAILED);
+    if !track(tgid, 0) {
         return 0;
-    }
-    if !insert_zero_counters(tgid, 0) {
-        bump(stat::COUNTERS_INSERT_FAILED);
     }
     // Its stint so far predates the program: settle from here.
     adopt(task, tid, tgid);

@@ -252,30 +252,44 @@ pub const CENSUS_NS: u64 = 450_000_000;
 const SMAPS_NS: u64 = 450_000_000;
 
 /// The share of one core smaps_rollup may take: its period stretches to
-/// its last cost divided by this (2.5 ms of smaps_rollup: every 2.5 s).
+/// its cost divided by this (2.5 ms of smaps_rollup: every 2.5 s).
 const SMAPS_BUDGET: f64 = 0.001;
 
-/// Lets a costly read happen at most once per period (CLOCK_MONOTONIC ns),
-/// the period stretched so that the read stays within its CPU budget (a
-/// share of one core).
-#[derive(Debug)]
+/// Lets a costly read happen at most once per period (CLOCK_MONOTONIC ns)
+/// and within its CPU budget (a share of one core), kept as credit: time
+/// earns `budget` ns of credit per ns, up to `CREDIT_NS` × budget, and a
+/// read spends what it took. A read is due when the period has passed and
+/// the credit is not negative, so over any long span reads take at most
+/// the budget, and one read that cost more than usual (the first, cold
+/// one; one on a loaded machine) delays the next only by the debt it left,
+/// not by its whole cost over the budget.
 pub struct Throttle {
     period_ns: u64,
     budget: f64,
     last: Option<u64>,
-    /// What the last read took.
-    cost_ns: u64,
+    /// Credit (ns of reading) as of `earned_at`; negative while in debt.
+    credit_ns: f64,
+    earned_at: Option<u64>,
 }
+
+/// The credit a throttle may save, in ns of wall time at its budget: one
+/// second's worth (10 ms at 1 %), so an idle spell cannot buy a burst.
+const CREDIT_NS: f64 = 1e9;
 
 impl Throttle {
     pub fn every(period_ns: u64, budget: f64) -> Self {
-        Self { period_ns, budget, last: None, cost_ns: 0 }
+        Self { period_ns, budget, last: None, credit_ns: CREDIT_NS * budget, earned_at: None }
     }
 
-    /// True (and noted) if the period has passed since the last time.
+    /// True (and noted) if the period has passed since the last time and
+    /// the credit allows a read.
     pub fn due(&mut self, now: u64) -> bool {
-        let period = self.period_ns.max((self.cost_ns as f64 / self.budget) as u64);
-        let due = self.last.is_none_or(|t| now.saturating_sub(t) >= period);
+        if let Some(t) = self.earned_at {
+            let earned = now.saturating_sub(t) as f64 * self.budget;
+            self.credit_ns = (self.credit_ns + earned).min(CREDIT_NS * self.budget);
+        }
+        self.earned_at = Some(now);
+        let due = self.credit_ns >= 0.0 && self.last.is_none_or(|t| now.saturating_sub(t) >= self.period_ns);
         if due {
             self.last = Some(now);
         }
@@ -284,7 +298,7 @@ impl Throttle {
 
     /// Notes what the read that was due took.
     pub fn spent(&mut self, ns: u64) {
-        self.cost_ns = ns;
+        self.credit_ns -= ns as f64;
     }
 }
 
@@ -589,16 +603,45 @@ mod tests {
 
     #[test]
     fn a_costly_read_stretches_its_period_to_its_budget() {
+        // 1 ms of credit at 0.1 % of a core.
         let mut t = Throttle::every(100, 0.001);
         assert!(t.due(1_000));
-        // 1 ns at a budget of 0.1 % of a core: once per 1000 ns.
-        t.spent(1);
-        assert!(!t.due(1_100));
-        assert!(!t.due(1_999));
-        assert!(t.due(2_000));
-        t.spent(0);
-        assert!(t.due(2_100));
+        // 3 ms spent: 2 ms in debt, paid off by 2 s of time.
+        t.spent(3_000_000);
+        assert!(!t.due(1_000_000_000));
+        assert!(!t.due(2_000_000_000));
+        assert!(t.due(2_000_100_000));
+        // Reads that cost 2.5 ms each: one per 2.5 s over a long span.
+        t.spent(2_500_000);
+        let (mut reads, mut now) = (0, 2_000_100_000u64);
+        while now < 102_000_100_000 {
+            now += 10_000_000;
+            if t.due(now) {
+                t.spent(2_500_000);
+                reads += 1;
+            }
+        }
+        assert!((39..=41).contains(&reads), "{reads} reads in 100 s");
     }
+
+    #[test]
+    fn one_read_over_budget_delays_the_next_only_by_its_debt() {
+        // The census at 1 %: 10 ms of credit; windows of 0.5 s earn 5 ms.
+        let mut t = Throttle::every(0, 0.01);
+        assert!(t.due(0));
+        // A cold first read of 6 ms: within the credit, the next is due.
+        t.spent(6_000_000);
+        assert!(t.due(490_000_000));
+        t.spent(3_000_000);
+        assert!(t.due(990_000_000));
+        // Saving is capped: after an idle minute, 10 ms of credit, not 600.
+        t.spent(0);
+        assert!(t.due(60_000_000_000));
+        t.spent(12_000_000);
+        assert!(!t.due(60_000_000_001));
+        assert!(t.due(60_300_000_001));
+    }
+
     use crate::base::proc::testutil::FakeProc;
 
     #[test]

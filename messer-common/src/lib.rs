@@ -436,6 +436,17 @@ pub struct FileOffsets {
     /// the thread-state census.
     pub task_state: u32,
     pub task_exit_state: u32,
+    /// 1: the memory iterator has its offsets: `task_struct.mm`,
+    /// `mm_struct.hiwater_rss`, and where the value of the mm's counter 0
+    /// (`MM_FILEPAGES`) lies and how far apart the counters are (an
+    /// `atomic_long_t` array in `mm_rss_stat` up to Linux 6.1, an array of
+    /// `percpu_counter`, whose `count` /proc reads, from 6.2).
+    pub memory: u32,
+    pub task_mm: u32,
+    pub mm_hiwater_rss: u32,
+    pub mm_counter0: u32,
+    pub mm_counter_stride: u32,
+    pub _pad: u32,
 }
 
 /// The target cgroup (`--cgroup`) and the BTF offsets for walking from a
@@ -489,6 +500,23 @@ pub struct ThreadRecord {
     /// `exit_state` (EXIT_ZOMBIE, EXIT_DEAD or 0).
     pub exit_state: u32,
     pub _pad: u32,
+}
+
+/// What the memory iterator reports for each tracked process (its thread
+/// group leader, while it has an address space): the figures /proc/<pid>/
+/// status prints as VmHWM and VmSwap come from these, by the kernel's own
+/// rule (`task_mem`), in pages.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryRecord {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// `mm_struct.hiwater_rss`: the RSS high-water mark as of the last
+    /// time the kernel updated it (it lags: VmHWM is its max with the RSS).
+    pub hiwater_rss: u64,
+    /// The mm's counters in `MM_*` order (`MM_FILEPAGES`, `MM_ANONPAGES`,
+    /// `MM_SWAPENTS`, `MM_SHMEMPAGES`), signed as the kernel keeps them.
+    pub counters: [i64; 4],
 }
 
 /// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).
@@ -595,6 +623,8 @@ mod pod {
     unsafe impl aya::Pod for super::SocketRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::ThreadRecord {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
+    unsafe impl aya::Pod for super::MemoryRecord {}
 }
 
 #[cfg(test)]

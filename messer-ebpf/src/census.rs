@@ -5,12 +5,15 @@
 //! TCP or UDP socket over IPv4 or IPv6, the socket's inode, protocol and
 //! state: a cost per open file of the machine instead of a readlink per
 //! descriptor and a /proc/net table parse. Threads: the `task` iterator
-//! reports the state words of every thread of a tracked process.
+//! reports the state words of every thread of a tracked process. Memory:
+//! the same iterator, run by a program of its own, reports each tracked
+//! process's high-water mark and memory counters from its leader's mm
+//! (what /proc/<pid>/status prints in full for two of its lines).
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers;
-use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SocketRecord, ThreadRecord};
+use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, MemoryRecord, SocketRecord, ThreadRecord};
 
 use crate::maps::{config_ref, counting, files_ref, task_field};
 
@@ -143,6 +146,61 @@ pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);
         helpers::bpf_seq_write(seq.cast(), (&rec as *const ThreadRecord).cast(), size_of::<ThreadRecord>() as u32);
+    }
+    0
+}
+
+/// The memory iterator: every task of the machine is visited once; for
+/// each tracked thread group leader that has an address space its mm's
+/// high-water mark and counters are reported.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub fn messer_memory(ctx: *mut c_void) -> u32 {
+    let ctx = ctx as *const TaskCtx;
+    // SAFETY: the iterator's context (see `census`).
+    let (meta, task) = unsafe { (core::ptr::read_volatile(&(*ctx).meta), core::ptr::read_volatile(&(*ctx).task)) };
+    if task.is_null() || meta.is_null() {
+        return 0;
+    }
+    // SAFETY: plain reads of the loader's statics (each alone: constants).
+    let (tgid_at, pid_at, mm_at) = unsafe {
+        (
+            core::ptr::read_volatile(&config_ref().task_tgid),
+            core::ptr::read_volatile(&config_ref().task_pid),
+            core::ptr::read_volatile(&files_ref().task_mm),
+        )
+    };
+    let tgid = task_field::<u32>(task, tgid_at);
+    if task_field::<u32>(task, pid_at) != tgid || !counting(tgid) {
+        return 0;
+    }
+    let mm = task_field::<*const u8>(task, mm_at);
+    if mm.is_null() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let (hiwater_at, c0, stride) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().mm_hiwater_rss),
+            core::ptr::read_volatile(&files_ref().mm_counter0),
+            core::ptr::read_volatile(&files_ref().mm_counter_stride),
+        )
+    };
+    let rec = MemoryRecord {
+        tgid,
+        _pad: 0,
+        hiwater_rss: task_field::<u64>(mm, hiwater_at),
+        counters: [
+            task_field::<i64>(mm, c0),
+            task_field::<i64>(mm, c0 + stride),
+            task_field::<i64>(mm, c0 + 2 * stride),
+            task_field::<i64>(mm, c0 + 3 * stride),
+        ],
+    };
+    // SAFETY: as in `census`.
+    unsafe {
+        let seq = core::ptr::read_volatile(&(*meta).seq);
+        helpers::bpf_seq_write(seq.cast(), (&rec as *const MemoryRecord).cast(), size_of::<MemoryRecord>() as u32);
     }
     0
 }

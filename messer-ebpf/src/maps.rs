@@ -163,6 +163,12 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     sk_protocol: 0,
     task_state: 0,
     task_exit_state: 0,
+    memory: 0,
+    task_mm: 0,
+    mm_hiwater_rss: 0,
+    mm_counter0: 0,
+    mm_counter_stride: 0,
+    _pad: 0,
 };
 
 /// Filled in by the loader (the target cgroup and BTF offsets) before loading.

@@ -184,6 +184,17 @@ impl Btf {
         }
         Ok(bits / 8)
     }
+
+    /// Size in bytes of struct `strukt`.
+    pub fn size(&self, strukt: &str) -> Result<u32, BtfError> {
+        let id = *self.by_name.get(strukt).ok_or_else(|| BtfError(format!("no struct {strukt}")))?;
+        self.types.get(id as usize).map(|t| t.ty).ok_or_else(|| BtfError(format!("no struct {strukt}")))
+    }
+
+    /// Whether the kernel has struct `strukt`.
+    pub fn has(&self, strukt: &str) -> bool {
+        self.by_name.contains_key(strukt)
+    }
 }
 
 impl Btf {
@@ -236,6 +247,8 @@ mod tests {
         let btf = Btf::parse(&sample()).unwrap();
         assert_eq!(btf.offset("outer", &["in", "b"]).unwrap(), 16);
         assert_eq!(btf.offset("inner", &["b"]).unwrap(), 8);
+        assert_eq!(btf.size("outer").unwrap(), 24);
+        assert!(btf.has("inner") && !btf.has("missing"));
         assert!(btf.offset("outer", &["nope"]).is_err());
         assert!(btf.offset("missing", &["a"]).is_err());
     }

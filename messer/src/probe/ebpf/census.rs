@@ -1,22 +1,25 @@
 //! The census (kernel side: `messer-ebpf/src/census.rs`): each read runs
 //! the two iterators once, the tree's TCP and UDP sockets from the records
 //! of the one over every process's open files, its threads' states from
-//! the one over every task.
+//! the one over every task. The memory iterator (over every task too)
+//! gives each tracked process's VmHWM and VmSwap without a /proc read.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 
 use aya::Ebpf;
 use aya::programs::Iter;
-use messer_common::{IPPROTO_TCP, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
+use messer_common::{IPPROTO_TCP, MemoryRecord, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
 
 use super::EbpfError;
 use super::handle::program;
 use crate::probe::procfs::figures::{SocketCounts, ThreadStates};
+use crate::probe::procfs::process::KernelMemory;
 
 /// The programs' names in the BPF object and the kernel iterators they run on.
 pub const SOCKETS: (&str, &str) = ("messer_sockets", "task_file");
 pub const THREADS: (&str, &str) = ("messer_thread_states", "task");
+pub const MEMORY: (&str, &str) = ("messer_memory", "task");
 
 /// Loads both iterator programs (attached anew at every read).
 pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
@@ -25,6 +28,42 @@ pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
         p.load(target, btf).map_err(EbpfError::load)?;
     }
     Ok(())
+}
+
+/// Loads the memory iterator (attached anew at every read).
+pub fn load_memory(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
+    let p: &mut Iter = program(bpf, MEMORY.0)?;
+    p.load(MEMORY.1, btf).map_err(EbpfError::load)
+}
+
+/// `MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SWAPENTS`, `MM_SHMEMPAGES` of
+/// include/linux/mm_types_task.h (one order since Linux 4.5).
+const MM_SWAPENTS: usize = 2;
+const RSS_COUNTERS: [usize; 3] = [0, 1, 3];
+
+/// Memory records by process, by the kernel's `task_mem`: a counter reads
+/// as 0 while negative (`get_mm_counter`), the RSS is the file, anonymous
+/// and shared-memory pages, and VmHWM is the larger of the RSS and the
+/// high-water mark (which the kernel updates only now and then); pages
+/// of `page_size` bytes.
+pub fn tally_memory(records: &[u8], page_size: u64) -> HashMap<i32, KernelMemory> {
+    let mut out = HashMap::new();
+    for chunk in records.chunks_exact(size_of::<MemoryRecord>()) {
+        // SAFETY: a whole record's bytes; read unaligned.
+        let r: MemoryRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        let counter = |i: usize| r.counters[i].max(0) as u64;
+        let rss: u64 = RSS_COUNTERS.iter().map(|&i| counter(i)).sum();
+        let (peak, swap) = (rss.max(r.hiwater_rss), counter(MM_SWAPENTS));
+        out.insert(r.tgid as i32, KernelMemory { peak_bytes: peak * page_size, swap_bytes: swap * page_size });
+    }
+    out
+}
+
+/// The tracked processes' memory figures now (those whose leader has an
+/// address space).
+pub fn memory(bpf: &mut Ebpf, buf: &mut Vec<u8>, page_size: u64) -> Result<HashMap<i32, KernelMemory>, EbpfError> {
+    run(bpf, MEMORY.0, size_of::<MemoryRecord>(), buf)?;
+    Ok(tally_memory(buf, page_size))
 }
 
 /// Counts socket records (`SocketRecord`s as the kernel side wrote them).
@@ -115,6 +154,17 @@ mod tests {
             [rec(7, 1, 6, 1), rec(7, 2, 6, 1), rec(8, 1, 6, 10), rec(9, 1, 17, 7), rec(10, 2, 6, 1)].concat();
         assert_eq!(tally_sockets(&b), SocketCounts { ip_sockets: 4, tcp_established: 2 });
         assert_eq!(tally_sockets(&[]), SocketCounts::default());
+    }
+
+    #[test]
+    fn memory_follows_the_kernels_task_mem() {
+        let rec = |tgid, hiwater_rss, counters| bytes(MemoryRecord { tgid, _pad: 0, hiwater_rss, counters });
+        // RSS 10 + 20 + 5 over a stale high-water mark of 30; 7 swapped.
+        // A negative counter (per-CPU parts not yet folded in) reads 0.
+        let b: Vec<u8> = [rec(1, 30, [10, 20, 7, 5]), rec(2, 100, [-3, 40, -1, 0])].concat();
+        let m = tally_memory(&b, 4096);
+        assert_eq!(m[&1], KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096 });
+        assert_eq!(m[&2], KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0 });
     }
 
     #[test]

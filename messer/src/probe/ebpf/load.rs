@@ -209,6 +209,21 @@ const REGS_ARG0: Option<&str> = if cfg!(target_arch = "x86_64") {
     None
 };
 
+/// `task_struct.mm`, `mm_struct.hiwater_rss`, and the mm's counter 0 and
+/// the distance between counters: Linux 6.1 keeps them as `atomic_long_t
+/// count[]` in `struct mm_rss_stat`, 6.2 on as `struct percpu_counter
+/// rss_stat[]`, whose `count` is what /proc reads
+/// (`percpu_counter_read_positive`).
+fn memory_offsets(btf: &Btf) -> Result<(u32, u32, u32, u32), btf::BtfError> {
+    let rss_stat = btf.offset("mm_struct", &["rss_stat"])?;
+    let (first, stride) = if btf.has("mm_rss_stat") {
+        (btf.offset("mm_rss_stat", &["count"])?, 8)
+    } else {
+        (btf.offset("percpu_counter", &["count"])?, btf.size("percpu_counter")?)
+    };
+    Ok((btf.offset("task_struct", &["mm"])?, btf.offset("mm_struct", &["hiwater_rss"])?, rss_stat + first, stride))
+}
+
 /// Offsets for the socket census and the socket test of the syscall IO
 /// programs. The census needs the file-to-socket part (`socket_part`);
 /// `classify_io` is set when the task-to-file part is known too. A kernel
@@ -250,6 +265,13 @@ fn file_offsets(btf: &Btf) -> FileOffsets {
         f.fdt_fd = btf.offset("fdtable", &["fd"])?;
         Ok(())
     };
+    match memory_offsets(btf) {
+        Ok(m) => {
+            (f.task_mm, f.mm_hiwater_rss, f.mm_counter0, f.mm_counter_stride) = m;
+            f.memory = 1;
+        }
+        Err(e) => log::info!("memory figures come from /proc/<pid>/status here ({e})"),
+    }
     match task_part() {
         Ok(()) => f.classify_io = 1,
         Err(e) => log::warn!(
@@ -297,6 +319,8 @@ pub struct Loaded {
     pub census: bool,
     /// OOM kills are told (the OOM killer's tracepoint is attached).
     pub oom: bool,
+    /// The memory iterator is loaded.
+    pub memory: bool,
 }
 
 /// Loads the object, tracks `targets` and attaches everything.
@@ -358,12 +382,17 @@ pub fn load(targets: &[i32], opts: &EbpfOptions, proc: &ProcRoot) -> Result<Load
                 log::warn!("the census does not load on this kernel ({e}): sockets and thread states come from /proc")
             })
             .is_ok();
+    // Without it, /proc/<pid>/status as before.
+    let memory = files.memory != 0
+        && super::census::load_memory(&mut bpf, &kernel_btf)
+            .map_err(|e| log::info!("memory figures come from /proc/<pid>/status here ({e})"))
+            .is_ok();
     // A cgroup's members are all targets; its children are its members.
     let follow = opts.follow_children && opts.cgroup.is_none();
     for &t in targets {
         seed(&mut bpf, proc, t, follow)?;
     }
-    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census, oom })
+    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census, oom, memory })
 }
 
 /// Starts tracking `pid` (and its tree) in a running recording.

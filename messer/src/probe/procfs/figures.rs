@@ -77,6 +77,9 @@ pub struct TreeFigures {
     blkio: DeltaTracker<(i32, u64)>,
     guest: DeltaTracker<(i32, u64)>,
     faults: [DeltaTracker<(i32, u64)>; 2],
+    /// The kernel side's memory figures for the next read, by process
+    /// (`use_kernel_memory`); /proc/<pid>/status for the others.
+    kernel_memory: HashMap<i32, process::KernelMemory>,
 }
 
 /// Column order of `TreeFigures::read`.
@@ -328,7 +331,14 @@ impl TreeFigures {
             blkio: DeltaTracker::default(),
             guest: DeltaTracker::default(),
             faults: Default::default(),
+            kernel_memory: HashMap::new(),
         }
+    }
+
+    /// The kernel side's VmHWM and VmSwap for the next `read` (replacing
+    /// what an earlier call gave).
+    pub fn use_kernel_memory(&mut self, m: HashMap<i32, process::KernelMemory>) {
+        self.kernel_memory = m;
     }
 
     pub fn columns(&self) -> Vec<Column> {
@@ -390,10 +400,13 @@ impl TreeFigures {
             census_ns: self.reads.census_ns,
             smaps: self.reads.smaps && self.smaps.due(now),
         };
+        // Given for this read only.
+        let kernel_memory = std::mem::take(&mut self.kernel_memory);
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         let mut spent = process::Spent::default();
         for s in stats {
-            match process::read(&self.proc, s, self.page_size, reads, &mut spent) {
+            let kernel = kernel_memory.get(&s.pid).copied();
+            match process::read(&self.proc, s, self.page_size, reads, kernel, &mut spent) {
                 Ok(f) => figures.push((s, f)),
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),

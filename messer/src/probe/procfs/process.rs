@@ -61,6 +61,14 @@ pub fn parse_fd_limit(text: &str) -> Option<u64> {
     }
 }
 
+/// A process's VmHWM and VmSwap (bytes) as the kernel side read them from
+/// its mm, by the rule /proc/<pid>/status prints them with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelMemory {
+    pub peak_bytes: u64,
+    pub swap_bytes: u64,
+}
+
 /// The fields of /proc/<pid>/smaps_rollup used.
 const SMAPS_FIELDS: [&str; 4] = ["Pss", "Private_Clean", "Private_Dirty", "Shared_Dirty"];
 
@@ -176,10 +184,19 @@ pub fn read(
     stat: &Stat,
     page_size: u64,
     reads: Reads,
+    kernel: Option<KernelMemory>,
     spent: &mut Spent,
 ) -> Result<ProcessFigures, ReadError> {
     let pid = stat.pid;
-    let status = optional(proc, pid, kv_file(proc, pid, "status", &["VmHWM", "VmSwap"]))?;
+    // The kernel side's figures where it gave them, else status.
+    let (peak, swap) = match kernel {
+        Some(k) => (Some(k.peak_bytes), Some(k.swap_bytes)),
+        None => {
+            let status = optional(proc, pid, kv_file(proc, pid, "status", &["VmHWM", "VmSwap"]))?;
+            let status = status.as_ref();
+            (status.and_then(|m| m.get("VmHWM").copied()), status.and_then(|m| m.get("VmSwap").copied()))
+        }
+    };
     let smaps = if reads.smaps {
         optional(proc, pid, timed(&mut spent.smaps_ns, || kv_file(proc, pid, "smaps_rollup", &SMAPS_FIELDS)))?
     } else {
@@ -208,8 +225,8 @@ pub fn read(
         rss_bytes: stat.rss_pages * page_size,
         vms_bytes: stat.vsize,
         num_threads: stat.num_threads,
-        rss_peak_bytes: or_exited(field(&status, "VmHWM"), true),
-        swap_bytes: or_exited(field(&status, "VmSwap"), true),
+        rss_peak_bytes: or_exited(peak, true),
+        swap_bytes: or_exited(swap, true),
         pss_bytes: or_exited(field(&smaps, "Pss"), reads.smaps),
         uss_bytes: or_exited(sum(&smaps, "Private_Clean", "Private_Dirty"), reads.smaps),
         dirty_bytes: or_exited(sum(&smaps, "Private_Dirty", "Shared_Dirty"), reads.smaps),
@@ -238,18 +255,30 @@ mod tests {
         p.file("10/stat", &zombie);
         p.file("10/status", "Name:\tapp\nState:\tZ (zombie)\n");
         p.file("10/smaps_rollup", "");
-        let f =
-            read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false, census_ns: 0 }, &mut Spent::default())
-                .unwrap();
+        let f = read(
+            &p.root(),
+            &stat,
+            4096,
+            Reads { smaps: true, sockets: false, census_ns: 0 },
+            None,
+            &mut Spent::default(),
+        )
+        .unwrap();
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes, f.rss_peak_bytes), (Some(0), Some(0), Some(0), Some(0)));
         // A live process whose smaps_rollup cannot be read stays missing.
         let p = FakeProc::new();
         p.process(11, 1, "app", &[11]);
         p.file("11/smaps_rollup", "");
         let stat = p.root().stat(11).unwrap();
-        let f =
-            read(&p.root(), &stat, 4096, Reads { smaps: true, sockets: false, census_ns: 0 }, &mut Spent::default())
-                .unwrap();
+        let f = read(
+            &p.root(),
+            &stat,
+            4096,
+            Reads { smaps: true, sockets: false, census_ns: 0 },
+            None,
+            &mut Spent::default(),
+        )
+        .unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -268,16 +297,18 @@ mod tests {
         );
         let root = p.root();
         let stat = root.stat(10).unwrap();
-        let f = read(&root, &stat, 4096, Reads { smaps: true, sockets: true, census_ns: 0 }, &mut Spent::default())
-            .unwrap();
+        let f =
+            read(&root, &stat, 4096, Reads { smaps: true, sockets: true, census_ns: 0 }, None, &mut Spent::default())
+                .unwrap();
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
         assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6, 0]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");
-        let f = read(&root, &stat, 4096, Reads { smaps: false, sockets: true, census_ns: 0 }, &mut Spent::default())
-            .unwrap();
+        let f =
+            read(&root, &stat, 4096, Reads { smaps: false, sockets: true, census_ns: 0 }, None, &mut Spent::default())
+                .unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -293,6 +324,7 @@ mod tests {
             &root.stat(10).unwrap(),
             4096,
             Reads { smaps: true, sockets: true, census_ns: 0 },
+            None,
             &mut Spent::default(),
         )
         .unwrap();

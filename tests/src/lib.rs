@@ -133,9 +133,61 @@ pub fn truth_slack(samples: &[TruthSample], t: u64, field: fn(&TruthSample) -> u
     }
 }
 
-/// Runs a command to completion and returns its output.
+/// How long `run` lets a command take: $MESSER_TEST_RUN_TIMEOUT seconds,
+/// else 300 (a test's messer runs for seconds natively, under a minute in
+/// the emulated kernel test).
+fn run_limit() -> std::time::Duration {
+    let s = std::env::var("MESSER_TEST_RUN_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    std::time::Duration::from_secs(s)
+}
+
+/// Runs a command to completion and returns its output (both streams
+/// captured). One that has not ended within `run_limit` gets SIGTERM (and
+/// SIGKILL 15 s later), and the test fails with what it printed so far:
+/// a hang is reported, never waited on.
 pub fn run(mut c: Command) -> Output {
-    c.output().expect("run command")
+    use std::io::Read as _;
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run command");
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let limit = run_limit();
+    let status = match rx.recv_timeout(limit) {
+        Ok(s) => s.expect("wait for command"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not yet reaped (the waiter
+            // thread has not returned).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let ended = rx.recv_timeout(std::time::Duration::from_secs(15)).is_ok();
+            if !ended {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = rx.recv();
+            }
+            let err = err.join().unwrap_or_default();
+            panic!(
+                "{:?} did not end within {} s ({}); its stderr: {}",
+                c.get_program(),
+                limit.as_secs(),
+                if ended { "ended on SIGTERM" } else { "killed" },
+                String::from_utf8_lossy(&err)
+            );
+        }
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
 
 /// Starts messer with `args` and waits until it has started recording (its

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -198,6 +199,101 @@ fn outcomes(console: &str) -> Vec<Outcome> {
     out
 }
 
+/// How long the guest may take in all, and without a line on its console
+/// (its script prints a heartbeat each minute, and each test bounds its
+/// own commands), before it is killed: `$MESSER_GUEST_TIMEOUT` seconds,
+/// else 30 min; 5 min.
+fn guest_limits() -> (Duration, Duration) {
+    let all = std::env::var("MESSER_GUEST_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
+    (Duration::from_secs(all), Duration::from_secs(300))
+}
+
+enum Guest {
+    /// The console of a guest whose script ran, and why it was killed
+    /// before the script's end, if it was.
+    Ran(String, Option<String>),
+    /// Why the guest never started its script.
+    NoBoot(String),
+}
+
+/// Boots `kernel` with virtme-ng to run `script`, the console going to
+/// `log` as it comes (follow it with tail -f), under a watchdog: a guest
+/// past its limits is killed and the console's tail printed.
+fn boot(venv: &Path, path: &str, kernel: &Path, script: &Path, log: &Path) -> Result<Guest> {
+    use std::os::unix::process::CommandExt as _;
+    let file = std::fs::File::create(log)?;
+    let started = Instant::now();
+    let mut child = Command::new(venv.join("vng"))
+        .env("PATH", path)
+        .arg("--run")
+        .arg(kernel)
+        .args(["--disable-kvm", "--cpus", "2", "--memory", "4G", "--exec"])
+        .arg(format!("sh {}", script.display()))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        // Its own process group, so that a timeout ends qemu with it.
+        .process_group(0)
+        .spawn()
+        .context("starting vng (virtme-ng)")?;
+    let (all, idle) = guest_limits();
+    let (mut size, mut grew) = (0, Instant::now());
+    let timed_out = loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                eprintln!("xtask: vng ended with {status}");
+            }
+            break None;
+        }
+        let now = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        if now != size {
+            (size, grew) = (now, Instant::now());
+        }
+        if started.elapsed() > all {
+            break Some(format!("the guest ran past {} s", all.as_secs()));
+        }
+        if grew.elapsed() > idle {
+            break Some(format!("the guest's console was silent for {} s", idle.as_secs()));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    if timed_out.is_some() {
+        // SAFETY: kill(2) on the process group we created.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+    }
+    // Its virtiofsd may outlive it.
+    let _ = Command::new("pkill").args(["-f", "/usr/lib/qemu/virtiofsd"]).status();
+    let console = std::fs::read_to_string(log)?;
+    let Some(why) = timed_out else {
+        return Ok(if console.contains("==> kernel ") {
+            Guest::Ran(console, None)
+        } else {
+            tail(&console);
+            Guest::NoBoot(format!("the guest ended without running the tests ({} s)", started.elapsed().as_secs()))
+        });
+    };
+    eprintln!("xtask: {why}: killed it; its console ended:");
+    tail(&console);
+    Ok(if console.contains("==> kernel ") {
+        Guest::Ran(console, Some(why))
+    } else {
+        Guest::NoBoot(format!("{why} before it ran the tests"))
+    })
+}
+
+/// Prints the last lines of a console.
+fn tail(console: &str) {
+    let lines: Vec<&str> = console.lines().collect();
+    for l in &lines[lines.len().saturating_sub(40)..] {
+        eprintln!("  | {}", l.chars().take(300).collect::<String>());
+    }
+}
+
+/// The guest script's heartbeat: each minute, the uptime and messer's and
+/// the tests' processes. Not a suite line (`==> `) nor a verdict.
+const HEARTBEAT: &str = "( while sleep 60; do echo \"--- alive at $(cut -d' ' -f1 /proc/uptime) s: $(ps -eo pid,stat,etime,args --no-headers | grep -E 'messer|/deps/' | grep -v grep | cut -c1-150 | tr '\\n' ';') ---\"; done ) &\nheartbeat=$!\n";
+
 /// Runs the suites on this machine's kernel or, with `guest`, in QEMU on
 /// the cloud kernel; returns each test's outcome and the kernel release.
 fn run_suites(
@@ -205,9 +301,11 @@ fn run_suites(
     guest: Option<&Path>,
     root: &Path,
     only: &[String],
-) -> Result<(String, Vec<Outcome>)> {
+) -> Result<(String, Vec<Outcome>, Option<String>)> {
     let messer = root.join("target/release/messer");
     let mut script = String::from("set +e\nexport CI=true RUST_BACKTRACE=0\necho \"==> kernel $(uname -r)\"\n");
+    // A heartbeat with what runs, so that a hang shows where it is.
+    script.push_str(HEARTBEAT);
     script.push_str(&format!("export MESSER_BIN={}\n", messer.display()));
     for (suite, skip) in SUITES.iter().filter(|(s, _)| only.is_empty() || only.iter().any(|o| o == s)) {
         let Some((_, exe)) = bins.iter().find(|(n, _)| n == suite) else {
@@ -219,14 +317,15 @@ fn run_suites(
             exe.display()
         ));
     }
+    script.push_str("kill $heartbeat 2>/dev/null\n");
     let dir = root.join("target/kernel-test");
     std::fs::create_dir_all(&dir)?;
     let script_path = dir.join(if guest.is_some() { "guest.sh" } else { "host.sh" });
     std::fs::write(&script_path, &script)?;
-    let console = match guest {
+    let (console, killed) = match guest {
         None => {
             let out = Command::new("sh").arg(&script_path).output().context("running the suites")?;
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            (String::from_utf8_lossy(&out.stdout).into_owned(), None)
         }
         Some(kernel) => {
             let bin = dir.join("bin");
@@ -239,25 +338,17 @@ fn run_suites(
                 kernel.display(),
                 log.display()
             );
-            // The console goes to the log as it comes (follow it with tail -f).
-            let file = std::fs::File::create(&log)?;
-            let status = Command::new(venv.join("vng"))
-                .env("PATH", path)
-                .arg("--run")
-                .arg(kernel)
-                .args(["--disable-kvm", "--cpus", "2", "--memory", "4G", "--exec"])
-                .arg(format!("sh {}", script_path.display()))
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file)
-                .status()
-                .context("starting vng (virtme-ng)")?;
-            // Its virtiofsd may outlive it.
-            let _ = Command::new("pkill").args(["-f", "/usr/lib/qemu/virtiofsd"]).status();
-            if !status.success() {
-                eprintln!("xtask: vng ended with {status}");
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match boot(&venv, &path, kernel, &script_path, &log)? {
+                    Guest::Ran(console, killed) => break (console, killed),
+                    // The script never started: the boot itself hung (not
+                    // something a test did); once more, then a failure.
+                    Guest::NoBoot(why) if tries < 2 => eprintln!("xtask: {why}; booting once more"),
+                    Guest::NoBoot(why) => bail!("{why}"),
+                }
             }
-            std::fs::read_to_string(&log)?
         }
     };
     let release = console
@@ -268,7 +359,7 @@ fn run_suites(
     for line in console.lines().filter(|l| l.contains("recorded") || l.contains("truth") || l.contains("panicked")) {
         eprintln!("  [{release}] {line}");
     }
-    Ok((release, outcomes(&console)))
+    Ok((release, outcomes(&console), killed))
 }
 
 /// `cargo xtask test-kernel`: the suites on the cloud kernel in QEMU and,
@@ -286,21 +377,21 @@ pub fn run(root: &Path, host: bool, only: &[String]) -> Result<()> {
         kernels.push(run_suites(&bins, None, root, only)?);
     }
     let mut names: Vec<(String, String)> = Vec::new();
-    for (_, outs) in &kernels {
+    for (_, outs, _) in &kernels {
         for o in outs {
             if !names.contains(&(o.suite.clone(), o.test.clone())) {
                 names.push((o.suite.clone(), o.test.clone()));
             }
         }
     }
-    let header: Vec<&str> = kernels.iter().map(|(k, _)| k.as_str()).collect();
+    let header: Vec<&str> = kernels.iter().map(|(k, _, _)| k.as_str()).collect();
     println!("| test | {} |", header.join(" | "));
     println!("| --- |{}", " --- |".repeat(header.len()));
     let (mut passed, mut failed) = (0, 0);
     for (suite, test) in &names {
         let cells: Vec<&str> = kernels
             .iter()
-            .map(|(_, outs)| match outs.iter().find(|o| &o.suite == suite && &o.test == test) {
+            .map(|(_, outs, _)| match outs.iter().find(|o| &o.suite == suite && &o.test == test) {
                 Some(o) if o.ok => "pass",
                 Some(_) => "FAIL",
                 None => "not run",
@@ -316,6 +407,11 @@ pub fn run(root: &Path, host: bool, only: &[String]) -> Result<()> {
     }
     let guest_ran = kernels[0].1.len();
     println!("test-kernel: {passed} passed, {failed} failed");
+    for (k, _, killed) in &kernels {
+        if let Some(why) = killed {
+            bail!("the tests on {k} did not finish: {why} (its console's tail is above)");
+        }
+    }
     if guest_ran == 0 {
         bail!("no test ran in the guest (see target/kernel-test/console.log)");
     }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use messer_tests::{column, interrupt, read_table, reported_cpu_s, require_root, start_recording, workload_named};
+use messer_tests::{column, interrupt, read_table, reported_cpu_s, require_root, run, start_recording, workload_named};
 
 fn strings(v: &serde_json::Value, name: &str) -> Vec<String> {
     v[name].as_array().unwrap().iter().map(|x| x.as_str().unwrap_or("").to_string()).collect()
@@ -225,4 +225,48 @@ fn both_modes_agree_on_run_queue_wait() {
     let c = messer_tests::messer().arg("compare").arg(&out).args(["--format", "json"]).output().unwrap();
     let metrics: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
     assert!(metrics.as_array().unwrap().iter().any(|m| m["name"] == cols[0]), "{metrics}");
+}
+
+/// With 16 processes or more, ebpf mode reads peak RSS and swap through the
+/// memory iterator (the kernel's `task_mem` rule on each leader's mm), procfs
+/// mode from /proc/<pid>/status: on 20 sleeping processes, whose memory
+/// stays put once they have started, the two agree to the byte in every
+/// full window.
+#[test]
+#[ignore = "needs root"]
+fn both_modes_agree_on_memory_of_many_processes() {
+    if !require_root("both_modes_agree_on_memory_of_many_processes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("both.h5");
+    let mut c = messer_tests::messer();
+    c.args(["--mode", "both", "--interval", "0.5", "-o"]).arg(&out).arg("--").arg(messer_tests::workload_bin()).args([
+        "sleepers",
+        "--processes",
+        "20",
+        "--seconds",
+        "3",
+    ]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // Where the iterator does not load (kernels from 6.2, whose counters are
+    // per-CPU), both read status.
+    println!("memory iterator loaded: {}", !err.contains("memory figures come from"));
+    assert!(!err.contains("the memory iterator failed"), "{err}");
+    let cols = ["proc_mem_rss_peak", "proc_mem_swap", "proc_num_processes"];
+    let e = read_table(&out, "messer_timeseries", &cols);
+    let p = read_table(&out, "messer_procfs_timeseries", &cols);
+    let (eh, ph, n) = (column(&e, cols[0]), column(&p, cols[0]), column(&e, cols[2]));
+    let (es, ps) = (column(&e, cols[1]), column(&p, cols[1]));
+    assert!(eh.len() >= 5, "{} rows", eh.len());
+    // Full windows with all 21 processes started: from the second on.
+    for i in 1..eh.len() - 1 {
+        println!("window {i}: {:?} processes, peak RSS ebpf {:?} procfs {:?} bytes", n[i], eh[i], ph[i]);
+        assert_eq!(n[i], Some(21.0), "window {i}");
+        assert!(eh[i].is_some_and(|v| v > 21.0 * 100e3), "window {i}: {:?}", eh[i]);
+        assert_eq!(eh[i], ph[i], "window {i}: peak RSS");
+        assert_eq!(es[i], ps[i], "window {i}: swap");
+    }
 }

@@ -216,11 +216,18 @@ const REGS_ARG0: Option<&str> = if cfg!(target_arch = "x86_64") {
 /// (`percpu_counter_read_positive`).
 fn memory_offsets(btf: &Btf) -> Result<(u32, u32, u32, u32), btf::BtfError> {
     let rss_stat = btf.offset("mm_struct", &["rss_stat"])?;
-    let (first, stride) = if btf.has("mm_rss_stat") {
-        (btf.offset("mm_rss_stat", &["count"])?, 8)
-    } else {
-        (btf.offset("percpu_counter", &["count"])?, btf.size("percpu_counter")?)
-    };
+    // From 6.2 the counters are percpu_counters: their `count` lacks what
+    // each CPU holds back (up to a batch of pages per counter and CPU), and
+    // status (from 6.16) sums the CPUs. Until the iterator sums them too,
+    // status is read there.
+    if !btf.has("mm_rss_stat") {
+        return Err(btf::BtfError(
+            "the mm's RSS counters are per-CPU on this kernel (6.2 and later), which the memory iterator does not \
+             sum"
+            .into(),
+        ));
+    }
+    let (first, stride) = (btf.offset("mm_rss_stat", &["count"])?, 8);
     Ok((btf.offset("task_struct", &["mm"])?, btf.offset("mm_struct", &["hiwater_rss"])?, rss_stat + first, stride))
 }
 

@@ -141,24 +141,25 @@ fn run_limit() -> std::time::Duration {
     std::time::Duration::from_secs(s)
 }
 
+/// Reads a child's stream to its end on a thread of its own.
+fn drain<R: std::io::Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
 /// Runs a command to completion and returns its output (both streams
 /// captured). One that has not ended within `run_limit` gets SIGTERM (and
 /// SIGKILL 15 s later), and the test fails with what it printed so far:
 /// a hang is reported, never waited on.
 pub fn run(mut c: Command) -> Output {
-    use std::io::Read as _;
     let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run command");
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -265,21 +265,18 @@ fn boot(venv: &Path, path: &str, kernel: &Path, script: &Path, log: &Path) -> Re
     // Its virtiofsd may outlive it.
     let _ = Command::new("pkill").args(["-f", "/usr/lib/qemu/virtiofsd"]).status();
     let console = std::fs::read_to_string(log)?;
-    let Some(why) = timed_out else {
-        return Ok(if console.contains("==> kernel ") {
-            Guest::Ran(console, None)
-        } else {
+    if let Some(why) = &timed_out {
+        eprintln!("xtask: {why}: killed it; its console ended:");
+    }
+    if console.contains("==> kernel ") {
+        if timed_out.is_some() {
             tail(&console);
-            Guest::NoBoot(format!("the guest ended without running the tests ({} s)", started.elapsed().as_secs()))
-        });
-    };
-    eprintln!("xtask: {why}: killed it; its console ended:");
+        }
+        return Ok(Guest::Ran(console, timed_out));
+    }
     tail(&console);
-    Ok(if console.contains("==> kernel ") {
-        Guest::Ran(console, Some(why))
-    } else {
-        Guest::NoBoot(format!("{why} before it ran the tests"))
-    })
+    let why = timed_out.unwrap_or_else(|| format!("the guest ended after {} s", started.elapsed().as_secs()));
+    Ok(Guest::NoBoot(format!("{why} without running the tests")))
 }
 
 /// Prints the last lines of a console.

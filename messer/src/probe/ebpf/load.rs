@@ -210,10 +210,8 @@ const REGS_ARG0: Option<&str> = if cfg!(target_arch = "x86_64") {
 };
 
 /// `task_struct.mm`, `mm_struct.hiwater_rss`, and the mm's counter 0 and
-/// the distance between counters: Linux 6.1 keeps them as `atomic_long_t
-/// count[]` in `struct mm_rss_stat`, 6.2 on as `struct percpu_counter
-/// rss_stat[]`, whose `count` is what /proc reads
-/// (`percpu_counter_read_positive`).
+/// the distance between counters, where Linux keeps them as `atomic_long_t
+/// count[]` in `struct mm_rss_stat` (up to 6.1): what /proc reads there.
 fn memory_offsets(btf: &Btf) -> Result<(u32, u32, u32, u32), btf::BtfError> {
     let rss_stat = btf.offset("mm_struct", &["rss_stat"])?;
     // From 6.2 the counters are percpu_counters: their `count` lacks what

@@ -115,7 +115,14 @@ pub struct RunSlot {
     pub acc_dirty: u32,
     /// The target of `claim`'s locked add (its value means nothing).
     pub fence: u64,
+    /// The CPU's run-queue time lost to interrupts and the hypervisor
+    /// (`rq.clock - rq.clock_task`, see `Config::rq_clocks`) as of
+    /// `start_ns`; `LOST_UNKNOWN` where it could not be read.
+    pub start_lost_ns: u64,
 }
+
+/// `RunSlot::start_lost_ns` when the run queue's clocks were not read.
+pub const LOST_UNKNOWN: u64 = u64::MAX;
 
 /// The scheduler's part of [`Counters`], accumulated per CPU.
 #[repr(C)]
@@ -333,6 +340,20 @@ pub struct Config {
     pub threads: u32,
     /// Byte offset of `task_struct.comm` (`--threads`: each thread's name at its switch-outs).
     pub task_comm: u32,
+    /// 1: the offsets from a task to its CPU's run queue
+    /// (`task_struct.se.cfs_rq`, `cfs_rq.rq`: set for a task of any
+    /// scheduling class where fair group scheduling is built in) and of
+    /// the queue's `clock` and `clock_task` are known. `clock_task` is what
+    /// `sum_exec_runtime` advances by; it leaves out the time the kernel
+    /// accounts to interrupts (IRQ_TIME_ACCOUNTING) and to the hypervisor
+    /// (steal time, PARAVIRT_TIME_ACCOUNTING), so a flush credits a running
+    /// thread the wall time since its switch-in less the growth of
+    /// `clock - clock_task` meanwhile.
+    pub rq_clocks: u32,
+    pub task_cfs_rq: u32,
+    pub cfs_rq_rq: u32,
+    pub rq_clock: u32,
+    pub rq_clock_task: u32,
     /// The comm to match, NUL-padded (the kernel's comm is at most 15 bytes).
     pub comm: [u8; COMM_LEN],
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use messer_common::{
-    COMM_LEN, CgroupTarget, Config, Counters, EpochCounters, Event, FileOffsets, MARK_CHUNK, RunSlot, RunqHist,
-    SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
+    COMM_LEN, CgroupTarget, Config, Counters, EpochCounters, Event, FileOffsets, LOST_UNKNOWN, MARK_CHUNK, RunSlot,
+    RunqHist, SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -140,6 +140,11 @@ static MESSER_CONFIG: Config = Config {
     runq_hist: 0,
     threads: 0,
     task_comm: 0,
+    rq_clocks: 0,
+    task_cfs_rq: 0,
+    cfs_rq_rq: 0,
+    rq_clock: 0,
+    rq_clock_task: 0,
     comm: [0; COMM_LEN],
 };
 
@@ -505,4 +510,68 @@ pub fn emit(kind: u32, pid: u32, ppid: u32, status: u32) {
 pub fn parent_tgid(task: u64) -> u32 {
     let cfg = config();
     read_field::<u64>(task, cfg.task_real_parent).and_then(|p| read_field::<u32>(p, cfg.task_tgid)).unwrap_or(0)
+}
+
+/// The offsets from a task to its run queue's clocks, each read alone
+/// (constants to the verifier); None where they are not known.
+#[inline(always)]
+fn rq_offsets() -> Option<(u32, u32, u32, u32)> {
+    // SAFETY: plain reads of a static (volatile: see `config`).
+    unsafe {
+        if core::ptr::read_volatile(&MESSER_CONFIG.rq_clocks) == 0 {
+            return None;
+        }
+        Some((
+            core::ptr::read_volatile(&MESSER_CONFIG.task_cfs_rq),
+            core::ptr::read_volatile(&MESSER_CONFIG.cfs_rq_rq),
+            core::ptr::read_volatile(&MESSER_CONFIG.rq_clock),
+            core::ptr::read_volatile(&MESSER_CONFIG.rq_clock_task),
+        ))
+    }
+}
+
+/// The time the run queue of `task` (a BTF-typed pointer: direct loads)
+/// has lost to interrupts and the hypervisor, `rq.clock - rq.clock_task`
+/// as of its last clock update; `LOST_UNKNOWN` where it cannot be read.
+#[inline(always)]
+pub fn rq_lost_typed(task: *const u8) -> u64 {
+    let Some((cfs_at, rq_at, clock_at, task_clock_at)) = rq_offsets() else { return LOST_UNKNOWN };
+    let cfs = task_field::<*const u8>(task, cfs_at);
+    if cfs.is_null() {
+        return LOST_UNKNOWN;
+    }
+    let rq = task_field::<*const u8>(cfs, rq_at);
+    if rq.is_null() {
+        return LOST_UNKNOWN;
+    }
+    task_field::<u64>(rq, clock_at).wrapping_sub(task_field::<u64>(rq, task_clock_at))
+}
+
+/// `rq_lost_typed` for an untyped task pointer (probe reads).
+#[inline(always)]
+pub fn rq_lost(task: u64) -> u64 {
+    let Some((cfs_at, rq_at, clock_at, task_clock_at)) = rq_offsets() else { return LOST_UNKNOWN };
+    let read = || -> Option<u64> {
+        let cfs = read_field::<u64>(task, cfs_at).filter(|p| *p != 0)?;
+        let rq = read_field::<u64>(cfs, rq_at).filter(|p| *p != 0)?;
+        Some(read_field::<u64>(rq, clock_at)?.wrapping_sub(read_field::<u64>(rq, task_clock_at)?))
+    };
+    read().unwrap_or(LOST_UNKNOWN)
+}
+
+/// The time a thread ran on this CPU from `start_ns` (when the queue had
+/// lost `start_lost`) to `now_ns` (lost: `lost_now`): the wall time less
+/// what the queue lost to interrupts and the hypervisor meanwhile, as
+/// `sum_exec_runtime` counts it. The loss is known up to the queue's last
+/// clock update (a tick at most ago); a thread's switch-out settles the
+/// rest. Nothing where the loss exceeds the wall time (the two clocks
+/// differ by nanoseconds); the settlement gets it then.
+#[inline(always)]
+pub fn ran_ns(start_ns: u64, start_lost: u64, now_ns: u64, lost_now: u64) -> u64 {
+    let wall = now_ns.wrapping_sub(start_ns);
+    if start_lost == LOST_UNKNOWN || lost_now == LOST_UNKNOWN {
+        return wall;
+    }
+    let lost = lost_now.wrapping_sub(start_lost);
+    if lost < wall { wall - lost } else { 0 }
 }

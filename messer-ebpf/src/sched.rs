@@ -36,7 +36,8 @@ use messer_common::{
 
 use crate::maps::{
     BPF_NOEXIST, THREADS, bump, by_cgroup, claim, config, config_ref, counting, current_ids, faults, mark, note_waits,
-    read_field, sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets, ticks,
+    ran_ns, read_field, rq_lost, rq_lost_typed, sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets,
+    ticks,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -172,6 +173,8 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             slot.tracked_tgid = next_tgid;
             // SAFETY: helper without arguments.
             slot.start_ns = unsafe { bpf_ktime_get_ns() };
+            // The scheduler has just updated this queue's clocks.
+            slot.start_lost_ns = rq_lost_typed(next_task);
         }
     }
     0
@@ -212,10 +215,11 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
     let credit = if sum_known {
         Some(now.sum_exec_ns.wrapping_sub(before.sum_exec_ns).wrapping_sub(credited))
     } else if seen_in {
-        // Not known to the kernel side before: wall time since its
+        // Not known to the kernel side before: the time it ran since its
         // switch-in (or the last flush), which we saw.
         // SAFETY: helper without arguments.
-        Some(unsafe { bpf_ktime_get_ns() }.wrapping_sub(slot.start_ns))
+        let now_ns = unsafe { bpf_ktime_get_ns() };
+        Some(ran_ns(slot.start_ns, slot.start_lost_ns, now_ns, rq_lost_typed(task)))
     } else {
         None
     };
@@ -324,6 +328,8 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     let slot = unsafe { &mut *slot };
     let (tid, tgid) = current_ids();
     let tracked = tid != 0 && counting(tgid);
+    // SAFETY: helper without arguments.
+    let lost = rq_lost(unsafe { bpf_get_current_task() });
     // Whatever is counted here belongs to the closing epoch: `claim` must
     // not move the CPU on before the end of the flush. A CPU left out of
     // earlier flushes (nothing pending) joins the closing epoch first.
@@ -337,7 +343,11 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
         bump(stat::FLUSH_RESYNC);
     }
     if tracked && slot.holds(tid) && slot.tracked_tgid == tgid {
-        let piece = now.wrapping_sub(slot.start_ns);
+        // Not the wall time: under a hypervisor that steals time from this
+        // CPU (10 % here under load) that ran ahead of the thread's
+        // `sum_exec_runtime` until its switch-out took it back, a window's
+        // figure too high and a later one too low, even negative.
+        let piece = ran_ns(slot.start_ns, slot.start_lost_ns, now, lost);
         let a = sched_acc(slot, tgid);
         a.on_cpu_ns = a.on_cpu_ns.wrapping_add(piece);
         slot.credited_ns = slot.credited_ns.wrapping_add(piece);
@@ -358,6 +368,7 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     // Everything of the closing epoch into the map before the loader reads it.
     spill(slot);
     slot.start_ns = now;
+    slot.start_lost_ns = lost;
     slot.epoch = epoch;
     slot.flushed_ns = now;
     // What stays pending: the tracked thread running on into the new epoch.

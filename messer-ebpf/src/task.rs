@@ -155,6 +155,7 @@ pub fn adopt(task: u64, tid: u32, tgid: u32) {
         if s.holds(tid) {
             // SAFETY: helper without arguments.
             s.start_ns = unsafe { bpf_ktime_get_ns() };
+            s.start_lost_ns = crate::maps::rq_lost(task);
             s.credited_ns = 0;
             s.tracked_tgid = tgid;
         }

@@ -113,8 +113,23 @@ fn config(root: &Path, btf: &Btf, opts: &EbpfOptions) -> Result<(Config, bool), 
             (0, 0)
         }
     };
+    // The run queue's clocks (steal and interrupt time), for the flush.
+    let rq = btf.offset("task_struct", &["se", "cfs_rq"]).and_then(|t| {
+        Ok((t, btf.offset("cfs_rq", &["rq"])?, btf.offset("rq", &["clock"])?, btf.offset("rq", &["clock_task"])?))
+    });
+    let (task_cfs_rq, cfs_rq_rq, rq_clock, rq_clock_task) = rq.unwrap_or_else(|e| {
+        log::info!(
+            "the run queue of a task is not known here ({e}): a running thread's time at a sample includes time              stolen by the hypervisor or spent in interrupts until its switch-out, which settles it"
+        );
+        (0, 0, 0, 0)
+    });
     Ok((
         Config {
+            rq_clocks: u32::from(rq_clock_task != 0),
+            task_cfs_rq,
+            cfs_rq_rq,
+            rq_clock,
+            rq_clock_task,
             task_pid: btf.offset("task_struct", &["pid"])?,
             task_sum_exec_runtime,
             sys_exit_ret,

@@ -30,8 +30,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use messer_common::{
-    RunSlot, SLOT_VALID, THREAD_DEAD, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN, THREAD_TICKS_VALID,
-    THREAD_WAIT_KNOWN, THREAD_WAIT_VALID, ThreadCounts, ThreadState, stat,
+    LOST_UNKNOWN, RunSlot, SLOT_VALID, THREAD_DEAD, THREAD_FAULTS_KNOWN, THREAD_SUM_VALID, THREAD_TICKS_KNOWN,
+    THREAD_TICKS_VALID, THREAD_WAIT_KNOWN, THREAD_WAIT_VALID, ThreadCounts, ThreadState, stat,
 };
 
 use crate::maps::{
@@ -328,8 +328,11 @@ pub fn messer_flush(ctx: RawTracePointContext) -> i32 {
     let slot = unsafe { &mut *slot };
     let (tid, tgid) = current_ids();
     let tracked = tid != 0 && counting(tgid);
+    // Only a tracked thread's run is credited: an untracked one's CPU skips
+    // the run queue's reads (its slot's mark is set anew at the next
+    // switch-in).
     // SAFETY: helper without arguments.
-    let lost = rq_lost(unsafe { bpf_get_current_task() });
+    let lost = if tracked { rq_lost(unsafe { bpf_get_current_task() }) } else { LOST_UNKNOWN };
     // Whatever is counted here belongs to the closing epoch: `claim` must
     // not move the CPU on before the end of the flush. A CPU left out of
     // earlier flushes (nothing pending) joins the closing epoch first.

@@ -243,7 +243,11 @@ fn nginx_thousands_of_sockets() {
     eprintln!("ss: {ss} established; wrk: {}", String::from_utf8_lossy(&wrk.stdout).lines().nth(3).unwrap_or(""));
     eprintln!("tcp connections per window: {tcp:?}");
     assert!(tcp.len() >= 14, "{} rows", tcp.len());
-    assert!(tcp.iter().chain(&ip).all(Option::is_some), "a socket count in every window: {tcp:?} {ip:?}");
+    assert!(
+        tcp.iter().chain(&ip).all(Option::is_some),
+        "a socket count in every window: {tcp:?} {ip:?}\n{}",
+        log.lock().unwrap()
+    );
     // ss also counts connections still in the listener's accept queue, which
     // have no descriptor in nginx yet: while wrk opens them, nginx lags behind
     // (on a loaded machine by over a second). Once nginx has accepted them all

@@ -11,6 +11,14 @@ pub fn own_cpu_ns() -> u64 {
     read(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
+/// CPU nanoseconds the calling thread has used, in user and kernel mode
+/// (a BPF iterator's read counts here): what a costly read takes of a core,
+/// where its wall time would also count what other threads ran meanwhile
+/// and what a hypervisor stole.
+pub fn thread_cpu_ns() -> u64 {
+    read(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
 pub fn realtime_ns() -> u64 {
     read(libc::CLOCK_REALTIME)

@@ -527,15 +527,20 @@ impl EbpfProbe {
     /// The tree's sockets and thread states now; each None (logged once)
     /// where its iterator failed, both when the budget does not allow.
     fn run_census(&mut self) -> Census {
-        let t0 = crate::base::clock::monotonic_ns();
-        if !self.census_throttle.due(t0) {
+        if !self.census_throttle.due(crate::base::clock::monotonic_ns()) {
             return Census::default();
         }
+        // Charged in CPU time: the wall time of the iterators' reads also
+        // holds what other threads ran meanwhile and what a hypervisor stole
+        // (with steal accounting the thread's clock leaves that out), and
+        // would skip rows the budget affords.
+        let (t0, wall0) = (crate::base::clock::thread_cpu_ns(), crate::base::clock::monotonic_ns());
         let sockets = census::sockets(&mut self.bpf, &mut self.census_buf);
         let states = census::threads(&mut self.bpf, &mut self.census_buf);
-        let spent = crate::base::clock::monotonic_ns().saturating_sub(t0);
+        let spent = crate::base::clock::thread_cpu_ns().saturating_sub(t0);
         self.census_throttle.spent(spent);
-        log::trace!("census: {sockets:?} {states:?} in {} us", spent / 1000);
+        let wall = crate::base::clock::monotonic_ns().saturating_sub(wall0);
+        log::debug!("census: {:?} in {} us of CPU, {} us of wall time", sockets.as_ref().ok(), spent / 1000, wall / 1000);
         Census { sockets: self.census_ok(sockets), states: self.census_ok(states) }
     }
 

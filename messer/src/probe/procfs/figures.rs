@@ -261,10 +261,11 @@ const SMAPS_BUDGET: f64 = 0.001;
 /// Lets a costly read happen at most once per period (CLOCK_MONOTONIC ns)
 /// and within its CPU budget (a share of one core), kept as credit: time
 /// earns `budget` ns of credit per ns, up to `CREDIT_NS` × budget, and a
-/// read spends what it took. A read is due when the period has passed and
-/// the credit is not negative, so over any long span reads take at most
-/// the budget, and one read that cost more than usual (the first, cold
-/// one; one on a loaded machine) delays the next only by the debt it left,
+/// read spends the CPU time it took (`clock::thread_cpu_ns`: its wall time
+/// on a busy machine holds what others ran meanwhile). A read is due when
+/// the period has passed and the credit is not negative, so over any long
+/// span reads take at most the budget, and one read that cost more than
+/// usual (the first, cold one) delays the next only by the debt it left,
 /// not by its whole cost over the budget.
 pub struct Throttle {
     period_ns: u64,
@@ -518,9 +519,9 @@ impl TreeFigures {
             }
             (Sockets::Counted(Census { sockets: None, .. }), ..) => (Measure::Missing, Measure::Missing),
             (Sockets::Scan, Some(set), Some(first)) => {
-                let t0 = crate::base::clock::monotonic_ns();
+                let t0 = crate::base::clock::thread_cpu_ns();
                 let table = socket_table(&self.proc, first.pid);
-                self.socket_scan.spent(spent.sockets_ns + crate::base::clock::monotonic_ns().saturating_sub(t0));
+                self.socket_scan.spent(spent.sockets_ns + crate::base::clock::thread_cpu_ns().saturating_sub(t0));
                 let found: Vec<&(bool, u8)> = set.iter().filter_map(|i| table.get(i)).collect();
                 let tcp = found.iter().filter(|(tcp, st)| *tcp && *st == TCP_ESTABLISHED).count();
                 (Measure::Value(found.len() as f64), Measure::Value(tcp as f64))
@@ -531,9 +532,9 @@ impl TreeFigures {
         let by_process = match counted {
             Sockets::Counted(c) => c.states,
             Sockets::Scan if self.state_scan.due(now) => {
-                let t0 = crate::base::clock::monotonic_ns();
+                let t0 = crate::base::clock::thread_cpu_ns();
                 let s = self.scan_states(stats);
-                self.state_scan.spent(crate::base::clock::monotonic_ns().saturating_sub(t0));
+                self.state_scan.spent(crate::base::clock::thread_cpu_ns().saturating_sub(t0));
                 s
             }
             Sockets::Scan => None,

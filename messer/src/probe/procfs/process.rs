@@ -162,18 +162,19 @@ fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 7]> {
     Some(v)
 }
 
-/// Time the costly reads took (CLOCK_MONOTONIC ns), summed over processes.
+/// CPU time the costly reads took (the sampler thread's ns), summed over
+/// processes.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Spent {
     pub smaps_ns: u64,
     pub sockets_ns: u64,
 }
 
-/// Runs `f`, adding the time it took to `*ns`.
+/// Runs `f`, adding the CPU time it took to `*ns`.
 fn timed<T>(ns: &mut u64, f: impl FnOnce() -> T) -> T {
-    let t0 = crate::base::clock::monotonic_ns();
+    let t0 = crate::base::clock::thread_cpu_ns();
     let out = f();
-    *ns += crate::base::clock::monotonic_ns().saturating_sub(t0);
+    *ns += crate::base::clock::thread_cpu_ns().saturating_sub(t0);
     out
 }
 

@@ -467,7 +467,38 @@ pub struct FileOffsets {
     pub mm_hiwater_rss: u32,
     pub mm_counter0: u32,
     pub mm_counter_stride: u32,
-    pub _pad: u32,
+    /// 1: the counters are `percpu_counter`s (6.2 on): the value is `count`
+    /// plus each online CPU's part, the `s32` at `counters` (a per-CPU
+    /// pointer) plus that CPU's per-CPU offset (`CPU_OFFSETS`). Offsets
+    /// within a counter of its lock word and its `counters` pointer, from
+    /// the counter's `count` (signed, as `i32` bits).
+    pub mm_percpu: u32,
+    pub pc_lock_from_count: u32,
+    pub pc_counters_from_count: u32,
+    /// CPU ids the iterator sums (the possible ones, at most
+    /// `PERCPU_MAX_CPUS`).
+    pub nr_cpus: u32,
+    /// For `messer_cpu_offset`: the distances (as `i32` bits) from a CPU's
+    /// run queue (`runqueues`) to its `this_cpu_off` and `cpu_number`, the
+    /// per-CPU variables' offsets in BTF's `.data..percpu` section.
+    pub rq_to_this_cpu_off: u32,
+    pub rq_to_cpu_number: u32,
+}
+
+/// The CPU ids the memory iterator can sum (`CPU_OFFSETS`' size).
+pub const PERCPU_MAX_CPUS: u32 = 1024;
+
+/// What `messer_cpu_offset`, run on a CPU, finds there: its run queue's
+/// address, its per-CPU offset (`this_cpu_off`) and its `cpu_number`;
+/// `seen` is 1 once it ran there. The loader checks every CPU's record
+/// before the memory iterator sums with it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuOffset {
+    pub rq: u64,
+    pub offset: u64,
+    pub cpu_number: u32,
+    pub seen: u32,
 }
 
 /// The target cgroup (`--cgroup`) and the BTF offsets for walking from a
@@ -531,7 +562,10 @@ pub struct ThreadRecord {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryRecord {
     pub tgid: u32,
-    pub _pad: u32,
+    /// 1: the counters are whole; 0: a per-CPU sum did not settle (its
+    /// counter was held or moved during each of the tries) or a CPU's
+    /// part could not be read: the loader reads /proc for this process.
+    pub whole: u32,
     /// `mm_struct.hiwater_rss`: the RSS high-water mark as of the last
     /// time the kernel updated it (it lags: VmHWM is its max with the RSS).
     pub hiwater_rss: u64,
@@ -646,6 +680,7 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::MemoryRecord {}
+    unsafe impl aya::Pod for super::CpuOffset {}
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers;
-use messer_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, MemoryRecord, SocketRecord, ThreadRecord};
+use aya_ebpf::{helpers, macros::raw_tracepoint, programs::RawTracePointContext};
+use messer_common::{
+    AF_INET, AF_INET6, CpuOffset, IPPROTO_TCP, IPPROTO_UDP, MemoryRecord, PERCPU_MAX_CPUS, SocketRecord, ThreadRecord,
+};
 
-use crate::maps::{config_ref, counting, files_ref, task_field};
+use crate::maps::{CPU_OFFSETS, config_ref, counting, files_ref, read_or_zero, task_field, task_rq};
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
 #[repr(C)]
@@ -150,9 +152,14 @@ pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
     0
 }
 
+/// How often a per-CPU sum is tried before the process is left to /proc.
+const SUM_TRIES: u32 = 3;
+
 /// The memory iterator: every task of the machine is visited once; for
 /// each tracked thread group leader that has an address space its mm's
-/// high-water mark and counters are reported.
+/// high-water mark and counters are reported. Every read of the mm is a
+/// probe read into a defined local (6.1's verifier refuses direct loads
+/// from `atomic_long_t`).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task")]
 pub fn messer_memory(ctx: *mut c_void) -> u32 {
@@ -178,29 +185,133 @@ pub fn messer_memory(ctx: *mut c_void) -> u32 {
     if mm.is_null() {
         return 0;
     }
+    let mm = mm as u64;
     // SAFETY: as above.
-    let (hiwater_at, c0, stride) = unsafe {
+    let (hiwater_at, c0, stride, percpu) = unsafe {
         (
             core::ptr::read_volatile(&files_ref().mm_hiwater_rss),
             core::ptr::read_volatile(&files_ref().mm_counter0),
             core::ptr::read_volatile(&files_ref().mm_counter_stride),
+            core::ptr::read_volatile(&files_ref().mm_percpu),
         )
     };
-    let rec = MemoryRecord {
-        tgid,
-        _pad: 0,
-        hiwater_rss: task_field::<u64>(mm, hiwater_at),
-        counters: [
-            task_field::<i64>(mm, c0),
-            task_field::<i64>(mm, c0 + stride),
-            task_field::<i64>(mm, c0 + 2 * stride),
-            task_field::<i64>(mm, c0 + 3 * stride),
-        ],
-    };
+    let (hiwater_rss, hw_ok) = read_or_zero::<u64>(mm, u64::from(hiwater_at));
+    let at = |i: u32| mm + u64::from(c0) + u64::from(i * stride);
+    let mut counters = [0i64; 4];
+    let mut whole = hw_ok;
+    if percpu == 0 {
+        for (i, c) in counters.iter_mut().enumerate() {
+            let (v, ok) = read_or_zero::<i64>(at(i as u32), 0);
+            *c = v;
+            whole &= ok;
+        }
+    } else {
+        whole &= percpu_sums(at(0), stride, &mut counters);
+    }
+    let rec = MemoryRecord { tgid, whole: u32::from(whole), hiwater_rss, counters };
     // SAFETY: as in `census`.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);
         helpers::bpf_seq_write(seq.cast(), (&rec as *const MemoryRecord).cast(), size_of::<MemoryRecord>() as u32);
+    }
+    0
+}
+
+/// The four `percpu_counter`s from `first` (`stride` bytes apart, each
+/// address its `count`), summed as `percpu_counter_sum` does: `count` plus
+/// each online CPU's part. Read without the counters' locks: a try whose
+/// lock word was held, or whose `count` moved while the parts were read
+/// (the kernel folds a part into `count` under the lock), is tried again.
+/// False if no try settled or a part could not be read.
+#[inline(always)]
+fn percpu_sums(first: u64, stride: u32, out: &mut [i64; 4]) -> bool {
+    // SAFETY: plain reads of the loader's static (each alone: constants).
+    let (lock_from, parts_from, nr_cpus) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().pc_lock_from_count),
+            core::ptr::read_volatile(&files_ref().pc_counters_from_count),
+            core::ptr::read_volatile(&files_ref().nr_cpus),
+        )
+    };
+    let signed = |v: u32| v as i32 as i64 as u64;
+    let at = |i: u32| first + u64::from(i * stride);
+    for _ in 0..SUM_TRIES {
+        let mut counts = [0i64; 4];
+        let mut parts = [0u64; 4];
+        let mut ok = true;
+        for i in 0..4u32 {
+            let (lock, l_ok) = read_or_zero::<u32>(at(i), signed(lock_from));
+            let (count, c_ok) = read_or_zero::<i64>(at(i), 0);
+            let (p, p_ok) = read_or_zero::<u64>(at(i), signed(parts_from));
+            ok &= l_ok && c_ok && p_ok && lock == 0 && p != 0;
+            counts[i as usize] = count;
+            parts[i as usize] = p;
+        }
+        if !ok {
+            continue;
+        }
+        let mut sums = counts;
+        for cpu in 0..PERCPU_MAX_CPUS {
+            if cpu >= nr_cpus {
+                break;
+            }
+            let Some(c) = CPU_OFFSETS.get(cpu) else { return false };
+            // A CPU that was offline at the start has no part: the kernel
+            // folded it into `count` when the CPU went down.
+            if c.seen == 0 {
+                continue;
+            }
+            for i in 0..4 {
+                let (part, p_ok) = read_or_zero::<i32>(parts[i], c.offset);
+                if !p_ok {
+                    return false;
+                }
+                sums[i] += i64::from(part);
+            }
+        }
+        let mut settled = true;
+        for i in 0..4u32 {
+            let (lock, l_ok) = read_or_zero::<u32>(at(i), signed(lock_from));
+            let (count, c_ok) = read_or_zero::<i64>(at(i), 0);
+            settled &= l_ok && c_ok && lock == 0 && count == counts[i as usize];
+        }
+        if settled {
+            *out = sums;
+            return true;
+        }
+    }
+    false
+}
+
+/// Not attached anywhere: run once on each online CPU by the loader
+/// (BPF_PROG_TEST_RUN on that CPU) to find that CPU's per-CPU offset for
+/// the memory iterator's sums. The kernel's BTF here carries no per-CPU
+/// type tags (no `bpf_per_cpu_ptr`), so the offset is read where x86-64
+/// keeps it, in the per-CPU variable `this_cpu_off`, found from this CPU's
+/// run queue (the per-CPU `runqueues`, reached from `current`) by the
+/// distance of the two variables in the per-CPU section. `cpu_number` is
+/// read beside it for the loader to check the finding.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn messer_cpu_offset(_ctx: RawTracePointContext) -> i32 {
+    // SAFETY: helpers without arguments.
+    let (cpu, task) = unsafe { (helpers::bpf_get_smp_processor_id(), helpers::bpf_get_current_task()) };
+    let Some(rq) = task_rq(task) else { return 0 };
+    // SAFETY: plain reads of the loader's static (each alone: constants).
+    let (to_off, to_cpu) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().rq_to_this_cpu_off),
+            core::ptr::read_volatile(&files_ref().rq_to_cpu_number),
+        )
+    };
+    let signed = |v: u32| v as i32 as i64 as u64;
+    let (offset, o_ok) = read_or_zero::<u64>(rq, signed(to_off));
+    let (cpu_number, n_ok) = read_or_zero::<u32>(rq, signed(to_cpu));
+    if !(o_ok && n_ok) {
+        return 0;
+    }
+    if let Some(slot) = CPU_OFFSETS.get_ptr_mut(cpu) {
+        // SAFETY: this CPU's entry, written only here and by nobody else.
+        unsafe { *slot = CpuOffset { rq, offset, cpu_number, seen: 1 } };
     }
     0
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use messer_common::{
-    COMM_LEN, CgroupTarget, Config, Counters, EpochCounters, Event, FileOffsets, LOST_UNKNOWN, MARK_CHUNK, RunSlot,
-    RunqHist, SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
+    COMM_LEN, CgroupTarget, Config, Counters, CpuOffset, EpochCounters, Event, FileOffsets, LOST_UNKNOWN, MARK_CHUNK,
+    PERCPU_MAX_CPUS, RunSlot, RunqHist, SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -106,6 +106,11 @@ pub static STATS: PerCpuArray<[u64; stat::COUNT as usize]> = PerCpuArray::with_m
 
 /// Process events of the tracked tree (fork, exec, exit, comm match), read
 /// by the loader at every sample. 256 KiB: about 6500 events between reads.
+/// Each CPU's per-CPU offset as `messer_cpu_offset` found it there (by
+/// CPU id), for the memory iterator's per-CPU sums.
+#[map]
+pub static CPU_OFFSETS: Array<CpuOffset> = Array::with_max_entries(PERCPU_MAX_CPUS, 0);
+
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
@@ -173,7 +178,12 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     mm_hiwater_rss: 0,
     mm_counter0: 0,
     mm_counter_stride: 0,
-    _pad: 0,
+    mm_percpu: 0,
+    pc_lock_from_count: 0,
+    pc_counters_from_count: 0,
+    nr_cpus: 0,
+    rq_to_this_cpu_off: 0,
+    rq_to_cpu_number: 0,
 };
 
 /// Filled in by the loader (the target cgroup and BTF offsets) before loading.
@@ -489,6 +499,25 @@ pub fn read_field<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(at as *const T) }.ok()
 }
 
+/// The `T` at `base + offset` by a probe read, or zeros where it cannot
+/// be read (`ok` false then). The value is always defined: an `Option`'s
+/// payload left undefined on failure is a register 6.1's verifier refuses
+/// to read.
+#[inline(always)]
+pub fn read_or_zero<T: Copy + Default>(base: u64, offset: u64) -> (T, bool) {
+    let mut v = T::default();
+    // SAFETY: the helper checks the source address and fails on a bad one;
+    // the destination is a local of `T`'s size.
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (&mut v as *mut T).cast(),
+            size_of::<T>() as u32,
+            base.wrapping_add(offset) as *const core::ffi::c_void,
+        )
+    };
+    (v, rc == 0)
+}
+
 /// BPF_NOEXIST (insert only if the key is absent) as map inserts take it.
 pub const BPF_NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;
 
@@ -547,13 +576,21 @@ pub fn rq_lost_typed(task: *const u8) -> u64 {
     task_field::<u64>(rq, clock_at).wrapping_sub(task_field::<u64>(rq, task_clock_at))
 }
 
+/// The run queue of untyped task pointer `task` (probe reads); None where
+/// it cannot be read.
+#[inline(always)]
+pub fn task_rq(task: u64) -> Option<u64> {
+    let (cfs_at, rq_at, _, _) = rq_offsets()?;
+    let cfs = read_field::<u64>(task, cfs_at).filter(|p| *p != 0)?;
+    read_field::<u64>(cfs, rq_at).filter(|p| *p != 0)
+}
+
 /// `rq_lost_typed` for an untyped task pointer (probe reads).
 #[inline(always)]
 pub fn rq_lost(task: u64) -> u64 {
-    let Some((cfs_at, rq_at, clock_at, task_clock_at)) = rq_offsets() else { return LOST_UNKNOWN };
+    let Some((_, _, clock_at, task_clock_at)) = rq_offsets() else { return LOST_UNKNOWN };
     let read = || -> Option<u64> {
-        let cfs = read_field::<u64>(task, cfs_at).filter(|p| *p != 0)?;
-        let rq = read_field::<u64>(cfs, rq_at).filter(|p| *p != 0)?;
+        let rq = task_rq(task)?;
         Some(read_field::<u64>(rq, clock_at)?.wrapping_sub(read_field::<u64>(rq, task_clock_at)?))
     };
     read().unwrap_or(LOST_UNKNOWN)

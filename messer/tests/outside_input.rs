@@ -28,6 +28,7 @@ fn read_all(text: &str) {
     let _ = parse::schedstat(text);
     let _ = parse::id_list(text);
     let _ = kv::parse("status", text, &["VmRSS", "Threads", "rchar", "MemTotal"]);
+    let _ = kv::fields("status", text, &["VmHWM", "VmSwap", "rchar", "Pss"]);
     let _ = system::parse_cpu(text);
     let _ = system::parse_diskstats(text);
     let _ = system::parse_net_dev(text);

@@ -39,6 +39,8 @@ const CONST: u32 = 10;
 const RESTRICT: u32 = 11;
 const FUNC_PROTO: u32 = 13;
 const TYPE_TAG: u32 = 18;
+const VAR: u32 = 14;
+const DATASEC: u32 = 15;
 
 /// Parsed BTF: types by id (id 0 is void) and the string section.
 pub struct Btf {
@@ -46,6 +48,7 @@ pub struct Btf {
     strings: Vec<u8>,
     by_name: HashMap<String, u32>,
     typedefs: HashMap<String, u32>,
+    sections: HashMap<String, u32>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, BtfError> {
@@ -100,15 +103,24 @@ impl Btf {
                     }
                     12 * vlen
                 }
-                6 | 13 => 8 * vlen,        // ENUM, FUNC_PROTO
-                15 | 19 => 12 * vlen,      // DATASEC, ENUM64
+                6 | 13 => 8 * vlen, // ENUM, FUNC_PROTO
+                DATASEC => {
+                    // Each variable: its VAR type, its offset, its size.
+                    for i in 0..vlen {
+                        let v = at + i * 12;
+                        members.push(Member { name: 0, ty: u32_at(b, v)?, bit_offset: u32_at(b, v + 4)? });
+                    }
+                    12 * vlen
+                }
+                19 => 12 * vlen,           // ENUM64
                 2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, modifiers, FUNC, FLOAT, TYPE_TAG
                 k => return Err(BtfError(format!("unknown BTF kind {k}"))),
             };
             at += extra;
             types.push(Type { kind, name, ty: size_or_type, vlen, members });
         }
-        let mut btf = Btf { types, strings, by_name: HashMap::new(), typedefs: HashMap::new() };
+        let mut btf =
+            Btf { types, strings, by_name: HashMap::new(), typedefs: HashMap::new(), sections: HashMap::new() };
         for id in 1..btf.types.len() {
             let t = &btf.types[id];
             if t.name == 0 {
@@ -118,6 +130,9 @@ impl Btf {
             match t.kind {
                 STRUCT => {
                     btf.by_name.entry(n).or_insert(id as u32);
+                }
+                DATASEC => {
+                    btf.sections.insert(n, id as u32);
                 }
                 TYPEDEF if n.starts_with("btf_trace_") => {
                     btf.typedefs.insert(n, id as u32);
@@ -189,6 +204,17 @@ impl Btf {
     pub fn size(&self, strukt: &str) -> Result<u32, BtfError> {
         let id = *self.by_name.get(strukt).ok_or_else(|| BtfError(format!("no struct {strukt}")))?;
         self.types.get(id as usize).map(|t| t.ty).ok_or_else(|| BtfError(format!("no struct {strukt}")))
+    }
+
+    /// Offset of variable `var` in data section `section` (e.g. a per-CPU
+    /// variable's in `.data..percpu`).
+    pub fn section_var(&self, section: &str, var: &str) -> Result<u32, BtfError> {
+        let id = *self.sections.get(section).ok_or_else(|| BtfError(format!("no section {section}")))?;
+        let vars = self.types.get(id as usize).map(|t| t.members.as_slice()).unwrap_or_default();
+        vars.iter()
+            .find(|v| self.types.get(v.ty as usize).is_some_and(|t| t.kind == VAR && self.name(t.name) == var))
+            .map(|v| v.bit_offset)
+            .ok_or_else(|| BtfError(format!("no variable {var} in {section}")))
     }
 
     /// Whether the kernel has struct `strukt`.

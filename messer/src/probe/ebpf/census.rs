@@ -51,6 +51,10 @@ pub fn tally_memory(records: &[u8], page_size: u64) -> HashMap<i32, KernelMemory
     for chunk in records.chunks_exact(size_of::<MemoryRecord>()) {
         // SAFETY: a whole record's bytes; read unaligned.
         let r: MemoryRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        // Not whole: this process's status is read instead.
+        if r.whole == 0 {
+            continue;
+        }
         let counter = |i: usize| r.counters[i].max(0) as u64;
         let rss: u64 = RSS_COUNTERS.iter().map(|&i| counter(i)).sum();
         let (peak, swap) = (rss.max(r.hiwater_rss), counter(MM_SWAPENTS));
@@ -63,7 +67,10 @@ pub fn tally_memory(records: &[u8], page_size: u64) -> HashMap<i32, KernelMemory
 /// address space).
 pub fn memory(bpf: &mut Ebpf, buf: &mut Vec<u8>, page_size: u64) -> Result<HashMap<i32, KernelMemory>, EbpfError> {
     run(bpf, MEMORY.0, size_of::<MemoryRecord>(), buf)?;
-    Ok(tally_memory(buf, page_size))
+    let m = tally_memory(buf, page_size);
+    let records = buf.len() / size_of::<MemoryRecord>();
+    log::debug!("memory iterator: {records} processes, {} left to /proc/<pid>/status", records - m.len());
+    Ok(m)
 }
 
 /// Counts socket records (`SocketRecord`s as the kernel side wrote them).
@@ -158,13 +165,16 @@ mod tests {
 
     #[test]
     fn memory_follows_the_kernels_task_mem() {
-        let rec = |tgid, hiwater_rss, counters| bytes(MemoryRecord { tgid, _pad: 0, hiwater_rss, counters });
+        let rec = |tgid, hiwater_rss, counters| bytes(MemoryRecord { tgid, whole: 1, hiwater_rss, counters });
         // RSS 10 + 20 + 5 over a stale high-water mark of 30; 7 swapped.
         // A negative counter (per-CPU parts not yet folded in) reads 0.
         let b: Vec<u8> = [rec(1, 30, [10, 20, 7, 5]), rec(2, 100, [-3, 40, -1, 0])].concat();
         let m = tally_memory(&b, 4096);
         assert_eq!(m[&1], KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096 });
         assert_eq!(m[&2], KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0 });
+        // A sum that did not settle leaves the process to /proc.
+        let b = bytes(MemoryRecord { tgid: 3, whole: 0, hiwater_rss: 1, counters: [1; 4] });
+        assert!(tally_memory(&b, 4096).is_empty());
     }
 
     #[test]

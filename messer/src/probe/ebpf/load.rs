@@ -4,16 +4,16 @@
 use std::path::Path;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
-use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, RawTracePoint, RawTracePointRunOptions, TestRun, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use messer_common::{
-    CGROUP_SYMBOL, CONFIG_SYMBOL, CgroupTarget, Config, FILES_SYMBOL, FileOffsets, THREAD_FAULTS_VALID,
-    THREAD_WAIT_VALID, ThreadState, Tracked,
+    CGROUP_SYMBOL, CONFIG_SYMBOL, CgroupTarget, Config, CpuOffset, FILES_SYMBOL, FileOffsets, PERCPU_MAX_CPUS,
+    THREAD_FAULTS_VALID, THREAD_WAIT_VALID, ThreadState, Tracked,
 };
 
 use super::btf::{self, Btf};
 use super::handle::program;
-use super::{EbpfError, EbpfOptions, marks, tracefs};
+use super::{EbpfError, EbpfOptions, chain, marks, tracefs};
 use crate::probe::procfs::ProcRoot;
 use crate::targets::cgroup::CgroupDir;
 
@@ -38,6 +38,10 @@ pub const IO_FAMILIES: [(&str, &[&str]); 4] = [
 /// fields are direct loads rather than helper calls (this program runs at
 /// every context switch of the machine).
 pub const SWITCH_PROGRAM: (&str, usize) = ("sched_switch", 4);
+
+/// The program run once on each CPU at load to find its per-CPU offset
+/// (`cpu_offsets`).
+pub const CPU_OFFSET_PROGRAM: &str = "messer_cpu_offset";
 
 /// Task programs, the raw tracepoints each is attached to, and how many
 /// arguments those must pass. Raw tracepoints hand the program the
@@ -224,31 +228,91 @@ const REGS_ARG0: Option<&str> = if cfg!(target_arch = "x86_64") {
     None
 };
 
-/// `task_struct.mm`, `mm_struct.hiwater_rss`, and the mm's counter 0 and
-/// the distance between counters, where Linux keeps them as `atomic_long_t
-/// count[]` in `struct mm_rss_stat` (up to 6.1): what /proc reads there.
-fn memory_offsets(btf: &Btf) -> Result<(u32, u32, u32, u32), btf::BtfError> {
+/// The memory iterator's offsets: `task_struct.mm`, `mm_struct.hiwater_rss`,
+/// where the value of the mm's counter 0 lies and how far apart the
+/// counters are. Up to 6.1 the counters are `atomic_long_t count[]` in
+/// `struct mm_rss_stat`. From 6.2 they are `percpu_counter`s, whose `count`
+/// lacks what each CPU holds back (up to a batch of pages per counter and
+/// CPU): the iterator adds each CPU's part, as status does from 6.16; the
+/// CPUs' per-CPU offsets it needs are found at load (`cpu_offsets`), on
+/// x86-64 only (`this_cpu_off`), where the run queue of a task is known
+/// (`rq_known`).
+fn memory_offsets(btf: &Btf, rq_known: bool, f: &mut FileOffsets) -> Result<(), btf::BtfError> {
     let rss_stat = btf.offset("mm_struct", &["rss_stat"])?;
-    // From 6.2 the counters are percpu_counters: their `count` lacks what
-    // each CPU holds back (up to a batch of pages per counter and CPU), and
-    // status (from 6.16) sums the CPUs. Until the iterator sums them too,
-    // status is read there.
-    if !btf.has("mm_rss_stat") {
-        return Err(btf::BtfError(
-            "the mm's RSS counters are per-CPU on this kernel (6.2 and later), which the memory iterator does not \
-             sum"
-            .into(),
-        ));
+    (f.task_mm, f.mm_hiwater_rss) = (btf.offset("task_struct", &["mm"])?, btf.offset("mm_struct", &["hiwater_rss"])?);
+    if btf.has("mm_rss_stat") {
+        (f.mm_counter0, f.mm_counter_stride) = (rss_stat + btf.offset("mm_rss_stat", &["count"])?, 8);
+        f.memory = 1;
+        return Ok(());
     }
-    let (first, stride) = (btf.offset("mm_rss_stat", &["count"])?, 8);
-    Ok((btf.offset("task_struct", &["mm"])?, btf.offset("mm_struct", &["hiwater_rss"])?, rss_stat + first, stride))
+    let unsupported = |why: &str| Err(btf::BtfError(format!("the mm's RSS counters are per-CPU here and {why}")));
+    if !cfg!(target_arch = "x86_64") {
+        return unsupported("their per-CPU parts are found on x86-64 only");
+    }
+    if !rq_known {
+        return unsupported("a task's run queue is not known (for finding each CPU's per-CPU offset)");
+    }
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| btf::BtfError(format!("{what}: {e}")))?;
+    if cpus > PERCPU_MAX_CPUS as usize {
+        return unsupported(&format!("this machine has {cpus} CPU ids, more than the {PERCPU_MAX_CPUS} summed"));
+    }
+    let percpu = |var| btf.section_var(".data..percpu", var).map(i64::from);
+    let rq = percpu("runqueues")?;
+    let distance = |to: i64| {
+        i32::try_from(to - rq).map(|d| d as u32).map_err(|_| btf::BtfError("per-CPU section beyond 2 GiB".into()))
+    };
+    f.rq_to_this_cpu_off = distance(percpu("this_cpu_off")?)?;
+    f.rq_to_cpu_number = distance(percpu("cpu_number")?)?;
+    let count = i64::from(btf.offset("percpu_counter", &["count"])?);
+    let from_count = |member| -> Result<u32, btf::BtfError> {
+        Ok((i64::from(btf.offset("percpu_counter", &[member])?) - count) as i32 as u32)
+    };
+    f.pc_lock_from_count = from_count("lock")?;
+    f.pc_counters_from_count = from_count("counters")?;
+    f.mm_counter0 = rss_stat + count as u32;
+    f.mm_counter_stride = btf.size("percpu_counter")?;
+    f.nr_cpus = cpus as u32;
+    f.mm_percpu = 1;
+    f.memory = 1;
+    Ok(())
+}
+
+/// Finds each online CPU's per-CPU offset for the memory iterator (it runs
+/// `messer_cpu_offset` on each) and checks the findings: every online CPU
+/// seen, its `cpu_number` its own id, and one per-CPU section start implied
+/// by all of them (a run queue's address is its CPU's offset plus the
+/// section's start plus `runqueues`' place in it).
+fn cpu_offsets(bpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let p: &mut RawTracePoint = program(bpf, CPU_OFFSET_PROGRAM).map_err(|e| e.to_string())?;
+    p.load().map_err(|e| chain(&e))?;
+    let online = aya::util::online_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+    for &cpu in &online {
+        let mut opts = RawTracePointRunOptions::new();
+        opts.cpu = Some(cpu);
+        p.test_run(opts).map_err(|e| format!("CPU {cpu}: {}", chain(&e)))?;
+    }
+    let rq_at = btf.section_var(".data..percpu", "runqueues").map_err(|e| e.to_string())?;
+    let map = bpf.map("CPU_OFFSETS").ok_or("no map CPU_OFFSETS")?;
+    let offsets: aya::maps::Array<_, CpuOffset> = aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    let mut start = None;
+    for &cpu in &online {
+        let c = offsets.get(&cpu, 0).map_err(|e| e.to_string())?;
+        if c.seen == 0 || c.cpu_number != cpu || c.offset == 0 {
+            return Err(format!("CPU {cpu}: its per-CPU offset was not found ({c:?})"));
+        }
+        let s = c.rq.wrapping_sub(c.offset).wrapping_sub(u64::from(rq_at));
+        if *start.get_or_insert(s) != s {
+            return Err(format!("CPU {cpu}'s findings imply another per-CPU section ({c:?})"));
+        }
+    }
+    Ok(())
 }
 
 /// Offsets for the socket census and the socket test of the syscall IO
 /// programs. The census needs the file-to-socket part (`socket_part`);
 /// `classify_io` is set when the task-to-file part is known too. A kernel
 /// without one of them gets zeros there (and a warning).
-fn file_offsets(btf: &Btf) -> FileOffsets {
+fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
     let socket_part = || -> Result<FileOffsets, btf::BtfError> {
         Ok(FileOffsets {
             file_inode: btf.offset("file", &["f_inode"])?,
@@ -275,6 +339,11 @@ fn file_offsets(btf: &Btf) -> FileOffsets {
             return FileOffsets::default();
         }
     };
+    let mut m = f;
+    match memory_offsets(btf, rq_known, &mut m) {
+        Ok(()) => f = m,
+        Err(e) => log::info!("memory figures come from /proc/<pid>/status here ({e})"),
+    }
     let mut task_part = || -> Result<(), btf::BtfError> {
         let arg0 =
             REGS_ARG0.ok_or_else(|| btf::BtfError("no syscall argument register on this architecture".into()))?;
@@ -285,13 +354,6 @@ fn file_offsets(btf: &Btf) -> FileOffsets {
         f.fdt_fd = btf.offset("fdtable", &["fd"])?;
         Ok(())
     };
-    match memory_offsets(btf) {
-        Ok(m) => {
-            (f.task_mm, f.mm_hiwater_rss, f.mm_counter0, f.mm_counter_stride) = m;
-            f.memory = 1;
-        }
-        Err(e) => log::info!("memory figures come from /proc/<pid>/status here ({e})"),
-    }
     match task_part() {
         Ok(()) => f.classify_io = 1,
         Err(e) => log::warn!(
@@ -349,7 +411,7 @@ pub fn load(targets: &[i32], opts: &EbpfOptions, proc: &ProcRoot) -> Result<Load
     let root = tracefs::root()?;
     let btf = Btf::from_kernel()?;
     let (cfg, io_available) = config(&root, &btf, opts)?;
-    let files = file_offsets(&btf);
+    let files = file_offsets(&btf, cfg.rq_clocks != 0);
     let cgroup = match &opts.cgroup {
         Some(c) => cgroup_target(&btf, c)?,
         None => CgroupTarget::default(),
@@ -405,6 +467,8 @@ pub fn load(targets: &[i32], opts: &EbpfOptions, proc: &ProcRoot) -> Result<Load
     // Without it, /proc/<pid>/status as before.
     let memory = files.memory != 0
         && super::census::load_memory(&mut bpf, &kernel_btf)
+            .map_err(|e| e.to_string())
+            .and_then(|()| if files.mm_percpu != 0 { cpu_offsets(&mut bpf, &btf) } else { Ok(()) })
             .map_err(|e| log::info!("memory figures come from /proc/<pid>/status here ({e})"))
             .is_ok();
     // A cgroup's members are all targets; its children are its members.

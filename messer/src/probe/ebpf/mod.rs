@@ -81,7 +81,7 @@ impl EbpfError {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -540,7 +540,12 @@ impl EbpfProbe {
         let spent = crate::base::clock::thread_cpu_ns().saturating_sub(t0);
         self.census_throttle.spent(spent);
         let wall = crate::base::clock::monotonic_ns().saturating_sub(wall0);
-        log::debug!("census: {:?} in {} us of CPU, {} us of wall time", sockets.as_ref().ok(), spent / 1000, wall / 1000);
+        log::debug!(
+            "census: {:?} in {} us of CPU, {} us of wall time",
+            sockets.as_ref().ok(),
+            spent / 1000,
+            wall / 1000
+        );
         Census { sockets: self.census_ok(sockets), states: self.census_ok(states) }
     }
 

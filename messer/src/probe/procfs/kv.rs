@@ -37,6 +37,44 @@ pub fn parse(file: &'static str, text: &str, keys: &[&str]) -> Result<HashMap<St
     Ok(out)
 }
 
+/// The numeric fields `keys` of a `Key: value [kB]` file, in their order
+/// (None where absent), as `parse` reads them but into a fixed array: no
+/// map and no string per field, for the files read per process.
+pub fn fields<const N: usize>(
+    file: &'static str,
+    text: &str,
+    keys: &[&str; N],
+) -> Result<[Option<u64>; N], ParseError> {
+    let mut out = [None; N];
+    let mut found = 0;
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(i) = keys.iter().position(|k| *k == key.trim()) else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let Some(Ok(v)) = parts.next().map(str::parse::<u64>) else {
+            continue;
+        };
+        let v = match parts.next() {
+            Some("kB") => v.checked_mul(1024).ok_or_else(|| ParseError::new(file, format!("{key} overflows")))?,
+            _ => v,
+        };
+        if out[i].replace(v).is_none() {
+            found += 1;
+        }
+        if found == N {
+            break;
+        }
+    }
+    if found == 0 && !text.trim().is_empty() {
+        return Err(ParseError::new(file, "none of the fields read"));
+    }
+    Ok(out)
+}
+
 /// Field `key` of a parsed file, or an error naming what is missing.
 pub fn get(map: &HashMap<String, u64>, file: &'static str, key: &str) -> Result<u64, ParseError> {
     map.get(key).copied().ok_or_else(|| ParseError::new(file, format!("no field {key}")))
@@ -58,6 +96,18 @@ mod tests {
         assert_eq!(only.len(), 1);
         assert_eq!(only["Threads"], 3);
         assert!(parse("status", text, &["VmSwap"]).is_err());
+    }
+
+    #[test]
+    fn fields_come_in_the_order_asked_for() {
+        let text = "Name:\tsh\nVmHWM:\t  1200 kB\nThreads:\t3\n";
+        assert_eq!(
+            fields("status", text, &["Threads", "VmSwap", "VmHWM"]).unwrap(),
+            [Some(3), None, Some(1200 * 1024)]
+        );
+        assert!(fields("status", text, &["VmSwap"]).is_err());
+        assert_eq!(fields("status", "", &["VmSwap"]).unwrap(), [None]);
+        assert!(fields("io", "rchar: 99999999999999999999999 kB\n", &["rchar"]).is_err());
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! What /proc says about one process beyond CPU time: memory, threads, file
 //! descriptors, IO counters, reaped children, block-IO delay.
 
-use std::collections::HashMap;
-
 use super::kv;
 use super::parse::Stat;
 use super::root::{ProcRoot, ReadError};
@@ -94,10 +92,15 @@ fn optional<T>(proc: &ProcRoot, pid: i32, r: Result<T, ReadError>) -> Result<Opt
     }
 }
 
-fn kv_file(proc: &ProcRoot, pid: i32, name: &'static str, keys: &[&str]) -> Result<HashMap<String, u64>, ReadError> {
+fn kv_file<const N: usize>(
+    proc: &ProcRoot,
+    pid: i32,
+    name: &'static str,
+    keys: &[&str; N],
+) -> Result<[Option<u64>; N], ReadError> {
     let rel = format!("{pid}/{name}");
     let text = proc.read(&rel)?;
-    kv::parse(name, &text, keys).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
+    kv::fields(name, &text, keys).map_err(|source| ReadError::Parse { path: proc.path().join(rel), source })
 }
 
 /// Counts the entries of /proc/<pid>/fd and, if `sockets`, collects socket
@@ -153,11 +156,11 @@ pub fn io(proc: &ProcRoot, pid: i32) -> Option<[u64; 7]> {
     io_fields(kv_file(proc, pid, "io", &IO_FIELDS).ok().as_ref())
 }
 
-fn io_fields(m: Option<&HashMap<String, u64>>) -> Option<[u64; 7]> {
+fn io_fields(m: Option<&[Option<u64>; 7]>) -> Option<[u64; 7]> {
     let m = m?;
     let mut v = [0; 7];
-    for (slot, k) in v.iter_mut().zip(IO_FIELDS) {
-        *slot = *m.get(k)?;
+    for (slot, f) in v.iter_mut().zip(m) {
+        *slot = (*f)?;
     }
     Some(v)
 }
@@ -194,8 +197,7 @@ pub fn read(
         Some(k) => (Some(k.peak_bytes), Some(k.swap_bytes)),
         None => {
             let status = optional(proc, pid, kv_file(proc, pid, "status", &["VmHWM", "VmSwap"]))?;
-            let status = status.as_ref();
-            (status.and_then(|m| m.get("VmHWM").copied()), status.and_then(|m| m.get("VmSwap").copied()))
+            status.map_or((None, None), |[hwm, swap]| (hwm, swap))
         }
     };
     let smaps = if reads.smaps {
@@ -209,8 +211,9 @@ pub fn read(
     } else {
         optional(proc, pid, fds(proc, pid, false))?
     };
-    let field = |m: &Option<HashMap<String, u64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
-    let sum = |m: &Option<HashMap<String, u64>>, a: &str, b: &str| Some(field(m, a)? + field(m, b)?);
+    // SMAPS_FIELDS' order.
+    let field = |i: usize| smaps.as_ref().and_then(|m| m[i]);
+    let sum = |a: usize, b: usize| Some(field(a)? + field(b)?);
     // A process that exited after the tree walk (a zombie not yet reaped)
     // has no memory left: its memory files are empty, and it is left out of
     // the tree's memory sums (adds 0) instead of making them missing.
@@ -228,9 +231,9 @@ pub fn read(
         num_threads: stat.num_threads,
         rss_peak_bytes: or_exited(peak, true),
         swap_bytes: or_exited(swap, true),
-        pss_bytes: or_exited(field(&smaps, "Pss"), reads.smaps),
-        uss_bytes: or_exited(sum(&smaps, "Private_Clean", "Private_Dirty"), reads.smaps),
-        dirty_bytes: or_exited(sum(&smaps, "Private_Dirty", "Shared_Dirty"), reads.smaps),
+        pss_bytes: or_exited(field(0), reads.smaps),
+        uss_bytes: or_exited(sum(1, 2), reads.smaps),
+        dirty_bytes: or_exited(sum(2, 3), reads.smaps),
         num_fds: fds.as_ref().map(|f| f.0),
         socket_inodes: fds.and_then(|f| f.1),
         fd_limit: fd_limit(proc, pid),

@@ -7,8 +7,9 @@
 //! belongs to it. An entity that disappeared takes its last partial delta with
 //! it: procfs cannot see it any more (the eBPF probe keeps final counters).
 
-use std::collections::HashMap;
 use std::hash::Hash;
+
+use crate::base::hash::FastMap as HashMap;
 
 /// Tracks one cumulative counter per entity key.
 #[derive(Debug)]
@@ -20,7 +21,7 @@ pub struct DeltaTracker<K> {
 
 impl<K: Eq + Hash + Copy> Default for DeltaTracker<K> {
     fn default() -> Self {
-        Self { prev: HashMap::new(), next: HashMap::new(), primed: false }
+        Self { prev: HashMap::default(), next: HashMap::default(), primed: false }
     }
 }
 

@@ -26,8 +26,14 @@ impl ReadError {
 
 /// Reads all of `f` from offset 0 into `buf` (grown as needed, at least a
 /// page); returns the length. From offset 0, a proc file's content is made
-/// anew.
-fn read_from_start(f: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// anew. `one_record`: `f` is a seq_file of one record (`single_open`: a
+/// process's stat, status, io, schedstat), which the kernel makes whole
+/// before it copies any of it, so a read shorter than asked for is all of
+/// it and the read that would return 0 is spared (a system call per file
+/// per process per sample). A file of many records can read short before
+/// its end (a record that does not fit the kernel's buffer waits for the
+/// next read), so the others are read until a read returns 0.
+fn read_from_start(f: &std::fs::File, buf: &mut Vec<u8>, one_record: bool) -> io::Result<usize> {
     use std::os::unix::fs::FileExt as _;
     if buf.len() < 4096 {
         buf.resize(4096, 0);
@@ -37,8 +43,10 @@ fn read_from_start(f: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
         if len == buf.len() {
             buf.resize(len * 2, 0);
         }
+        let room = buf.len() - len;
         match f.read_at(&mut buf[len..], len as u64) {
             Ok(0) => return Ok(len),
+            Ok(n) if one_record && n < room => return Ok(len + n),
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -76,7 +84,7 @@ impl KeptFiles {
             self.files.insert(rel.to_string(), f);
         }
         let Some(f) = self.files.get(rel) else { return proc.read_file(Path::new(rel)) };
-        let len = match read_from_start(f, &mut self.buf) {
+        let len = match read_from_start(f, &mut self.buf, false) {
             Ok(n) => n,
             Err(source) => {
                 self.files.remove(rel);
@@ -109,7 +117,7 @@ pub struct ProcRoot {
 /// path opened afresh. Files not read for a whole tick are closed.
 #[derive(Debug)]
 struct ProcessFiles {
-    files: std::collections::HashMap<PathBuf, (std::fs::File, u64)>,
+    files: crate::base::hash::FastMap<PathBuf, (std::fs::File, u64)>,
     tick: u64,
     /// At most this many files are kept open; beyond, a file is opened per read.
     cap: usize,
@@ -138,7 +146,7 @@ impl ProcessFiles {
         }
         let (f, used) = self.files.get_mut(rel)?;
         *used = self.tick;
-        let Ok(len) = read_from_start(f, &mut self.buf) else {
+        let Ok(len) = read_from_start(f, &mut self.buf, true) else {
             self.files.remove(rel);
             return None;
         };
@@ -149,6 +157,35 @@ impl ProcessFiles {
             return None;
         }
         std::str::from_utf8(&self.buf[..len]).ok().map(str::to_string)
+    }
+
+    /// The size of `<pid>/fd` (the number of open descriptors, from Linux
+    /// 6.2) through a kept `O_PATH` descriptor of that directory: an fstat,
+    /// no path walk. None where there is none (or no room for one) or the
+    /// process is gone (then it is closed).
+    fn fd_count(&mut self, root: &Path, pid: i32) -> Option<u64> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let rel = PathBuf::from(format!("{pid}/fd"));
+        if !self.files.contains_key(&rel) {
+            if self.files.len() >= self.cap {
+                return None;
+            }
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(root.join(&rel))
+                .ok()?;
+            self.files.insert(rel.clone(), (f, self.tick));
+        }
+        let (f, used) = self.files.get_mut(&rel)?;
+        *used = self.tick;
+        match f.metadata() {
+            Ok(m) => Some(m.len()),
+            Err(_) => {
+                self.files.remove(&rel);
+                None
+            }
+        }
     }
 
     fn new_tick(&mut self) {
@@ -269,6 +306,14 @@ impl ProcRoot {
         self.root == Path::new("/proc")
     }
 
+    /// The size of process `pid`'s descriptor directory through a kept
+    /// descriptor (see `ProcessFiles::fd_count`); None where files are not
+    /// kept or it cannot be had that way.
+    pub fn kept_fd_count(&self, pid: i32) -> Option<u64> {
+        let k = self.kept.as_ref()?;
+        k.lock().ok()?.fd_count(&self.root, pid)
+    }
+
     /// Reads a whole file below the root as text.
     pub fn read(&self, rel: impl AsRef<Path>) -> Result<String, ReadError> {
         let rel = rel.as_ref();
@@ -374,6 +419,41 @@ mod tests {
         p.file("meminfo", &long);
         assert_eq!(kept.read(&root, "meminfo").unwrap(), long);
         assert!(kept.read(&root, "nope").unwrap_err().is_gone());
+    }
+
+    #[test]
+    fn kept_fd_directory_counts_descriptors_and_forgets_a_gone_process() {
+        use std::process::{Command, Stdio};
+        // A process with 0, 1, 2 and three more open: 6 descriptors at least.
+        let mut child = Command::new("sh")
+            .args(["-c", "exec 3</dev/null 4</dev/null 5</dev/null; exec sleep 5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let root = ProcRoot::new("/proc").keeping_files(8);
+        // Against a listing of the directory (descriptors the test harness
+        // left inheritable may add some).
+        let listed = || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).ok();
+        let mut n = None;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            n = root.kept_fd_count(pid);
+            if n.is_some_and(|n| n >= 6) && n == listed() {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The size of /proc/<pid>/fd counts descriptors from Linux 6.2 on (0 before).
+        if n == Some(0) {
+            return;
+        }
+        assert!(n.is_some_and(|n| n >= 6), "{n:?}");
+        assert_eq!(root.kept_fd_count(pid), None, "reaped: the kept descriptor is closed");
+        assert_eq!(root.kept_fd_count(i32::MAX), None, "no such process");
     }
 
     #[test]

@@ -483,6 +483,11 @@ pub struct FileOffsets {
     /// per-CPU variables' offsets in BTF's `.data..percpu` section.
     pub rq_to_this_cpu_off: u32,
     pub rq_to_cpu_number: u32,
+    /// `task_struct.signal` and, in `signal_struct`, the soft limit on open
+    /// descriptors (`rlim[RLIMIT_NOFILE].rlim_cur`); `nofile` 1: known.
+    pub nofile: u32,
+    pub task_signal: u32,
+    pub signal_nofile: u32,
 }
 
 /// The CPU ids the memory iterator can sum (`CPU_OFFSETS`' size).
@@ -572,6 +577,11 @@ pub struct MemoryRecord {
     /// The mm's counters in `MM_*` order (`MM_FILEPAGES`, `MM_ANONPAGES`,
     /// `MM_SWAPENTS`, `MM_SHMEMPAGES`), signed as the kernel keeps them.
     pub counters: [i64; 4],
+    /// The process's soft `RLIMIT_NOFILE` (`signal->rlim[].rlim_cur`, what
+    /// prlimit reads; RLIM_INFINITY is u64::MAX), where `nofile_known`.
+    pub nofile: u64,
+    pub nofile_known: u32,
+    pub _pad: u32,
 }
 
 /// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).
@@ -680,6 +690,7 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::MemoryRecord {}
+    // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::CpuOffset {}
 }
 

@@ -208,7 +208,30 @@ pub fn messer_memory(ctx: *mut c_void) -> u32 {
     } else {
         whole &= percpu_sums(at(0), stride, &mut counters);
     }
-    let rec = MemoryRecord { tgid, whole: u32::from(whole), hiwater_rss, counters };
+    // SAFETY: as above.
+    let (nofile_on, signal_at, nofile_at) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().nofile),
+            core::ptr::read_volatile(&files_ref().task_signal),
+            core::ptr::read_volatile(&files_ref().signal_nofile),
+        )
+    };
+    let (mut nofile, mut nofile_known) = (0, false);
+    if nofile_on != 0 {
+        let signal = task_field::<*const u8>(task, signal_at);
+        if !signal.is_null() {
+            (nofile, nofile_known) = read_or_zero::<u64>(signal as u64, u64::from(nofile_at));
+        }
+    }
+    let rec = MemoryRecord {
+        tgid,
+        whole: u32::from(whole),
+        hiwater_rss,
+        counters,
+        nofile,
+        nofile_known: u32::from(nofile_known),
+        _pad: 0,
+    };
     // SAFETY: as in `census`.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);

@@ -184,6 +184,9 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     nr_cpus: 0,
     rq_to_this_cpu_off: 0,
     rq_to_cpu_number: 0,
+    nofile: 0,
+    task_signal: 0,
+    signal_nofile: 0,
 };
 
 /// Filled in by the loader (the target cgroup and BTF offsets) before loading.

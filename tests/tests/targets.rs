@@ -244,7 +244,8 @@ fn both_modes_agree_on_run_queue_wait() {
 /// memory iterator (the kernel's `task_mem` rule on each leader's mm), procfs
 /// mode from /proc/<pid>/status: on 20 sleeping processes, whose memory
 /// stays put once they have started, the two agree to the byte in every
-/// full window.
+/// full window. The iterator reads their descriptor limit too (procfs
+/// mode: prlimit).
 #[test]
 #[ignore = "needs root"]
 fn both_modes_agree_on_memory_of_many_processes() {
@@ -254,13 +255,11 @@ fn both_modes_agree_on_memory_of_many_processes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("both.h5");
     let mut c = messer_tests::messer();
-    c.args(["--mode", "both", "--interval", "0.5", "-o"]).arg(&out).arg("--").arg(messer_tests::workload_bin()).args([
-        "sleepers",
-        "--processes",
-        "20",
-        "--seconds",
-        "3",
-    ]);
+    // A soft descriptor limit of its own, which the iterator reads from each
+    // process's signal_struct and procfs mode by prlimit.
+    let script =
+        format!("ulimit -n 333 && exec {} sleepers --processes 20 --seconds 3", messer_tests::workload_bin().display());
+    c.args(["--mode", "both", "--interval", "0.5", "-o"]).arg(&out).args(["--", "sh", "-c", &script]);
     let o = run(c);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
@@ -273,7 +272,7 @@ fn both_modes_agree_on_memory_of_many_processes() {
         assert!(loaded, "the memory iterator did not load: {err}");
     }
     assert!(!err.contains("the memory iterator failed"), "{err}");
-    let cols = ["proc_mem_rss_peak", "proc_mem_swap", "proc_num_processes"];
+    let cols = ["proc_mem_rss_peak", "proc_mem_swap", "proc_num_processes", "proc_fd_limit"];
     let e = read_table(&out, "messer_timeseries", &cols);
     let p = read_table(&out, "messer_procfs_timeseries", &cols);
     let (eh, ph, n) = (column(&e, cols[0]), column(&p, cols[0]), column(&e, cols[2]));
@@ -286,5 +285,7 @@ fn both_modes_agree_on_memory_of_many_processes() {
         assert!(eh[i].is_some_and(|v| v > 21.0 * 100e3), "window {i}: {:?}", eh[i]);
         assert_eq!(eh[i], ph[i], "window {i}: peak RSS");
         assert_eq!(es[i], ps[i], "window {i}: swap");
+        assert_eq!(column(&e, cols[3])[i], Some(333.0), "window {i}: descriptor limit, ebpf");
+        assert_eq!(column(&p, cols[3])[i], Some(333.0), "window {i}: descriptor limit, procfs");
     }
 }

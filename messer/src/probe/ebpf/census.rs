@@ -58,7 +58,11 @@ pub fn tally_memory(records: &[u8], page_size: u64) -> HashMap<i32, KernelMemory
         let counter = |i: usize| r.counters[i].max(0) as u64;
         let rss: u64 = RSS_COUNTERS.iter().map(|&i| counter(i)).sum();
         let (peak, swap) = (rss.max(r.hiwater_rss), counter(MM_SWAPENTS));
-        out.insert(r.tgid as i32, KernelMemory { peak_bytes: peak * page_size, swap_bytes: swap * page_size });
+        let fd_limit = (r.nofile_known != 0).then_some(r.nofile);
+        out.insert(
+            r.tgid as i32,
+            KernelMemory { peak_bytes: peak * page_size, swap_bytes: swap * page_size, fd_limit },
+        );
     }
     out
 }
@@ -165,15 +169,25 @@ mod tests {
 
     #[test]
     fn memory_follows_the_kernels_task_mem() {
-        let rec = |tgid, hiwater_rss, counters| bytes(MemoryRecord { tgid, whole: 1, hiwater_rss, counters });
+        let rec = |tgid, hiwater_rss, counters| {
+            bytes(MemoryRecord {
+                tgid,
+                whole: 1,
+                hiwater_rss,
+                counters,
+                nofile: 64,
+                nofile_known: u32::from(tgid == 1),
+                _pad: 0,
+            })
+        };
         // RSS 10 + 20 + 5 over a stale high-water mark of 30; 7 swapped.
         // A negative counter (per-CPU parts not yet folded in) reads 0.
         let b: Vec<u8> = [rec(1, 30, [10, 20, 7, 5]), rec(2, 100, [-3, 40, -1, 0])].concat();
         let m = tally_memory(&b, 4096);
-        assert_eq!(m[&1], KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096 });
-        assert_eq!(m[&2], KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0 });
+        assert_eq!(m[&1], KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096, fd_limit: Some(64) });
+        assert_eq!(m[&2], KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0, fd_limit: None });
         // A sum that did not settle leaves the process to /proc.
-        let b = bytes(MemoryRecord { tgid: 3, whole: 0, hiwater_rss: 1, counters: [1; 4] });
+        let b = bytes(MemoryRecord { tgid: 3, whole: 0, hiwater_rss: 1, counters: [1; 4], ..Default::default() });
         assert!(tally_memory(&b, 4096).is_empty());
     }
 

@@ -339,6 +339,15 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
             return FileOffsets::default();
         }
     };
+    let nofile = || -> Result<(u32, u32), btf::BtfError> {
+        let rlim = btf.offset("signal_struct", &["rlim"])?;
+        let at = btf.size("rlimit")? * libc::RLIMIT_NOFILE + btf.offset("rlimit", &["rlim_cur"])?;
+        Ok((btf.offset("task_struct", &["signal"])?, rlim + at))
+    };
+    match nofile() {
+        Ok((signal, at)) => (f.nofile, f.task_signal, f.signal_nofile) = (1, signal, at),
+        Err(e) => log::info!("descriptor limits come from prlimit here ({e})"),
+    }
     let mut m = f;
     match memory_offsets(btf, rq_known, &mut m) {
         Ok(()) => f = m,

@@ -60,11 +60,13 @@ pub fn parse_fd_limit(text: &str) -> Option<u64> {
 }
 
 /// A process's VmHWM and VmSwap (bytes) as the kernel side read them from
-/// its mm, by the rule /proc/<pid>/status prints them with.
+/// its mm, by the rule /proc/<pid>/status prints them with, and its soft
+/// limit on open descriptors where it read that (u64::MAX: unlimited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelMemory {
     pub peak_bytes: u64,
     pub swap_bytes: u64,
+    pub fd_limit: Option<u64>,
 }
 
 /// The fields of /proc/<pid>/smaps_rollup used.
@@ -235,7 +237,7 @@ pub fn read(
         dirty_bytes: or_exited(sum(2, 3), reads.smaps),
         num_fds: fds.as_ref().map(|f| f.0),
         socket_inodes: fds.and_then(|f| f.1),
-        fd_limit: fd_limit(proc, pid),
+        fd_limit: kernel.and_then(|k| k.fd_limit).or_else(|| fd_limit(proc, pid)),
         io: io_fields(io.as_ref()),
         children_user_ticks: stat.cutime,
         children_system_ticks: stat.cstime,

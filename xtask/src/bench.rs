@@ -702,12 +702,18 @@ fn write_report(b: &Bench) -> Result<()> {
          CPU. The floor at 10 ms with every column is therefore some 3 % of a core here; 1 % would need \
          the system-wide figures at a coarser cadence than the process's, which messer does not do \
          silently.\n\
-         - **Per further process** (about 40 us a sample in ebpf mode): the process's `task/<pid>/stat`, \
-         `status` (printed in full for its two fields VmHWM and VmSwap: the largest part), `io`, a \
-         `statx` of its descriptor directory and a `prlimit`. These files are kept open between reads \
-         now (no path walk, open and close), which took a fifth off. Reaching 5 us needs these figures \
-         from the kernel side: a BPF task iterator reading each tracked process's memory counters, \
-         high-water mark, swap, IO accounting and descriptor count in one read for all of them.\n\
+         - **Per further process** (from 16 processes on, ebpf mode): the memory iterator, a BPF task \
+         iterator over every task, gives each tracked process's VmHWM and VmSwap (summing the per-CPU \
+         parts of its RSS counters on 6.2 and later) and its descriptor limit, so there is no `status` \
+         print and no `prlimit` per process; a one-record proc file ends at a short read (no read \
+         returning 0); the descriptor count is an fstat of a kept `O_PATH` descriptor (no path walk). \
+         What is left (perf, 1000 processes at 0.1 s): the kernel printing `stat` (a sixth of messer's \
+         CPU) and `io` (a fifteenth), the descriptor count and the iterator (a twentieth each), and \
+         messer's parsing and bookkeeping. Reaching 5 us needs `stat` and `io` from the kernel side \
+         too: `stat`'s fields can be read from the task and its `signal_struct`, but `io` is every \
+         thread's accounting plus the exited threads' in `signal_struct`, which a thread exiting \
+         between the iterator's visits would make count twice or not at all (the kernel takes the \
+         process's lock for it).\n\
          - **--threads** on 1000 threads: the thread map is copied out with batch lookups (a few \
          syscalls a sample instead of two per thread: sys time halved, 16 % of a core at 10 ms against \
          33 % before), and the thread's name comes from the kernel side (taken at its switch-outs) \

@@ -135,9 +135,11 @@ fn pid_command_follows_a_restarted_service() {
     // a target exits, so that one is NaN with the pid).
     assert!(seen.iter().zip(&cpu).all(|(p, c)| *p != 0.0 || c.is_none()), "no target: NaN, not 0: {cpu:?}");
     // Each instance's CPU against its own getrusage (not against a core it
-    // may share with other tests): procfs measures every window of it but
-    // the one it was found in (from then on) and the one it exited in, at
-    // most 0.1 s each of one core.
+    // may share with other tests). procfs measures every window of it but
+    // these, at most 0.1 s each of one core: up to two before it is found
+    // (the run in flight when it started may have looked before it; the
+    // next run's result is taken at the read after), the one it was found
+    // in (from then on) and the one it exited in.
     let windows = column(&ts, "window_seconds");
     for (pid, truth) in pids.iter().zip(&truths) {
         let got: f64 = seen
@@ -147,7 +149,7 @@ fn pid_command_follows_a_restarted_service() {
             .filter_map(|(_, (c, w))| Some((*c)? / 100.0 * (*w)?))
             .sum();
         println!("instance {pid}: recorded {got:.4} s of CPU, it reported {truth:.4} s");
-        assert!(got <= 1.01 * truth && got >= truth - 0.2, "instance {pid}: {got} s against {truth} s: {cpu:?}");
+        assert!(got <= 1.01 * truth && got >= truth - 0.4, "instance {pid}: {got} s against {truth} s: {cpu:?}");
     }
     let ev = read_table(&out, "messer_events", &["kind", "pid"]);
     let kinds: Vec<String> = strings(&ev, "kind").into_iter().filter(|k| k.starts_with("target")).collect();

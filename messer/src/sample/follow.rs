@@ -198,6 +198,15 @@ impl Follow {
                             log::warn!("--pid-command {why}; trying again every interval");
                             *problem = Some(why);
                         }
+                        // The next run starts now, its result taken at the
+                        // next read: a run after every read, as the README
+                        // says. (It used to start only at the read after,
+                        // one run every other read: a restarted service
+                        // was found up to three intervals late.) A command
+                        // that cannot start is tried again then.
+                        if when != Moment::Start {
+                            *pending = pid_command::Pending::start(cmd, run_as.as_ref()).ok();
+                        }
                         Vec::new()
                     }
                 }

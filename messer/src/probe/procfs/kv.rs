@@ -18,13 +18,8 @@ pub fn parse(file: &'static str, text: &str, keys: &[&str]) -> Result<HashMap<St
         if !keys.is_empty() && !keys.contains(&key.trim()) {
             continue;
         }
-        let mut parts = rest.split_whitespace();
-        let Some(Ok(v)) = parts.next().map(str::parse::<u64>) else {
+        let Some(v) = value(file, key, rest)? else {
             continue;
-        };
-        let v = match parts.next() {
-            Some("kB") => v.checked_mul(1024).ok_or_else(|| ParseError::new(file, format!("{key} overflows")))?,
-            _ => v,
         };
         out.insert(key.trim().to_string(), v);
     }
@@ -54,13 +49,8 @@ pub fn fields<const N: usize>(
         let Some(i) = keys.iter().position(|k| *k == key.trim()) else {
             continue;
         };
-        let mut parts = rest.split_whitespace();
-        let Some(Ok(v)) = parts.next().map(str::parse::<u64>) else {
+        let Some(v) = value(file, key, rest)? else {
             continue;
-        };
-        let v = match parts.next() {
-            Some("kB") => v.checked_mul(1024).ok_or_else(|| ParseError::new(file, format!("{key} overflows")))?,
-            _ => v,
         };
         if out[i].replace(v).is_none() {
             found += 1;
@@ -73,6 +63,21 @@ pub fn fields<const N: usize>(
         return Err(ParseError::new(file, "none of the fields read"));
     }
     Ok(out)
+}
+
+/// The number after `key:` (`rest`), in bytes where it says kB; None where
+/// it is not a number (a text field such as `Name:`).
+fn value(file: &'static str, key: &str, rest: &str) -> Result<Option<u64>, ParseError> {
+    let mut parts = rest.split_whitespace();
+    let Some(Ok(v)) = parts.next().map(str::parse::<u64>) else {
+        return Ok(None);
+    };
+    match parts.next() {
+        Some("kB") => {
+            v.checked_mul(1024).map(Some).ok_or_else(|| ParseError::new(file, format!("{} overflows", key.trim())))
+        }
+        _ => Ok(Some(v)),
+    }
 }
 
 /// Field `key` of a parsed file, or an error naming what is missing.

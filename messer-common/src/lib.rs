@@ -488,6 +488,23 @@ pub struct FileOffsets {
     pub nofile: u32,
     pub task_signal: u32,
     pub signal_nofile: u32,
+    /// 1: the process iterator has the offsets for what the main thread's
+    /// /proc/<pid>/task/<pid>/stat prints (with `task_mm`, `mm_counter0`,
+    /// `mm_counter_stride` and Config's `task_tgid`, `task_real_parent`,
+    /// `task_comm`, `task_min_flt`, `task_maj_flt`, `task_signal`):
+    /// `task_struct.flags`, `.start_boottime`, `.gtime`, `.delays`;
+    /// `task_delay_info.blkio_delay`; `signal_struct.nr_threads`, `.cutime`,
+    /// `.cstime`; `mm_struct.total_vm`.
+    pub stat: u32,
+    pub task_flags: u32,
+    pub task_start_boottime: u32,
+    pub task_gtime: u32,
+    pub task_delays: u32,
+    pub delays_blkio: u32,
+    pub signal_nr_threads: u32,
+    pub signal_cutime: u32,
+    pub signal_cstime: u32,
+    pub mm_total_vm: u32,
 }
 
 /// The CPU ids the memory iterator can sum (`CPU_OFFSETS`' size).
@@ -559,29 +576,61 @@ pub struct ThreadRecord {
     pub _pad: u32,
 }
 
-/// What the memory iterator reports for each tracked process (its thread
-/// group leader, while it has an address space): the figures /proc/<pid>/
-/// status prints as VmHWM and VmSwap come from these, by the kernel's own
+/// What the process iterator reports for each tracked process (its thread
+/// group leader): the figures of its main thread's stat
+/// (/proc/<pid>/task/<pid>/stat), where `stat_known`, and where `whole`
+/// those /proc/<pid>/status prints as VmHWM and VmSwap, by the kernel's own
 /// rule (`task_mem`), in pages.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryRecord {
+pub struct ProcessRecord {
     pub tgid: u32,
-    /// 1: the counters are whole; 0: a per-CPU sum did not settle (its
-    /// counter was held or moved during each of the tries) or a CPU's
-    /// part could not be read: the loader reads /proc for this process.
+    /// 1: the memory counters are whole; 0: the process has no address
+    /// space now (a zombie leader), a per-CPU sum did not settle (its
+    /// counter was held or moved during each of the tries) or a CPU's part
+    /// could not be read: the loader reads /proc for its memory.
     pub whole: u32,
     /// `mm_struct.hiwater_rss`: the RSS high-water mark as of the last
     /// time the kernel updated it (it lags: VmHWM is its max with the RSS).
     pub hiwater_rss: u64,
     /// The mm's counters in `MM_*` order (`MM_FILEPAGES`, `MM_ANONPAGES`,
-    /// `MM_SWAPENTS`, `MM_SHMEMPAGES`), signed as the kernel keeps them.
+    /// `MM_SWAPENTS`, `MM_SHMEMPAGES`), signed as the kernel keeps them:
+    /// whole sums (with each CPU's part from 6.2).
     pub counters: [i64; 4],
+    /// The same counters as stat reads them (`get_mm_counter`): from 6.2
+    /// the per-CPU counters' shared `count` only; up to 6.1 as `counters`.
+    /// 0 without an address space, as stat prints it.
+    pub counts: [i64; 4],
+    /// `mm_struct.total_vm` (pages; 0 without an address space).
+    pub total_vm: u64,
     /// The process's soft `RLIMIT_NOFILE` (`signal->rlim[].rlim_cur`, what
     /// prlimit reads; RLIM_INFINITY is u64::MAX), where `nofile_known`.
     pub nofile: u64,
     pub nofile_known: u32,
+    /// 1: every field below was read.
+    pub stat_known: u32,
+    /// `real_parent->tgid`.
+    pub ppid: u32,
+    /// `__state` and `exit_state`, for the state letter.
+    pub state: u32,
+    pub exit_state: u32,
+    /// `task_struct.flags` (PF_*).
+    pub flags: u32,
+    /// `signal->nr_threads`.
+    pub nr_threads: u32,
     pub _pad: u32,
+    /// `start_boottime` (ns since boot, suspend included).
+    pub start_boottime: u64,
+    /// `signal->cutime`, `signal->cstime` (ns: reaped children's times).
+    pub cutime: u64,
+    pub cstime: u64,
+    /// `delays->blkio_delay` (ns; 0 without delay accounting).
+    pub blkio_delay: u64,
+    /// The main thread's `min_flt`, `maj_flt` and `gtime` (ns).
+    pub min_flt: u64,
+    pub maj_flt: u64,
+    pub gtime: u64,
+    pub comm: [u8; COMM_LEN],
 }
 
 /// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).
@@ -689,7 +738,7 @@ mod pod {
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::ThreadRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
-    unsafe impl aya::Pod for super::MemoryRecord {}
+    unsafe impl aya::Pod for super::ProcessRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::CpuOffset {}
 }

@@ -14,7 +14,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{helpers, macros::raw_tracepoint, programs::RawTracePointContext};
 use messer_common::{
-    AF_INET, AF_INET6, CpuOffset, IPPROTO_TCP, IPPROTO_UDP, MemoryRecord, PERCPU_MAX_CPUS, SocketRecord, ThreadRecord,
+    AF_INET, AF_INET6, CpuOffset, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, SocketRecord, ThreadRecord,
 };
 
 use crate::maps::{CPU_OFFSETS, config_ref, counting, files_ref, read_or_zero, task_field, task_rq};
@@ -155,14 +155,15 @@ pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
 /// How often a per-CPU sum is tried before the process is left to /proc.
 const SUM_TRIES: u32 = 3;
 
-/// The memory iterator: every task of the machine is visited once; for
-/// each tracked thread group leader that has an address space its mm's
-/// high-water mark and counters are reported. Every read of the mm is a
-/// probe read into a defined local (6.1's verifier refuses direct loads
-/// from `atomic_long_t`).
+/// The process iterator: every task of the machine is visited once; for
+/// each tracked thread group leader it reports what its stat prints
+/// (/proc/<pid>/task/<pid>/stat) and, from its address space, the mm's
+/// high-water mark and counters (VmHWM and VmSwap of status). Every read
+/// of the mm is a probe read into a defined local (6.1's verifier refuses
+/// direct loads from `atomic_long_t`).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task")]
-pub fn messer_memory(ctx: *mut c_void) -> u32 {
+pub fn messer_processes(ctx: *mut c_void) -> u32 {
     let ctx = ctx as *const TaskCtx;
     // SAFETY: the iterator's context (see `census`).
     let (meta, task) = unsafe { (core::ptr::read_volatile(&(*ctx).meta), core::ptr::read_volatile(&(*ctx).task)) };
@@ -181,63 +182,138 @@ pub fn messer_memory(ctx: *mut c_void) -> u32 {
     if task_field::<u32>(task, pid_at) != tgid || !counting(tgid) {
         return 0;
     }
-    let mm = task_field::<*const u8>(task, mm_at);
-    if mm.is_null() {
-        return 0;
-    }
-    let mm = mm as u64;
-    // SAFETY: as above.
-    let (hiwater_at, c0, stride, percpu) = unsafe {
-        (
-            core::ptr::read_volatile(&files_ref().mm_hiwater_rss),
-            core::ptr::read_volatile(&files_ref().mm_counter0),
-            core::ptr::read_volatile(&files_ref().mm_counter_stride),
-            core::ptr::read_volatile(&files_ref().mm_percpu),
-        )
-    };
-    let (hiwater_rss, hw_ok) = read_or_zero::<u64>(mm, u64::from(hiwater_at));
-    let at = |i: u32| mm + u64::from(c0) + u64::from(i * stride);
-    let mut counters = [0i64; 4];
-    let mut whole = hw_ok;
-    if percpu == 0 {
-        for (i, c) in counters.iter_mut().enumerate() {
-            let (v, ok) = read_or_zero::<i64>(at(i as u32), 0);
-            *c = v;
-            whole &= ok;
-        }
-    } else {
-        whole &= percpu_sums(at(0), stride, &mut counters);
+    let mut rec = ProcessRecord { tgid, ..ProcessRecord::default() };
+    let mm = task_field::<*const u8>(task, mm_at) as u64;
+    if mm != 0 {
+        memory(mm, &mut rec);
     }
     // SAFETY: as above.
     let (nofile_on, signal_at, nofile_at) = unsafe {
         (
             core::ptr::read_volatile(&files_ref().nofile),
-            core::ptr::read_volatile(&files_ref().task_signal),
+            core::ptr::read_volatile(&config_ref().task_signal),
             core::ptr::read_volatile(&files_ref().signal_nofile),
         )
     };
-    let (mut nofile, mut nofile_known) = (0, false);
-    if nofile_on != 0 {
-        let signal = task_field::<*const u8>(task, signal_at);
-        if !signal.is_null() {
-            (nofile, nofile_known) = read_or_zero::<u64>(signal as u64, u64::from(nofile_at));
-        }
+    let signal = task_field::<*const u8>(task, signal_at) as u64;
+    if nofile_on != 0 && signal != 0 {
+        let (nofile, known) = read_or_zero::<u64>(signal, u64::from(nofile_at));
+        (rec.nofile, rec.nofile_known) = (nofile, u32::from(known));
     }
-    let rec = MemoryRecord {
-        tgid,
-        whole: u32::from(whole),
-        hiwater_rss,
-        counters,
-        nofile,
-        nofile_known: u32::from(nofile_known),
-        _pad: 0,
-    };
+    // SAFETY: as above.
+    if unsafe { core::ptr::read_volatile(&files_ref().stat) } != 0 && signal != 0 {
+        rec.stat_known = u32::from(stat(task as u64, signal, &mut rec));
+    }
     // SAFETY: as in `census`.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);
-        helpers::bpf_seq_write(seq.cast(), (&rec as *const MemoryRecord).cast(), size_of::<MemoryRecord>() as u32);
+        helpers::bpf_seq_write(seq.cast(), (&rec as *const ProcessRecord).cast(), size_of::<ProcessRecord>() as u32);
     }
     0
+}
+
+/// The memory part of `rec` from address space `mm`: `counts` and
+/// `total_vm` as stat reads them, and where the memory offsets are known
+/// the high-water mark and the whole counters (`whole`).
+#[inline(always)]
+fn memory(mm: u64, rec: &mut ProcessRecord) {
+    // SAFETY: plain reads of the loader's static (each alone: constants).
+    let (on, hiwater_at, c0, stride, percpu, total_vm_at) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().memory),
+            core::ptr::read_volatile(&files_ref().mm_hiwater_rss),
+            core::ptr::read_volatile(&files_ref().mm_counter0),
+            core::ptr::read_volatile(&files_ref().mm_counter_stride),
+            core::ptr::read_volatile(&files_ref().mm_percpu),
+            core::ptr::read_volatile(&files_ref().mm_total_vm),
+        )
+    };
+    let at = |i: u32| mm + u64::from(c0) + u64::from(i * stride);
+    let mut ok = true;
+    for (i, c) in rec.counts.iter_mut().enumerate() {
+        let (v, r) = read_or_zero::<i64>(at(i as u32), 0);
+        *c = v;
+        ok &= r;
+    }
+    let (total_vm, t_ok) = read_or_zero::<u64>(mm, u64::from(total_vm_at));
+    rec.total_vm = total_vm;
+    if !(ok && t_ok) {
+        rec.counts = [0; 4];
+        return;
+    }
+    if on == 0 {
+        return;
+    }
+    let (hiwater_rss, hw_ok) = read_or_zero::<u64>(mm, u64::from(hiwater_at));
+    rec.hiwater_rss = hiwater_rss;
+    let whole = if percpu == 0 {
+        rec.counters = rec.counts;
+        hw_ok
+    } else {
+        hw_ok && percpu_sums(at(0), stride, &mut rec.counters)
+    };
+    rec.whole = u32::from(whole);
+}
+
+/// The stat part of `rec` from `task` and its `signal`; false if a field
+/// could not be read.
+#[inline(always)]
+fn stat(task: u64, signal: u64, rec: &mut ProcessRecord) -> bool {
+    // SAFETY: plain reads of the loader's statics (each alone: constants).
+    let (parent_at, tgid_at, state_at, exit_at, flags_at, start_at, comm_at) = unsafe {
+        (
+            core::ptr::read_volatile(&config_ref().task_real_parent),
+            core::ptr::read_volatile(&config_ref().task_tgid),
+            core::ptr::read_volatile(&files_ref().task_state),
+            core::ptr::read_volatile(&files_ref().task_exit_state),
+            core::ptr::read_volatile(&files_ref().task_flags),
+            core::ptr::read_volatile(&files_ref().task_start_boottime),
+            core::ptr::read_volatile(&config_ref().task_comm),
+        )
+    };
+    // SAFETY: as above.
+    let (min_at, maj_at, gtime_at, delays_at, blkio_at) = unsafe {
+        (
+            core::ptr::read_volatile(&config_ref().task_min_flt),
+            core::ptr::read_volatile(&config_ref().task_maj_flt),
+            core::ptr::read_volatile(&files_ref().task_gtime),
+            core::ptr::read_volatile(&files_ref().task_delays),
+            core::ptr::read_volatile(&files_ref().delays_blkio),
+        )
+    };
+    // SAFETY: as above.
+    let (threads_at, cutime_at, cstime_at) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().signal_nr_threads),
+            core::ptr::read_volatile(&files_ref().signal_cutime),
+            core::ptr::read_volatile(&files_ref().signal_cstime),
+        )
+    };
+    let mut ok = true;
+    let parent = get::<u64>(&mut ok, task, parent_at);
+    rec.ppid = if parent == 0 { 0 } else { get::<u32>(&mut ok, parent, tgid_at) };
+    rec.state = get::<u32>(&mut ok, task, state_at);
+    rec.exit_state = get::<u32>(&mut ok, task, exit_at);
+    rec.flags = get::<u32>(&mut ok, task, flags_at);
+    rec.nr_threads = get::<u32>(&mut ok, signal, threads_at);
+    rec.start_boottime = get::<u64>(&mut ok, task, start_at);
+    rec.cutime = get::<u64>(&mut ok, signal, cutime_at);
+    rec.cstime = get::<u64>(&mut ok, signal, cstime_at);
+    rec.min_flt = get::<u64>(&mut ok, task, min_at);
+    rec.maj_flt = get::<u64>(&mut ok, task, maj_at);
+    rec.gtime = get::<u64>(&mut ok, task, gtime_at);
+    let delays = get::<u64>(&mut ok, task, delays_at);
+    rec.blkio_delay = if delays == 0 { 0 } else { get::<u64>(&mut ok, delays, blkio_at) };
+    rec.comm = get::<[u8; messer_common::COMM_LEN]>(&mut ok, task, comm_at);
+    ok
+}
+
+/// A probe read of the `T` at `base + at`; clears `ok` if it failed.
+#[inline(always)]
+fn get<T: Copy + Default>(ok: &mut bool, base: u64, at: u32) -> T {
+    let (v, r) = read_or_zero::<T>(base, u64::from(at));
+    *ok &= r;
+    v
 }
 
 /// The four `percpu_counter`s from `first` (`stride` bytes apart, each

@@ -187,6 +187,16 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     nofile: 0,
     task_signal: 0,
     signal_nofile: 0,
+    stat: 0,
+    task_flags: 0,
+    task_start_boottime: 0,
+    task_gtime: 0,
+    task_delays: 0,
+    delays_blkio: 0,
+    signal_nr_threads: 0,
+    signal_cutime: 0,
+    signal_cstime: 0,
+    mm_total_vm: 0,
 };
 
 /// Filled in by the loader (the target cgroup and BTF offsets) before loading.

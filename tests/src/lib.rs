@@ -86,6 +86,25 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// When the system booted, in s since the epoch (CLOCK_REALTIME minus
+/// CLOCK_BOOTTIME, as messer takes it), and the clock ticks per second of
+/// /proc's times.
+pub fn boot_unixtime() -> f64 {
+    let read = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid clock and pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_BOOTTIME)
+}
+
+/// /proc's clock ticks per second (USER_HZ).
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
 /// One sample of the workload's exact truth (see `--truth`).
 #[derive(Debug, Clone, Copy)]
 pub struct TruthSample {

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use messer_tests::{column, interrupt, read_table, reported_cpu_s, require_root, run, start_recording, workload_named};
+use messer_tests::{column, interrupt, read_table, reported_cpu_s, require_root, start_recording, workload_named};
 
 fn strings(v: &serde_json::Value, name: &str) -> Vec<String> {
     v[name].as_array().unwrap().iter().map(|x| x.as_str().unwrap_or("").to_string()).collect()
@@ -242,12 +242,16 @@ fn both_modes_agree_on_run_queue_wait() {
     assert!(metrics.as_array().unwrap().iter().any(|m| m["name"] == cols[0]), "{metrics}");
 }
 
-/// With 16 processes or more, ebpf mode reads peak RSS and swap through the
-/// memory iterator (the kernel's `task_mem` rule on each leader's mm), procfs
-/// mode from /proc/<pid>/status: on 20 sleeping processes, whose memory
-/// stays put once they have started, the two agree to the byte in every
-/// full window. The iterator reads their descriptor limit too (procfs
-/// mode: prlimit).
+/// With 16 processes or more, ebpf mode reads each process's stat and its
+/// peak RSS and swap through the process iterator (the kernel's
+/// `do_task_stat` and `task_mem` rules on each leader), procfs mode from
+/// /proc/<pid>/stat and /proc/<pid>/status: on 20 sleeping processes,
+/// whose memory stays put once they have started, the two agree to the
+/// byte in every full window, and so do their threads, virtual size and
+/// reaped children's CPU (the shell reaps a busy child, then execs the
+/// workload). Each process's start time, which with its pid is its
+/// identity, and its parent are /proc's, read by the test meanwhile. The
+/// iterator reads the descriptor limit too (procfs mode: prlimit).
 #[test]
 #[ignore = "needs root"]
 fn both_modes_agree_on_memory_of_many_processes() {
@@ -259,35 +263,89 @@ fn both_modes_agree_on_memory_of_many_processes() {
     let mut c = messer_tests::messer();
     // A soft descriptor limit of its own, which the iterator reads from each
     // process's signal_struct and procfs mode by prlimit.
-    let script =
-        format!("ulimit -n 333 && exec {} sleepers --processes 20 --seconds 3", messer_tests::workload_bin().display());
+    let w = messer_tests::workload_bin();
+    let script = format!(
+        "ulimit -n 333 && {w} busy --threads 1 --duty 1 --seconds 0.3 >/dev/null && exec {w} sleepers --processes 20 \
+         --seconds 3",
+        w = w.display()
+    );
     c.args(["--mode", "both", "--interval", "0.5", "-o"]).arg(&out).args(["--", "sh", "-c", &script]);
-    let o = run(c);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    // The truth: each process's start time (ticks) and parent, from /proc.
+    std::thread::sleep(Duration::from_millis(1800));
+    let stat = |pid: i32| -> Option<Vec<String>> {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(t[t.rfind(')')? + 2..].split(' ').map(str::to_string).collect())
+    };
+    let pids: Vec<i32> =
+        std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    let parent = |pid: i32| stat(pid).and_then(|f| f[1].parse::<i32>().ok());
+    let top = pids.iter().copied().find(|&p| parent(p) == Some(child.id() as i32)).expect("the workload");
+    let mut truth = std::collections::HashMap::new();
+    for p in pids.iter().copied().filter(|&p| p == top || parent(p) == Some(top)) {
+        let f = stat(p).unwrap();
+        truth.insert(p, (f[19].parse::<f64>().unwrap(), f[1].parse::<f64>().unwrap()));
+    }
+    assert_eq!(truth.len(), 21, "{truth:?}");
+    let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     // On x86-64 the iterator loads on every kernel messer runs on (up to
     // 6.1 the counters are atomic, from 6.2 it sums the CPUs' parts); where
-    // it does not, both modes read status and the comparison says nothing.
-    let loaded = !err.contains("memory figures come from");
-    println!("memory iterator loaded: {loaded}");
+    // it does not, both modes read /proc and the comparison says nothing.
+    let loaded = !err.contains("memory figures come from") && !err.contains("the process iterator does not load");
+    println!("process iterator loaded with memory: {loaded}");
     if cfg!(target_arch = "x86_64") {
-        assert!(loaded, "the memory iterator did not load: {err}");
+        assert!(loaded, "the process iterator did not load: {err}");
     }
-    assert!(!err.contains("the memory iterator failed"), "{err}");
-    let cols = ["proc_mem_rss_peak", "proc_mem_swap", "proc_num_processes", "proc_fd_limit"];
+    assert!(!err.contains("stat is read from /proc here"), "{err}");
+    assert!(!err.contains("the process iterator failed"), "{err}");
+    let cols = [
+        "proc_mem_rss_peak",
+        "proc_mem_swap",
+        "proc_num_processes",
+        "proc_fd_limit",
+        "proc_mem_rss",
+        "proc_mem_vms",
+        "proc_num_threads",
+        "proc_cpu_children_user_s",
+        "proc_cpu_children_system_s",
+    ];
     let e = read_table(&out, "messer_timeseries", &cols);
     let p = read_table(&out, "messer_procfs_timeseries", &cols);
     let (eh, ph, n) = (column(&e, cols[0]), column(&p, cols[0]), column(&e, cols[2]));
-    let (es, ps) = (column(&e, cols[1]), column(&p, cols[1]));
     assert!(eh.len() >= 5, "{} rows", eh.len());
     // Full windows with all 21 processes started: from the second on.
     for i in 1..eh.len() - 1 {
         println!("window {i}: {:?} processes, peak RSS ebpf {:?} procfs {:?} bytes", n[i], eh[i], ph[i]);
         assert_eq!(n[i], Some(21.0), "window {i}");
         assert!(eh[i].is_some_and(|v| v > 21.0 * 100e3), "window {i}: {:?}", eh[i]);
-        assert_eq!(eh[i], ph[i], "window {i}: peak RSS");
-        assert_eq!(es[i], ps[i], "window {i}: swap");
+        for c in cols.iter().filter(|&&c| c != "proc_fd_limit") {
+            assert_eq!(column(&e, c)[i], column(&p, c)[i], "window {i}: {c}");
+        }
         assert_eq!(column(&e, cols[3])[i], Some(333.0), "window {i}: descriptor limit, ebpf");
         assert_eq!(column(&p, cols[3])[i], Some(333.0), "window {i}: descriptor limit, procfs");
+        let children =
+            column(&e, "proc_cpu_children_user_s")[i].unwrap() + column(&e, "proc_cpu_children_system_s")[i].unwrap();
+        assert!(children >= 0.2, "window {i}: reaped children's CPU {children} s");
+    }
+    // Start times (to the tick) and parents, against /proc's.
+    let info = read_table(&out, "messer_process_info", &["pid", "ppid", "start_unixtime"]);
+    let boot = messer_tests::boot_unixtime();
+    let (ip, ipp, ist) = (column(&info, "pid"), column(&info, "ppid"), column(&info, "start_unixtime"));
+    // The 21 and the busy child reaped before (not in the truth).
+    let found: Vec<usize> = (0..ip.len()).filter(|&k| truth.contains_key(&(ip[k].unwrap() as i32))).collect();
+    assert_eq!(found.len(), 21, "{ip:?}");
+    for k in found {
+        let pid = ip[k].unwrap() as i32;
+        let (ticks, ppid) = truth[&pid];
+        let d = ist[k].unwrap() - (boot + ticks / messer_tests::ticks_per_second());
+        assert!(
+            d.abs() < 0.4 / messer_tests::ticks_per_second(),
+            "process {pid}: start {:?}, /proc says {ticks} ticks after boot ({d} s off)",
+            ist[k]
+        );
+        assert_eq!(ipp[k], Some(ppid), "process {pid}: parent");
     }
 }

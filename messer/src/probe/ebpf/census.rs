@@ -1,25 +1,27 @@
 //! The census (kernel side: `messer-ebpf/src/census.rs`): each read runs
 //! the two iterators once, the tree's TCP and UDP sockets from the records
 //! of the one over every process's open files, its threads' states from
-//! the one over every task. The memory iterator (over every task too)
-//! gives each tracked process's VmHWM and VmSwap without a /proc read.
+//! the one over every task. The process iterator (over every task too)
+//! gives each tracked process's stat, VmHWM and VmSwap without a /proc
+//! read.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 
 use aya::Ebpf;
 use aya::programs::Iter;
-use messer_common::{IPPROTO_TCP, MemoryRecord, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
+use messer_common::{IPPROTO_TCP, ProcessRecord, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
 
 use super::EbpfError;
 use super::handle::program;
+use crate::base::proc::parse::Stat;
 use crate::probe::procfs::figures::{SocketCounts, ThreadStates};
 use crate::probe::procfs::process::KernelMemory;
 
 /// The programs' names in the BPF object and the kernel iterators they run on.
 pub const SOCKETS: (&str, &str) = ("messer_sockets", "task_file");
 pub const THREADS: (&str, &str) = ("messer_thread_states", "task");
-pub const MEMORY: (&str, &str) = ("messer_memory", "task");
+pub const PROCESSES: (&str, &str) = ("messer_processes", "task");
 
 /// Loads both iterator programs (attached anew at every read).
 pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
@@ -30,10 +32,10 @@ pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
     Ok(())
 }
 
-/// Loads the memory iterator (attached anew at every read).
-pub fn load_memory(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
-    let p: &mut Iter = program(bpf, MEMORY.0)?;
-    p.load(MEMORY.1, btf).map_err(EbpfError::load)
+/// Loads the process iterator (attached anew at every read).
+pub fn load_processes(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
+    let p: &mut Iter = program(bpf, PROCESSES.0)?;
+    p.load(PROCESSES.1, btf).map_err(EbpfError::load)
 }
 
 /// `MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SWAPENTS`, `MM_SHMEMPAGES` of
@@ -41,40 +43,120 @@ pub fn load_memory(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
 const MM_SWAPENTS: usize = 2;
 const RSS_COUNTERS: [usize; 3] = [0, 1, 3];
 
-/// Memory records by process, by the kernel's `task_mem`: a counter reads
-/// as 0 while negative (`get_mm_counter`), the RSS is the file, anonymous
-/// and shared-memory pages, and VmHWM is the larger of the RSS and the
-/// high-water mark (which the kernel updates only now and then); pages
-/// of `page_size` bytes.
-pub fn tally_memory(records: &[u8], page_size: u64) -> HashMap<i32, KernelMemory> {
-    let mut out = HashMap::new();
-    for chunk in records.chunks_exact(size_of::<MemoryRecord>()) {
+/// What the process iterator gave, by process: whole memory counters
+/// (where `memory` was asked and they were whole) and each main thread's
+/// stat (where `stat` was asked and it was read).
+#[derive(Debug, Default)]
+pub struct KernelProcesses {
+    pub memory: HashMap<i32, KernelMemory>,
+    pub stats: HashMap<i32, Stat>,
+}
+
+/// How to turn the records' units into /proc's: pages of `page_size`
+/// bytes; `tick_ns`, the ns in one of stat's clock ticks (USER_HZ; 0 if
+/// it does not divide a second, where the kernel rounds otherwise and stat
+/// is not taken from the records); `boottime_offset_ns`, the boot-time
+/// offset of messer's time namespace, which /proc adds to start times.
+#[derive(Debug, Clone, Copy)]
+pub struct Units {
+    pub page_size: u64,
+    pub tick_ns: u64,
+    pub boottime_offset_ns: i64,
+}
+
+impl Units {
+    pub fn new(page_size: u64, ticks_per_second: f64) -> Self {
+        let hz = ticks_per_second as u64;
+        let tick_ns = if hz > 0 && 1_000_000_000 % hz == 0 { 1_000_000_000 / hz } else { 0 };
+        let offset = std::fs::read_to_string("/proc/self/timens_offsets").ok().and_then(|t| boottime_offset(&t));
+        Units { page_size, tick_ns, boottime_offset_ns: offset.unwrap_or(0) }
+    }
+}
+
+/// The boot-time line of a /proc/<pid>/timens_offsets text, in ns.
+pub fn boottime_offset(text: &str) -> Option<i64> {
+    let rest = text.lines().find_map(|l| l.strip_prefix("boottime"))?;
+    let mut parts = rest.split_whitespace().map(str::parse::<i64>);
+    let (Some(Ok(s)), Some(Ok(ns))) = (parts.next(), parts.next()) else { return None };
+    s.checked_mul(1_000_000_000)?.checked_add(ns)
+}
+
+/// A counter as the kernel's `get_mm_counter` reads it: 0 while negative.
+fn pages(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+/// Process records (as the kernel side wrote them), by the kernel's rules.
+/// Memory, by `task_mem`: the RSS is the file, anonymous and shared-memory
+/// pages, and VmHWM the larger of the RSS and the high-water mark (which
+/// the kernel updates only now and then). Stat, by `do_task_stat` for a
+/// main thread: times in ns become clock ticks by `nsec_to_clock_t`, the
+/// RSS is `get_mm_rss` of the counts stat reads, the state letter is
+/// `task_state_index`'s. Its `utime` and `stime` are 0 (the CPU split is
+/// the kernel side's counters' own) and its `processor` None.
+pub fn tally_processes(records: &[u8], units: Units, memory: bool, stat: bool) -> KernelProcesses {
+    let mut out = KernelProcesses::default();
+    for chunk in records.chunks_exact(size_of::<ProcessRecord>()) {
         // SAFETY: a whole record's bytes; read unaligned.
-        let r: MemoryRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
-        // Not whole: this process's status is read instead.
-        if r.whole == 0 {
-            continue;
-        }
-        let counter = |i: usize| r.counters[i].max(0) as u64;
-        let rss: u64 = RSS_COUNTERS.iter().map(|&i| counter(i)).sum();
-        let (peak, swap) = (rss.max(r.hiwater_rss), counter(MM_SWAPENTS));
+        let r: ProcessRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
         let fd_limit = (r.nofile_known != 0).then_some(r.nofile);
-        out.insert(
-            r.tgid as i32,
-            KernelMemory { peak_bytes: peak * page_size, swap_bytes: swap * page_size, fd_limit },
-        );
+        // Not whole: this process's status is read instead.
+        if memory && r.whole != 0 {
+            let rss: u64 = RSS_COUNTERS.iter().map(|&i| pages(r.counters[i])).sum();
+            let (peak, swap) = (rss.max(r.hiwater_rss), pages(r.counters[MM_SWAPENTS]));
+            out.memory.insert(
+                r.tgid as i32,
+                KernelMemory { peak_bytes: peak * units.page_size, swap_bytes: swap * units.page_size, fd_limit },
+            );
+        }
+        if stat && r.stat_known != 0 && units.tick_ns > 0 {
+            let ticks = |ns: u64| ns / units.tick_ns;
+            let start = r.start_boottime.checked_add_signed(units.boottime_offset_ns).unwrap_or(0);
+            out.stats.insert(
+                r.tgid as i32,
+                Stat {
+                    pid: r.tgid as i32,
+                    comm: crate::probe::event::comm_text(&r.comm),
+                    state: letter(r.state, r.exit_state),
+                    ppid: r.ppid as i32,
+                    utime: 0,
+                    stime: 0,
+                    starttime: ticks(start),
+                    num_threads: u64::from(r.nr_threads),
+                    flags: u64::from(r.flags),
+                    cutime: ticks(r.cutime),
+                    cstime: ticks(r.cstime),
+                    vsize: r.total_vm * units.page_size,
+                    rss_pages: RSS_COUNTERS.iter().map(|&i| pages(r.counts[i])).sum(),
+                    processor: None,
+                    blkio_ticks: Some(ticks(r.blkio_delay)),
+                    minflt: r.min_flt,
+                    majflt: r.maj_flt,
+                    guest_ticks: Some(ticks(r.gtime)),
+                },
+            );
+        }
     }
     out
 }
 
-/// The tracked processes' memory figures now (those whose leader has an
-/// address space).
-pub fn memory(bpf: &mut Ebpf, buf: &mut Vec<u8>, page_size: u64) -> Result<HashMap<i32, KernelMemory>, EbpfError> {
-    run(bpf, MEMORY.0, size_of::<MemoryRecord>(), buf)?;
-    let m = tally_memory(buf, page_size);
-    let records = buf.len() / size_of::<MemoryRecord>();
-    log::debug!("memory iterator: {records} processes, {} left to /proc/<pid>/status", records - m.len());
-    Ok(m)
+/// The tracked processes' figures now.
+pub fn processes(
+    bpf: &mut Ebpf,
+    buf: &mut Vec<u8>,
+    units: Units,
+    memory: bool,
+    stat: bool,
+) -> Result<KernelProcesses, EbpfError> {
+    run(bpf, PROCESSES.0, size_of::<ProcessRecord>(), buf)?;
+    let k = tally_processes(buf, units, memory, stat);
+    let records = buf.len() / size_of::<ProcessRecord>();
+    log::debug!(
+        "process iterator: {records} processes, {} left to /proc/<pid>/status, {} to their stat",
+        records - k.memory.len(),
+        records - k.stats.len()
+    );
+    Ok(k)
 }
 
 /// Counts socket records (`SocketRecord`s as the kernel side wrote them).
@@ -167,28 +249,84 @@ mod tests {
         assert_eq!(tally_sockets(&[]), SocketCounts::default());
     }
 
+    const UNITS: Units = Units { page_size: 4096, tick_ns: 10_000_000, boottime_offset_ns: 0 };
+
     #[test]
     fn memory_follows_the_kernels_task_mem() {
         let rec = |tgid, hiwater_rss, counters| {
-            bytes(MemoryRecord {
+            bytes(ProcessRecord {
                 tgid,
                 whole: 1,
                 hiwater_rss,
                 counters,
                 nofile: 64,
                 nofile_known: u32::from(tgid == 1),
-                _pad: 0,
+                ..Default::default()
             })
         };
         // RSS 10 + 20 + 5 over a stale high-water mark of 30; 7 swapped.
         // A negative counter (per-CPU parts not yet folded in) reads 0.
         let b: Vec<u8> = [rec(1, 30, [10, 20, 7, 5]), rec(2, 100, [-3, 40, -1, 0])].concat();
-        let m = tally_memory(&b, 4096);
+        let m = tally_processes(&b, UNITS, true, true).memory;
         assert_eq!(m[&1], KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096, fd_limit: Some(64) });
         assert_eq!(m[&2], KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0, fd_limit: None });
+        // Not asked for (the per-CPU offsets were not found): none.
+        assert!(tally_processes(&b, UNITS, false, true).memory.is_empty());
         // A sum that did not settle leaves the process to /proc.
-        let b = bytes(MemoryRecord { tgid: 3, whole: 0, hiwater_rss: 1, counters: [1; 4], ..Default::default() });
-        assert!(tally_memory(&b, 4096).is_empty());
+        let b = bytes(ProcessRecord { tgid: 3, whole: 0, hiwater_rss: 1, counters: [1; 4], ..Default::default() });
+        assert!(tally_processes(&b, UNITS, true, true).memory.is_empty());
+    }
+
+    #[test]
+    fn stat_follows_the_kernels_do_task_stat() {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"post");
+        let r = ProcessRecord {
+            tgid: 42,
+            stat_known: 1,
+            ppid: 7,
+            state: 1,
+            flags: 0x40_0100,
+            nr_threads: 3,
+            start_boottime: 12_345_678_999,
+            cutime: 20_000_001,
+            cstime: 9_999_999,
+            blkio_delay: 30_000_000,
+            min_flt: 5,
+            maj_flt: 6,
+            gtime: 10_000_000,
+            // Stat's RSS: the counts, a negative one as 0, swap not in it.
+            counts: [10, 20, 1000, -5],
+            counters: [11, 21, 1000, 3],
+            total_vm: 300,
+            comm,
+            ..Default::default()
+        };
+        let s = &tally_processes(&bytes(r), UNITS, true, true).stats[&42];
+        assert_eq!((s.pid, s.comm.as_str(), s.state, s.ppid, s.flags), (42, "post", 'S', 7, 0x40_0100));
+        // Ticks of 10 ms, rounded down as nsec_to_clock_t does.
+        assert_eq!((s.starttime, s.cutime, s.cstime), (1234, 2, 0));
+        assert_eq!((s.blkio_ticks, s.guest_ticks, s.minflt, s.majflt), (Some(3), Some(1), 5, 6));
+        assert_eq!((s.num_threads, s.rss_pages, s.vsize), (3, 30, 300 * 4096));
+        // A time namespace's boot-time offset moves start times as /proc does.
+        let shifted = Units { boottime_offset_ns: -2_000_000_000, ..UNITS };
+        assert_eq!(tally_processes(&bytes(r), shifted, true, true).stats[&42].starttime, 1034);
+        // Not read, not asked for, or ticks that do not divide a second:
+        // stat is read from /proc.
+        let unknown = ProcessRecord { stat_known: 0, ..r };
+        assert!(tally_processes(&bytes(unknown), UNITS, true, true).stats.is_empty());
+        assert!(tally_processes(&bytes(r), UNITS, true, false).stats.is_empty());
+        let odd = Units { tick_ns: 0, ..UNITS };
+        assert!(tally_processes(&bytes(r), odd, true, true).stats.is_empty());
+        assert_eq!(Units::new(4096, 1024.0).tick_ns, 0);
+        assert_eq!(Units::new(4096, 100.0).tick_ns, 10_000_000);
+    }
+
+    #[test]
+    fn boottime_offsets_are_read_in_ns() {
+        assert_eq!(boottime_offset("monotonic 0 0\nboottime -5 250\n"), Some(-4_999_999_750));
+        assert_eq!(boottime_offset("monotonic 0 0\n"), None);
+        assert_eq!(boottime_offset("boottime x 0\n"), None);
     }
 
     #[test]

@@ -228,7 +228,7 @@ const REGS_ARG0: Option<&str> = if cfg!(target_arch = "x86_64") {
     None
 };
 
-/// The memory iterator's offsets: `task_struct.mm`, `mm_struct.hiwater_rss`,
+/// The process iterator's memory offsets: `task_struct.mm`, `mm_struct.hiwater_rss`,
 /// where the value of the mm's counter 0 lies and how far apart the
 /// counters are. Up to 6.1 the counters are `atomic_long_t count[]` in
 /// `struct mm_rss_stat`. From 6.2 they are `percpu_counter`s, whose `count`
@@ -245,6 +245,10 @@ fn memory_offsets(btf: &Btf, rq_known: bool, f: &mut FileOffsets) -> Result<(), 
         f.memory = 1;
         return Ok(());
     }
+    // What stat reads (each counter's `count`) is known from here on.
+    let count = i64::from(btf.offset("percpu_counter", &["count"])?);
+    f.mm_counter0 = rss_stat + count as u32;
+    f.mm_counter_stride = btf.size("percpu_counter")?;
     let unsupported = |why: &str| Err(btf::BtfError(format!("the mm's RSS counters are per-CPU here and {why}")));
     if !cfg!(target_arch = "x86_64") {
         return unsupported("their per-CPU parts are found on x86-64 only");
@@ -263,21 +267,38 @@ fn memory_offsets(btf: &Btf, rq_known: bool, f: &mut FileOffsets) -> Result<(), 
     };
     f.rq_to_this_cpu_off = distance(percpu("this_cpu_off")?)?;
     f.rq_to_cpu_number = distance(percpu("cpu_number")?)?;
-    let count = i64::from(btf.offset("percpu_counter", &["count"])?);
     let from_count = |member| -> Result<u32, btf::BtfError> {
         Ok((i64::from(btf.offset("percpu_counter", &[member])?) - count) as i32 as u32)
     };
     f.pc_lock_from_count = from_count("lock")?;
     f.pc_counters_from_count = from_count("counters")?;
-    f.mm_counter0 = rss_stat + count as u32;
-    f.mm_counter_stride = btf.size("percpu_counter")?;
     f.nr_cpus = cpus as u32;
     f.mm_percpu = 1;
     f.memory = 1;
     Ok(())
 }
 
-/// Finds each online CPU's per-CPU offset for the memory iterator (it runs
+/// The process iterator's offsets for what a main thread's stat prints
+/// (`ProcessRecord`); the mm's counters and `task_struct.mm` come from
+/// `memory_offsets`, which must have found them.
+fn stat_offsets(btf: &Btf, f: &mut FileOffsets) -> Result<(), btf::BtfError> {
+    if f.mm_counter_stride == 0 {
+        return Err(btf::BtfError("the mm's RSS counters are not known".into()));
+    }
+    f.mm_total_vm = btf.offset("mm_struct", &["total_vm"])?;
+    f.task_flags = btf.offset("task_struct", &["flags"])?;
+    f.task_start_boottime = btf.offset("task_struct", &["start_boottime"])?;
+    f.task_gtime = btf.offset("task_struct", &["gtime"])?;
+    f.task_delays = btf.offset("task_struct", &["delays"])?;
+    f.delays_blkio = btf.offset("task_delay_info", &["blkio_delay"])?;
+    f.signal_nr_threads = btf.offset("signal_struct", &["nr_threads"])?;
+    f.signal_cutime = btf.offset("signal_struct", &["cutime"])?;
+    f.signal_cstime = btf.offset("signal_struct", &["cstime"])?;
+    f.stat = 1;
+    Ok(())
+}
+
+/// Finds each online CPU's per-CPU offset for the process iterator (it runs
 /// `messer_cpu_offset` on each) and checks the findings: every online CPU
 /// seen, its `cpu_number` its own id, and one per-CPU section start implied
 /// by all of them (a run queue's address is its CPU's offset plus the
@@ -351,7 +372,16 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
     let mut m = f;
     match memory_offsets(btf, rq_known, &mut m) {
         Ok(()) => f = m,
-        Err(e) => log::info!("memory figures come from /proc/<pid>/status here ({e})"),
+        Err(e) => {
+            log::info!("memory figures come from /proc/<pid>/status here ({e})");
+            // What stat reads of the mm may still be known.
+            (f.task_mm, f.mm_counter0, f.mm_counter_stride) = (m.task_mm, m.mm_counter0, m.mm_counter_stride);
+        }
+    }
+    let mut m = f;
+    match stat_offsets(btf, &mut m) {
+        Ok(()) => f = m,
+        Err(e) => log::info!("each process's stat is read from /proc here ({e})"),
     }
     let mut task_part = || -> Result<(), btf::BtfError> {
         let arg0 =
@@ -410,8 +440,10 @@ pub struct Loaded {
     pub census: bool,
     /// OOM kills are told (the OOM killer's tracepoint is attached).
     pub oom: bool,
-    /// The memory iterator is loaded.
+    /// The process iterator is loaded and gives whole memory counters
+    /// (`memory`) and each process's stat (`stat`).
     pub memory: bool,
+    pub stat: bool,
 }
 
 /// Loads the object, tracks `targets` and attaches everything.
@@ -473,19 +505,24 @@ pub fn load(targets: &[i32], opts: &EbpfOptions, proc: &ProcRoot) -> Result<Load
                 log::warn!("the census does not load on this kernel ({e}): sockets and thread states come from /proc")
             })
             .is_ok();
-    // Without it, /proc/<pid>/status as before.
-    let memory = files.memory != 0
-        && super::census::load_memory(&mut bpf, &kernel_btf)
-            .map_err(|e| e.to_string())
-            .and_then(|()| if files.mm_percpu != 0 { cpu_offsets(&mut bpf, &btf) } else { Ok(()) })
+    // Without it, /proc/<pid>/task/<pid>/stat and /proc/<pid>/status as
+    // before.
+    let iterator = (files.memory != 0 || files.stat != 0)
+        && super::census::load_processes(&mut bpf, &kernel_btf)
+            .map_err(|e| log::info!("the process iterator does not load here ({e}): stat and status are read"))
+            .is_ok();
+    let memory = iterator
+        && files.memory != 0
+        && (if files.mm_percpu != 0 { cpu_offsets(&mut bpf, &btf) } else { Ok(()) })
             .map_err(|e| log::info!("memory figures come from /proc/<pid>/status here ({e})"))
             .is_ok();
+    let stat = iterator && files.stat != 0;
     // A cgroup's members are all targets; its children are its members.
     let follow = opts.follow_children && opts.cgroup.is_none();
     for &t in targets {
         seed(&mut bpf, proc, t, follow)?;
     }
-    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census, oom, memory })
+    Ok(Loaded { bpf, io, runq: cfg.has_sched_info != 0, census, oom, memory, stat })
 }
 
 /// Starts tracking `pid` (and its tree) in a running recording.

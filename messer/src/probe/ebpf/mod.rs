@@ -15,7 +15,7 @@ pub mod threads;
 pub mod tracefs;
 pub mod tracked;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -182,9 +182,11 @@ pub struct EbpfProbe {
     oom: bool,
     census_buf: Vec<u8>,
     census_failed: bool,
-    /// The memory iterator is loaded; its read buffer; whether a failed
-    /// run has been logged.
+    /// The process iterator gives whole memory counters (`memory`) and
+    /// each process's stat (`stat`); its read buffer; whether a failed run
+    /// has been logged.
     memory: bool,
+    stat: bool,
     memory_buf: Vec<u8>,
     memory_failed: bool,
     /// Keeps the census within `SOCKET_BUDGET` (it costs per open file of
@@ -238,7 +240,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
 impl EbpfProbe {
     /// Loads and attaches the programs and starts tracking `targets`.
     pub fn start(targets: &[i32], opts: EbpfOptions, proc: ProcRoot) -> Result<Self, EbpfError> {
-        let load::Loaded { mut bpf, io, runq, census, oom, memory } = load::load(targets, &opts, &proc)?;
+        let load::Loaded { mut bpf, io, runq, census, oom, memory, stat } = load::load(targets, &opts, &proc)?;
         let events = bpf.take_map("EVENTS").ok_or_else(|| EbpfError::Map("no map EVENTS".into()))?;
         let events = RingBuf::try_from(events).map_err(EbpfError::map)?;
         let programs = ProgramStats::new(io, opts.bpf_stats);
@@ -290,6 +292,7 @@ impl EbpfProbe {
             census_buf: Vec::new(),
             census_failed: false,
             memory,
+            stat,
             memory_buf: Vec::new(),
             memory_failed: false,
             flush_cost: (0, 0),
@@ -549,16 +552,18 @@ impl EbpfProbe {
         Census { sockets: self.census_ok(sockets), states: self.census_ok(states) }
     }
 
-    /// The tracked processes' VmHWM and VmSwap from the memory iterator;
-    /// empty (so /proc/<pid>/status is read) where it fails, logged once.
-    fn kernel_memory(&mut self) -> HashMap<i32, crate::probe::procfs::process::KernelMemory> {
-        match census::memory(&mut self.bpf, &mut self.memory_buf, self.host.page_size) {
+    /// The tracked processes' stat and VmHWM and VmSwap from the process
+    /// iterator, where it gives them; empty (so /proc is read) where it
+    /// fails, logged once.
+    fn kernel_processes(&mut self) -> census::KernelProcesses {
+        let units = census::Units::new(self.host.page_size, self.host.ticks_per_second);
+        match census::processes(&mut self.bpf, &mut self.memory_buf, units, self.memory, self.stat) {
             Ok(m) => m,
             Err(e) => {
                 if !std::mem::replace(&mut self.memory_failed, true) {
-                    log::warn!("the memory iterator failed ({e}): VmHWM and VmSwap come from /proc where it fails");
+                    log::warn!("the process iterator failed ({e}): stat and status are read from /proc where it fails");
                 }
-                HashMap::new()
+                census::KernelProcesses::default()
             }
         }
     }
@@ -577,11 +582,11 @@ impl EbpfProbe {
     }
 }
 
-/// The memory iterator visits every task of the machine (~0.1 us each);
-/// /proc/<pid>/status costs ~9 us a process: the iterator from this many
-/// processes on (1000 processes at 0.1 s: messer 28 % of a core against
-/// 41 % with status).
-const MEMORY_ITER_MIN_PROCESSES: usize = 16;
+/// The process iterator visits every task of the machine (~0.1 us each);
+/// /proc/<pid>/status costs ~9 us a process, its stat about as much: the
+/// iterator from this many processes on (1000 processes at 0.1 s: messer
+/// 28 % of a core against 41 % with status).
+const PROCESS_ITER_MIN_PROCESSES: usize = 16;
 
 /// A batch read of COUNTERS pays once there are more tracked processes
 /// than its buckets over this (measured: ~1.5 ns a bucket against ~1 us a
@@ -656,6 +661,11 @@ impl Probe for EbpfProbe {
         let mut processes = Vec::new();
         let mut retire = Vec::new();
         let mut exited_now = 0;
+        let mut kernel = if (self.memory || self.stat) && tracked.len() >= PROCESS_ITER_MIN_PROCESSES {
+            self.kernel_processes()
+        } else {
+            census::KernelProcesses::default()
+        };
         for (&(tgid, info), now) in tracked.iter().zip(&frozen) {
             let d = self.deltas.observe(tgid, *now);
             let own = d;
@@ -701,8 +711,13 @@ impl Probe for EbpfProbe {
             }
             // The main thread's stat: the figures taken from it (memory,
             // threads, children's CPU) are the process's, and the kernel
-            // side has the CPU split.
-            match self.proc.leader_stat(tgid as i32) {
+            // side has the CPU split. From the process iterator where it
+            // gave it, else from /proc (which says whether it is gone).
+            let stat = match kernel.stats.remove(&(tgid as i32)) {
+                Some(s) => Ok(s),
+                None => self.proc.leader_stat(tgid as i32),
+            };
+            match stat {
                 Ok(stat) => {
                     let cpu = own_cpu(&own);
                     let rw = self.io.then_some((own.io_bytes[io::READ], own.io_bytes[io::WRITE]));
@@ -724,10 +739,7 @@ impl Probe for EbpfProbe {
         let oom_kills = events.iter().filter(|e| e.kind == EventKind::OomKill).count();
         let mut extra = self.measures(&sum, last - first, cpus_used, present, oom_kills);
         let sockets = if self.census { Sockets::Counted(self.run_census()) } else { Sockets::Scan };
-        if self.memory && stats.len() >= MEMORY_ITER_MIN_PROCESSES {
-            let m = self.kernel_memory();
-            self.figures.use_kernel_memory(m);
-        }
+        self.figures.use_kernel_memory(kernel.memory);
         let (tree, by_process) = self.figures.read(&stats, sockets)?;
         extra.extend(tree);
         for p in &mut processes {

@@ -505,7 +505,26 @@ pub struct FileOffsets {
     pub signal_cutime: u32,
     pub signal_cstime: u32,
     pub mm_total_vm: u32,
+    /// 1: the process iterator sums each process's IO counters and guest
+    /// time over its threads (as /proc/<pid>/io and /proc/<pid>/stat do),
+    /// under `signal->stats_lock`'s sequence: the thread list
+    /// (`signal_struct.thread_head`, linked through `task_struct.
+    /// thread_node`), the sequence word, `signal_struct.ioac` and `.gtime`
+    /// (what exited threads left), `task_struct.ioac`, and in
+    /// `task_io_accounting` the fields in `IO_FIELDS` order.
+    pub sums: u32,
+    pub signal_thread_head: u32,
+    pub task_thread_node: u32,
+    pub signal_stats_seq: u32,
+    pub signal_ioac: u32,
+    pub signal_gtime: u32,
+    pub task_ioac: u32,
+    pub ioac: [u32; 7],
 }
+
+/// Threads of one process the process iterator sums over; a process with
+/// more has its /proc/<pid>/io and stat read.
+pub const SUM_THREADS: u32 = 4096;
 
 /// The CPU ids the memory iterator can sum (`CPU_OFFSETS`' size).
 pub const PERCPU_MAX_CPUS: u32 = 1024;
@@ -609,6 +628,10 @@ pub struct ProcessRecord {
     pub nofile_known: u32,
     /// 1: every field below was read.
     pub stat_known: u32,
+    /// 1: `io` and `gtime_all` were summed over the threads with no thread
+    /// exiting meanwhile (`signal->stats_lock`'s sequence even and
+    /// unchanged), over at most `SUM_THREADS` threads.
+    pub sums_known: u32,
     /// `real_parent->tgid`.
     pub ppid: u32,
     /// `__state` and `exit_state`, for the state letter.
@@ -618,7 +641,6 @@ pub struct ProcessRecord {
     pub flags: u32,
     /// `signal->nr_threads`.
     pub nr_threads: u32,
-    pub _pad: u32,
     /// `start_boottime` (ns since boot, suspend included).
     pub start_boottime: u64,
     /// `signal->cutime`, `signal->cstime` (ns: reaped children's times).
@@ -631,6 +653,12 @@ pub struct ProcessRecord {
     pub maj_flt: u64,
     pub gtime: u64,
     pub comm: [u8; COMM_LEN],
+    /// The process's IO counters (/proc/<pid>/io's, in its order: rchar,
+    /// wchar, syscr, syscw, read_bytes, write_bytes, cancelled_write_bytes)
+    /// and guest time (ns), each `signal`'s share of exited threads plus
+    /// every thread's own, where `sums_known`.
+    pub io: [u64; 7],
+    pub gtime_all: u64,
 }
 
 /// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).

@@ -14,10 +14,11 @@ use core::ffi::c_void;
 
 use aya_ebpf::{helpers, macros::raw_tracepoint, programs::RawTracePointContext};
 use messer_common::{
-    AF_INET, AF_INET6, CpuOffset, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, SocketRecord, ThreadRecord,
+    AF_INET, AF_INET6, CpuOffset, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, SUM_THREADS, SocketRecord,
+    ThreadRecord,
 };
 
-use crate::maps::{CPU_OFFSETS, config_ref, counting, files_ref, read_or_zero, task_field, task_rq};
+use crate::maps::{CPU_OFFSETS, PROCESS_SCRATCH, config_ref, counting, files_ref, read_or_zero, task_field, task_rq};
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
 #[repr(C)]
@@ -182,10 +183,13 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
     if task_field::<u32>(task, pid_at) != tgid || !counting(tgid) {
         return 0;
     }
-    let mut rec = ProcessRecord { tgid, ..ProcessRecord::default() };
+    let Some(rec) = PROCESS_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: this CPU's scratch entry (see `PROCESS_SCRATCH`).
+    let rec = unsafe { &mut *rec };
+    *rec = ProcessRecord { tgid, ..ProcessRecord::default() };
     let mm = task_field::<*const u8>(task, mm_at) as u64;
     if mm != 0 {
-        memory(mm, &mut rec);
+        memory(mm, rec);
     }
     // SAFETY: as above.
     let (nofile_on, signal_at, nofile_at) = unsafe {
@@ -202,12 +206,16 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
     }
     // SAFETY: as above.
     if unsafe { core::ptr::read_volatile(&files_ref().stat) } != 0 && signal != 0 {
-        rec.stat_known = u32::from(stat(task as u64, signal, &mut rec));
+        rec.stat_known = u32::from(stat(task as u64, signal, rec));
+    }
+    // SAFETY: as above.
+    if unsafe { core::ptr::read_volatile(&files_ref().sums) } != 0 && signal != 0 {
+        rec.sums_known = u32::from(thread_sums(signal, rec));
     }
     // SAFETY: as in `census`.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);
-        helpers::bpf_seq_write(seq.cast(), (&rec as *const ProcessRecord).cast(), size_of::<ProcessRecord>() as u32);
+        helpers::bpf_seq_write(seq.cast(), (rec as *const ProcessRecord).cast(), size_of::<ProcessRecord>() as u32);
     }
     0
 }
@@ -305,6 +313,105 @@ fn stat(task: u64, signal: u64, rec: &mut ProcessRecord) -> bool {
     let delays = get::<u64>(&mut ok, task, delays_at);
     rec.blkio_delay = if delays == 0 { 0 } else { get::<u64>(&mut ok, delays, blkio_at) };
     rec.comm = get::<[u8; messer_common::COMM_LEN]>(&mut ok, task, comm_at);
+    ok
+}
+
+/// `rec.io` and `rec.gtime_all` of the process whose `signal` it is: what
+/// exited threads left in `signal` plus each live thread's own, walked
+/// from `signal->thread_head` as the kernel's `for_each_thread` does (the
+/// iterator runs under RCU). Lockless, as 6.18's /proc/<pid>/io reads
+/// them: a thread that exits moves its counters into `signal` and leaves
+/// the list inside one write section of `signal->stats_lock`, so a walk
+/// that saw its sequence even and unchanged saw each thread exactly once.
+/// False if it changed, a read failed, or the process has more than
+/// `SUM_THREADS` threads (the loader reads /proc then).
+#[inline(always)]
+fn thread_sums(signal: u64, rec: &mut ProcessRecord) -> bool {
+    // SAFETY: plain reads of the loader's static (each alone: constants).
+    let (seq_at, head_at, node_at, ioac_at, gtime_at) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().signal_stats_seq),
+            core::ptr::read_volatile(&files_ref().signal_thread_head),
+            core::ptr::read_volatile(&files_ref().task_thread_node),
+            core::ptr::read_volatile(&files_ref().signal_ioac),
+            core::ptr::read_volatile(&files_ref().signal_gtime),
+        )
+    };
+    let mut ok = true;
+    let before = get::<u32>(&mut ok, signal, seq_at);
+    if !ok || before & 1 != 0 {
+        return false;
+    }
+    rec.gtime_all = get::<u64>(&mut ok, signal, gtime_at);
+    ok &= add_io(signal + u64::from(ioac_at), &mut rec.io);
+    let head = signal + u64::from(head_at);
+    let mut walk = Walk { node: get::<u64>(&mut ok, head, 0), head, node_at: u64::from(node_at), ok: 1, walked: 0 };
+    // SAFETY: bpf_loop calls `walk_thread` with `walk`, a local that
+    // outlives the call; its flags say what happened.
+    unsafe {
+        helpers::generated::bpf_loop(SUM_THREADS, walk_thread as *mut c_void, (&mut walk as *mut Walk).cast(), 0);
+    }
+    let after = get::<u32>(&mut ok, signal, seq_at);
+    ok && walk.ok != 0 && walk.walked != 0 && after == before
+}
+
+/// Where a walk of a thread list is (`thread_sums`); scalars only.
+#[repr(C)]
+struct Walk {
+    node: u64,
+    head: u64,
+    node_at: u64,
+    ok: u64,
+    walked: u64,
+}
+
+/// One step of a thread-list walk, called by bpf_loop (verified once, not
+/// once per thread): adds the thread at `walk.node` to this CPU's record
+/// and moves on; 1 (stop) at the list's head or on a failed read.
+#[inline(never)]
+extern "C" fn walk_thread(_index: u32, walk: *mut c_void) -> i64 {
+    // SAFETY: the `Walk` that `thread_sums` passed.
+    let w = unsafe { &mut *(walk as *mut Walk) };
+    if w.node == w.head || w.node == 0 {
+        w.walked = u64::from(w.node == w.head);
+        return 1;
+    }
+    let Some(rec) = PROCESS_SCRATCH.get_ptr_mut(0) else {
+        w.ok = 0;
+        return 1;
+    };
+    // SAFETY: this CPU's scratch entry (see `PROCESS_SCRATCH`).
+    let rec = unsafe { &mut *rec };
+    let mut ok = add_thread(w.node.wrapping_sub(w.node_at), rec);
+    w.node = get::<u64>(&mut ok, w.node, 0);
+    if !ok {
+        w.ok = 0;
+        return 1;
+    }
+    0
+}
+
+/// Adds thread `task`'s IO counters and guest time to `rec`'s sums.
+#[inline(always)]
+fn add_thread(task: u64, rec: &mut ProcessRecord) -> bool {
+    // SAFETY: plain reads of the loader's static (each alone: constants).
+    let (ioac_at, gtime_at) = unsafe {
+        (core::ptr::read_volatile(&files_ref().task_ioac), core::ptr::read_volatile(&files_ref().task_gtime))
+    };
+    let mut ok = add_io(task + u64::from(ioac_at), &mut rec.io);
+    rec.gtime_all += get::<u64>(&mut ok, task, gtime_at);
+    ok
+}
+
+/// Adds the `task_io_accounting` at `ioac` to `io` (`IO_FIELDS` order).
+#[inline(always)]
+fn add_io(ioac: u64, io: &mut [u64; 7]) -> bool {
+    let mut ok = true;
+    for (i, v) in io.iter_mut().enumerate() {
+        // SAFETY: a plain read of the loader's static (a constant).
+        let at = unsafe { core::ptr::read_volatile(&files_ref().ioac[i]) };
+        *v += get::<u64>(&mut ok, ioac, at);
+    }
     ok
 }
 

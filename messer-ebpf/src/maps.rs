@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use messer_common::{
     COMM_LEN, CgroupTarget, Config, Counters, CpuOffset, EpochCounters, Event, FileOffsets, LOST_UNKNOWN, MARK_CHUNK,
-    PERCPU_MAX_CPUS, RunSlot, RunqHist, SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
+    PERCPU_MAX_CPUS, ProcessRecord, RunSlot, RunqHist, SchedCounts, TRACKED_LEFT, ThreadState, Tracked, stat,
 };
 
 /// The tracked set: tgid -> what we know about it.
@@ -27,6 +27,13 @@ pub static THREADS: HashMap<u32, ThreadState> = HashMap::with_max_entries(1, 0);
 /// frames may use together on Linux 6.1).
 #[map]
 pub static THREAD_SCRATCH: PerCpuArray<ThreadState> = PerCpuArray::with_max_entries(1, 0);
+
+/// The process iterator's record, built in place (264 bytes: on the stack
+/// it leaves too little of the 512 bytes for the per-CPU sums and the
+/// per-thread subprogram). Iterator programs run with migration off, and
+/// only the loader's sampling thread runs the iterator.
+#[map]
+pub static PROCESS_SCRATCH: PerCpuArray<ProcessRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Inserts (or overwrites) thread `tid`'s entry, made by `fill` from zero
 /// in this CPU's scratch entry; false if it could not be.
@@ -197,6 +204,14 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     signal_cutime: 0,
     signal_cstime: 0,
     mm_total_vm: 0,
+    sums: 0,
+    signal_thread_head: 0,
+    task_thread_node: 0,
+    signal_stats_seq: 0,
+    signal_ioac: 0,
+    signal_gtime: 0,
+    task_ioac: 0,
+    ioac: [0; 7],
 };
 
 /// Filled in by the loader (the target cgroup and BTF offsets) before loading.

@@ -349,3 +349,57 @@ fn both_modes_agree_on_memory_of_many_processes() {
         assert_eq!(ipp[k], Some(ppid), "process {pid}: parent");
     }
 }
+
+/// With 16 processes or more, ebpf mode sums each process's IO counters
+/// over its threads in the kernel (the process iterator, under the
+/// process's `stats_lock` sequence), procfs mode reads /proc/<pid>/io. A
+/// writer whose threads each write 1 MiB to /dev/null and exit, 4 at a
+/// time, while 20 sleepers fill the tree: threads exit during the
+/// iterator's walks, and both modes still record the bytes written to
+/// within what the interpreter writes besides (its threads' 200 MiB, known
+/// from the writer itself), none counted twice or lost. The shell execs
+/// the writer: a parent that reaps a child gains the child's counters in
+/// its own (the kernel's `wait_task_zombie`), which both modes would add
+/// to the child's.
+#[test]
+#[ignore = "needs root"]
+fn thread_io_sums_survive_exiting_threads() {
+    if !require_root("thread_io_sums_survive_exiting_threads") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("io.h5");
+    // It lives on after its last write: the bytes of a process that exited
+    // before a read are not in ebpf mode's rows without `--io-syscalls`.
+    let writer = "import os, threading, time\n\
+                  def w():\n    fd = os.open('/dev/null', os.O_WRONLY)\n    b = b'x' * 65536\n    \
+                  for _ in range(16): os.write(fd, b)\n    os.close(fd)\n\
+                  for _ in range(50):\n    ts = [threading.Thread(target=w) for _ in range(4)]\n    \
+                  [t.start() for t in ts]\n    [t.join() for t in ts]\n    time.sleep(0.02)\n\
+                  time.sleep(0.5)\n";
+    let py = messer_tests::python();
+    let script = format!(
+        "{w} sleepers --processes 20 --seconds 5 & sleep 0.7; exec {py} -c \"$WRITER\"",
+        w = messer_tests::workload_bin().display(),
+        py = py.display()
+    );
+    let mut c = messer_tests::messer();
+    c.env("WRITER", writer);
+    c.args(["--mode", "both", "--interval", "0.1", "-o"]).arg(&out).args(["--", "sh", "-c", &script]);
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("IO counters are read from /proc here"), "{err}");
+    let written = 50.0 * 4.0 * 16.0 * 65536.0;
+    let cols = ["proc_disk_write_throughput_mibps", "window_seconds"];
+    let total = |table: &str| -> f64 {
+        let t = read_table(&out, table, &cols);
+        let (r, w) = (column(&t, cols[0]), column(&t, cols[1]));
+        r.iter().zip(&w).filter_map(|(r, w)| Some(r.filter(|r| r.is_finite())? * (*w)? * 1048576.0)).sum()
+    };
+    let (e, p) = (total("messer_timeseries"), total("messer_procfs_timeseries"));
+    println!("written {written} bytes; recorded ebpf {e:.0}, procfs {p:.0}");
+    for (mode, v) in [("ebpf", e), ("procfs", p)] {
+        assert!(v >= written - 1.0 && v <= written + 1048576.0, "{mode}: {v} bytes recorded of {written}");
+    }
+}

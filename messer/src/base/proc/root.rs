@@ -357,9 +357,9 @@ impl ProcRoot {
     }
 
     /// `/proc/<pid>/task/<pid>/stat`: the main thread's stat. The same as
-    /// the process's but for utime, stime and fault counts, which are the
-    /// main thread's alone; the kernel does not walk every thread to make it
-    /// (the process's stat of a 1000-thread process costs 100 us).
+    /// the process's but for utime, stime, fault counts and guest time,
+    /// which are the main thread's alone; the kernel does not walk every
+    /// thread to make it (on a 960-thread process 13 us against 31 us).
     pub fn leader_stat(&self, pid: i32) -> Result<Stat, ReadError> {
         self.parsed(format!("{pid}/task/{pid}/stat"), parse::stat)
     }

@@ -44,12 +44,15 @@ const MM_SWAPENTS: usize = 2;
 const RSS_COUNTERS: [usize; 3] = [0, 1, 3];
 
 /// What the process iterator gave, by process: whole memory counters
-/// (where `memory` was asked and they were whole) and each main thread's
-/// stat (where `stat` was asked and it was read).
+/// (where `memory` was asked and they were whole), the IO counters summed
+/// over the threads (where the sum settled) and the process's stat (where
+/// `stat` was asked and it was read, its guest time summed as the IO).
 #[derive(Debug, Default)]
 pub struct KernelProcesses {
     pub memory: HashMap<i32, KernelMemory>,
     pub stats: HashMap<i32, Stat>,
+    /// /proc/<pid>/io's counters, in `IO_FIELDS` order.
+    pub io: HashMap<i32, [u64; 7]>,
 }
 
 /// How to turn the records' units into /proc's: pages of `page_size`
@@ -90,10 +93,13 @@ fn pages(v: i64) -> u64 {
 /// Memory, by `task_mem`: the RSS is the file, anonymous and shared-memory
 /// pages, and VmHWM the larger of the RSS and the high-water mark (which
 /// the kernel updates only now and then). Stat, by `do_task_stat` for a
-/// main thread: times in ns become clock ticks by `nsec_to_clock_t`, the
-/// RSS is `get_mm_rss` of the counts stat reads, the state letter is
-/// `task_state_index`'s. Its `utime` and `stime` are 0 (the CPU split is
-/// the kernel side's counters' own) and its `processor` None.
+/// process, with the main thread's state, faults and block-IO delay as
+/// /proc/<pid>/stat prints them: times in ns become clock ticks by
+/// `nsec_to_clock_t`, the RSS is `get_mm_rss` of the counts stat reads,
+/// the state letter is `task_state_index`'s, guest time is summed over the
+/// threads (so a process whose sum did not settle has no stat here). Its
+/// `utime` and `stime` are 0 (the CPU split is the kernel side's counters'
+/// own) and its `processor` None.
 pub fn tally_processes(records: &[u8], units: Units, memory: bool, stat: bool) -> KernelProcesses {
     let mut out = KernelProcesses::default();
     for chunk in records.chunks_exact(size_of::<ProcessRecord>()) {
@@ -109,7 +115,10 @@ pub fn tally_processes(records: &[u8], units: Units, memory: bool, stat: bool) -
                 KernelMemory { peak_bytes: peak * units.page_size, swap_bytes: swap * units.page_size, fd_limit },
             );
         }
-        if stat && r.stat_known != 0 && units.tick_ns > 0 {
+        if r.sums_known != 0 {
+            out.io.insert(r.tgid as i32, r.io);
+        }
+        if stat && r.stat_known != 0 && r.sums_known != 0 && units.tick_ns > 0 {
             let ticks = |ns: u64| ns / units.tick_ns;
             let start = r.start_boottime.checked_add_signed(units.boottime_offset_ns).unwrap_or(0);
             out.stats.insert(
@@ -132,7 +141,7 @@ pub fn tally_processes(records: &[u8], units: Units, memory: bool, stat: bool) -
                     blkio_ticks: Some(ticks(r.blkio_delay)),
                     minflt: r.min_flt,
                     majflt: r.maj_flt,
-                    guest_ticks: Some(ticks(r.gtime)),
+                    guest_ticks: Some(ticks(r.gtime_all)),
                 },
             );
         }
@@ -152,9 +161,10 @@ pub fn processes(
     let k = tally_processes(buf, units, memory, stat);
     let records = buf.len() / size_of::<ProcessRecord>();
     log::debug!(
-        "process iterator: {records} processes, {} left to /proc/<pid>/status, {} to their stat",
+        "process iterator: {records} processes, {} left to /proc/<pid>/status, {} to their stat, {} to their io",
         records - k.memory.len(),
-        records - k.stats.len()
+        records - k.stats.len(),
+        records - k.io.len()
     );
     Ok(k)
 }
@@ -295,6 +305,9 @@ mod tests {
             min_flt: 5,
             maj_flt: 6,
             gtime: 10_000_000,
+            sums_known: 1,
+            gtime_all: 30_000_000,
+            io: [1, 2, 3, 4, 5, 6, 7],
             // Stat's RSS: the counts, a negative one as 0, swap not in it.
             counts: [10, 20, 1000, -5],
             counters: [11, 21, 1000, 3],
@@ -306,7 +319,12 @@ mod tests {
         assert_eq!((s.pid, s.comm.as_str(), s.state, s.ppid, s.flags), (42, "post", 'S', 7, 0x40_0100));
         // Ticks of 10 ms, rounded down as nsec_to_clock_t does.
         assert_eq!((s.starttime, s.cutime, s.cstime), (1234, 2, 0));
-        assert_eq!((s.blkio_ticks, s.guest_ticks, s.minflt, s.majflt), (Some(3), Some(1), 5, 6));
+        // Guest time is the process's, summed over its threads.
+        assert_eq!((s.blkio_ticks, s.guest_ticks, s.minflt, s.majflt), (Some(3), Some(3), 5, 6));
+        assert_eq!(tally_processes(&bytes(r), UNITS, true, true).io[&42], [1, 2, 3, 4, 5, 6, 7]);
+        // A sum that did not settle: neither stat nor IO from here.
+        let unsettled = tally_processes(&bytes(ProcessRecord { sums_known: 0, ..r }), UNITS, true, true);
+        assert!(unsettled.stats.is_empty() && unsettled.io.is_empty());
         assert_eq!((s.num_threads, s.rss_pages, s.vsize), (3, 30, 300 * 4096));
         // A time namespace's boot-time offset moves start times as /proc does.
         let shifted = Units { boottime_offset_ns: -2_000_000_000, ..UNITS };

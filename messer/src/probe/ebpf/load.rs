@@ -298,6 +298,25 @@ fn stat_offsets(btf: &Btf, f: &mut FileOffsets) -> Result<(), btf::BtfError> {
     Ok(())
 }
 
+/// The process iterator's offsets for its sums over threads (IO counters
+/// and guest time; `FileOffsets::sums`); the stat offsets come first.
+fn sum_offsets(btf: &Btf, f: &mut FileOffsets) -> Result<(), btf::BtfError> {
+    if f.stat == 0 {
+        return Err(btf::BtfError("the stat offsets are not known".into()));
+    }
+    f.signal_thread_head = btf.offset("signal_struct", &["thread_head"])?;
+    f.task_thread_node = btf.offset("task_struct", &["thread_node"])?;
+    f.signal_stats_seq = btf.offset("signal_struct", &["stats_lock", "seqcount", "seqcount", "sequence"])?;
+    f.signal_ioac = btf.offset("signal_struct", &["ioac"])?;
+    f.signal_gtime = btf.offset("signal_struct", &["gtime"])?;
+    f.task_ioac = btf.offset("task_struct", &["ioac"])?;
+    for (at, field) in f.ioac.iter_mut().zip(crate::probe::procfs::process::IO_FIELDS) {
+        *at = btf.offset("task_io_accounting", &[field])?;
+    }
+    f.sums = 1;
+    Ok(())
+}
+
 /// Finds each online CPU's per-CPU offset for the process iterator (it runs
 /// `messer_cpu_offset` on each) and checks the findings: every online CPU
 /// seen, its `cpu_number` its own id, and one per-CPU section start implied
@@ -382,6 +401,11 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
     match stat_offsets(btf, &mut m) {
         Ok(()) => f = m,
         Err(e) => log::info!("each process's stat is read from /proc here ({e})"),
+    }
+    let mut m = f;
+    match sum_offsets(btf, &mut m) {
+        Ok(()) => f = m,
+        Err(e) => log::info!("each process's IO counters are read from /proc here ({e})"),
     }
     let mut task_part = || -> Result<(), btf::BtfError> {
         let arg0 =

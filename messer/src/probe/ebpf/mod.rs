@@ -633,11 +633,8 @@ impl Probe for EbpfProbe {
         // processes not tracked before).
         let pids =
             if self.follow_children { crate::probe::procfs::tree::descendants(&self.proc, pid) } else { vec![pid] };
-        let stats: Vec<_> = pids
-            .iter()
-            .filter(|&&p| !before.contains(&(p as u32)))
-            .filter_map(|&p| self.proc.leader_stat(p).ok())
-            .collect();
+        let stats: Vec<_> =
+            pids.iter().filter(|&&p| !before.contains(&(p as u32))).filter_map(|&p| self.proc.stat(p).ok()).collect();
         self.figures.prime(&stats);
         Ok(())
     }
@@ -709,13 +706,15 @@ impl Probe for EbpfProbe {
                 }
                 continue;
             }
-            // The main thread's stat: the figures taken from it (memory,
-            // threads, children's CPU) are the process's, and the kernel
-            // side has the CPU split. From the process iterator where it
-            // gave it, else from /proc (which says whether it is gone).
+            // The process's stat (memory, threads, children's and guest
+            // CPU; the kernel side has the CPU split): from the process
+            // iterator where it gave it, else /proc/<pid>/stat, which also
+            // says whether it is gone. Not the main thread's
+            // /proc/<pid>/task/<pid>/stat: its guest time is that thread's
+            // only, where a VMM runs its virtual CPUs in other threads.
             let stat = match kernel.stats.remove(&(tgid as i32)) {
                 Some(s) => Ok(s),
-                None => self.proc.leader_stat(tgid as i32),
+                None => self.proc.stat(tgid as i32),
             };
             match stat {
                 Ok(stat) => {
@@ -740,6 +739,7 @@ impl Probe for EbpfProbe {
         let mut extra = self.measures(&sum, last - first, cpus_used, present, oom_kills);
         let sockets = if self.census { Sockets::Counted(self.run_census()) } else { Sockets::Scan };
         self.figures.use_kernel_memory(kernel.memory);
+        self.figures.use_kernel_io(kernel.io);
         let (tree, by_process) = self.figures.read(&stats, sockets)?;
         extra.extend(tree);
         for p in &mut processes {

@@ -80,6 +80,9 @@ pub struct TreeFigures {
     /// The kernel side's memory figures for the next read, by process
     /// (`use_kernel_memory`); /proc/<pid>/status for the others.
     kernel_memory: HashMap<i32, process::KernelMemory>,
+    /// The kernel side's IO counters by process (`use_kernel_io`);
+    /// /proc/<pid>/io for the others.
+    kernel_io: HashMap<i32, [u64; 7]>,
 }
 
 /// Column order of `TreeFigures::read`.
@@ -333,6 +336,7 @@ impl TreeFigures {
             guest: DeltaTracker::default(),
             faults: Default::default(),
             kernel_memory: HashMap::new(),
+            kernel_io: HashMap::new(),
         }
     }
 
@@ -340,6 +344,12 @@ impl TreeFigures {
     /// what an earlier call gave).
     pub fn use_kernel_memory(&mut self, m: HashMap<i32, process::KernelMemory>) {
         self.kernel_memory = m;
+    }
+
+    /// The kernel side's /proc/<pid>/io counters for the next `read`
+    /// (replacing what an earlier call gave).
+    pub fn use_kernel_io(&mut self, io: HashMap<i32, [u64; 7]>) {
+        self.kernel_io = io;
     }
 
     pub fn columns(&self) -> Vec<Column> {
@@ -403,10 +413,12 @@ impl TreeFigures {
         };
         // Given for this read only.
         let kernel_memory = std::mem::take(&mut self.kernel_memory);
+        let kernel_io = std::mem::take(&mut self.kernel_io);
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         let mut spent = process::Spent::default();
         for s in stats {
-            let kernel = kernel_memory.get(&s.pid).copied();
+            let kernel =
+                process::Kernel { memory: kernel_memory.get(&s.pid).copied(), io: kernel_io.get(&s.pid).copied() };
             match process::read(&self.proc, s, self.page_size, reads, kernel, &mut spent) {
                 Ok(f) => figures.push((s, f)),
                 Err(e) if e.is_gone() => {}

@@ -182,6 +182,15 @@ fn timed<T>(ns: &mut u64, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// What the kernel side gave for one process instead of /proc's files:
+/// its VmHWM, VmSwap and descriptor limit, and /proc/<pid>/io's counters
+/// (`IO_FIELDS` order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kernel {
+    pub memory: Option<KernelMemory>,
+    pub io: Option<[u64; 7]>,
+}
+
 /// Reads process `pid` whose stat is `stat`; adds the time of the costly
 /// reads to `spent`.
 pub fn read(
@@ -189,9 +198,10 @@ pub fn read(
     stat: &Stat,
     page_size: u64,
     reads: Reads,
-    kernel: Option<KernelMemory>,
+    given: Kernel,
     spent: &mut Spent,
 ) -> Result<ProcessFigures, ReadError> {
+    let kernel = given.memory;
     let pid = stat.pid;
     // The kernel side's figures where it gave them, else status.
     let (peak, swap) = match kernel {
@@ -206,7 +216,10 @@ pub fn read(
     } else {
         None
     };
-    let io = optional(proc, pid, kv_file(proc, pid, "io", &IO_FIELDS))?;
+    let io = match given.io {
+        Some(v) => Some(v),
+        None => io_fields(optional(proc, pid, kv_file(proc, pid, "io", &IO_FIELDS))?.as_ref()),
+    };
     let fds = if reads.sockets {
         optional(proc, pid, timed(&mut spent.sockets_ns, || fds(proc, pid, true)))?
     } else {
@@ -238,7 +251,7 @@ pub fn read(
         num_fds: fds.as_ref().map(|f| f.0),
         socket_inodes: fds.and_then(|f| f.1),
         fd_limit: kernel.and_then(|k| k.fd_limit).or_else(|| fd_limit(proc, pid)),
-        io: io_fields(io.as_ref()),
+        io,
         children_user_ticks: stat.cutime,
         children_system_ticks: stat.cstime,
         blkio_ticks: stat.blkio_ticks,
@@ -265,7 +278,7 @@ mod tests {
             &stat,
             4096,
             Reads { smaps: true, sockets: false, census_ns: 0 },
-            None,
+            Kernel::default(),
             &mut Spent::default(),
         )
         .unwrap();
@@ -280,7 +293,7 @@ mod tests {
             &stat,
             4096,
             Reads { smaps: true, sockets: false, census_ns: 0 },
-            None,
+            Kernel::default(),
             &mut Spent::default(),
         )
         .unwrap();
@@ -302,18 +315,30 @@ mod tests {
         );
         let root = p.root();
         let stat = root.stat(10).unwrap();
-        let f =
-            read(&root, &stat, 4096, Reads { smaps: true, sockets: true, census_ns: 0 }, None, &mut Spent::default())
-                .unwrap();
+        let f = read(
+            &root,
+            &stat,
+            4096,
+            Reads { smaps: true, sockets: true, census_ns: 0 },
+            Kernel::default(),
+            &mut Spent::default(),
+        )
+        .unwrap();
         assert_eq!(f.rss_peak_bytes, Some(2048 * 1024));
         assert_eq!(f.swap_bytes, Some(4096));
         assert_eq!((f.pss_bytes, f.uss_bytes, f.dirty_bytes), (Some(60 * 1024), Some(24 * 1024), Some(20 * 1024)));
         assert_eq!(f.io, Some([1, 2, 3, 4, 5, 6, 0]));
         assert_eq!(f.rss_bytes, stat.rss_pages * 4096);
         assert_eq!(f.num_fds, None, "no fd directory in the fake");
-        let f =
-            read(&root, &stat, 4096, Reads { smaps: false, sockets: true, census_ns: 0 }, None, &mut Spent::default())
-                .unwrap();
+        let f = read(
+            &root,
+            &stat,
+            4096,
+            Reads { smaps: false, sockets: true, census_ns: 0 },
+            Kernel::default(),
+            &mut Spent::default(),
+        )
+        .unwrap();
         assert_eq!(f.pss_bytes, None);
     }
 
@@ -329,7 +354,7 @@ mod tests {
             &root.stat(10).unwrap(),
             4096,
             Reads { smaps: true, sockets: true, census_ns: 0 },
-            None,
+            Kernel::default(),
             &mut Spent::default(),
         )
         .unwrap();

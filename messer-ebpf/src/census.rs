@@ -188,9 +188,8 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
     let rec = unsafe { &mut *rec };
     *rec = ProcessRecord { tgid, ..ProcessRecord::default() };
     let mm = task_field::<*const u8>(task, mm_at) as u64;
-    if mm != 0 {
-        memory(mm, rec);
-    }
+    // Without an address space stat prints 0 for its sizes.
+    let mm_read = mm == 0 || memory(mm, rec);
     // SAFETY: as above.
     let (nofile_on, signal_at, nofile_at) = unsafe {
         (
@@ -206,7 +205,7 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
     }
     // SAFETY: as above.
     if unsafe { core::ptr::read_volatile(&files_ref().stat) } != 0 && signal != 0 {
-        rec.stat_known = u32::from(stat(task as u64, signal, rec));
+        rec.stat_known = u32::from(mm_read && stat(task as u64, signal, rec));
     }
     // SAFETY: as above.
     if unsafe { core::ptr::read_volatile(&files_ref().sums) } != 0 && signal != 0 {
@@ -222,9 +221,10 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
 
 /// The memory part of `rec` from address space `mm`: `counts` and
 /// `total_vm` as stat reads them, and where the memory offsets are known
-/// the high-water mark and the whole counters (`whole`).
+/// the high-water mark and the whole counters (`whole`); false if what
+/// stat reads could not be read.
 #[inline(always)]
-fn memory(mm: u64, rec: &mut ProcessRecord) {
+fn memory(mm: u64, rec: &mut ProcessRecord) -> bool {
     // SAFETY: plain reads of the loader's static (each alone: constants).
     let (on, hiwater_at, c0, stride, percpu, total_vm_at) = unsafe {
         (
@@ -247,10 +247,10 @@ fn memory(mm: u64, rec: &mut ProcessRecord) {
     rec.total_vm = total_vm;
     if !(ok && t_ok) {
         rec.counts = [0; 4];
-        return;
+        return false;
     }
     if on == 0 {
-        return;
+        return true;
     }
     let (hiwater_rss, hw_ok) = read_or_zero::<u64>(mm, u64::from(hiwater_at));
     rec.hiwater_rss = hiwater_rss;
@@ -261,6 +261,7 @@ fn memory(mm: u64, rec: &mut ProcessRecord) {
         hw_ok && percpu_sums(at(0), stride, &mut rec.counters)
     };
     rec.whole = u32::from(whole);
+    true
 }
 
 /// The stat part of `rec` from `task` and its `signal`; false if a field

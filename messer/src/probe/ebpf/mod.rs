@@ -187,6 +187,9 @@ pub struct EbpfProbe {
     /// has been logged.
     memory: bool,
     stat: bool,
+    /// The process iterator's units (`/proc`'s ticks, pages, time
+    /// namespace), read once.
+    units: census::Units,
     memory_buf: Vec<u8>,
     memory_failed: bool,
     /// Keeps the census within `SOCKET_BUDGET` (it costs per open file of
@@ -293,6 +296,10 @@ impl EbpfProbe {
             census_failed: false,
             memory,
             stat,
+            units: {
+                let h = Host::new(&proc);
+                census::Units::new(h.page_size, h.ticks_per_second)
+            },
             memory_buf: Vec::new(),
             memory_failed: false,
             flush_cost: (0, 0),
@@ -556,8 +563,7 @@ impl EbpfProbe {
     /// iterator, where it gives them; empty (so /proc is read) where it
     /// fails, logged once.
     fn kernel_processes(&mut self) -> census::KernelProcesses {
-        let units = census::Units::new(self.host.page_size, self.host.ticks_per_second);
-        match census::processes(&mut self.bpf, &mut self.memory_buf, units, self.memory, self.stat) {
+        match census::processes(&mut self.bpf, &mut self.memory_buf, self.units, self.memory, self.stat) {
             Ok(m) => m,
             Err(e) => {
                 if !std::mem::replace(&mut self.memory_failed, true) {

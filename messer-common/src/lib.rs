@@ -648,10 +648,9 @@ pub struct ProcessRecord {
     pub cstime: u64,
     /// `delays->blkio_delay` (ns; 0 without delay accounting).
     pub blkio_delay: u64,
-    /// The main thread's `min_flt`, `maj_flt` and `gtime` (ns).
+    /// The main thread's `min_flt` and `maj_flt`.
     pub min_flt: u64,
     pub maj_flt: u64,
-    pub gtime: u64,
     pub comm: [u8; COMM_LEN],
     /// The process's IO counters (/proc/<pid>/io's, in its order: rchar,
     /// wchar, syscr, syscw, read_bytes, write_bytes, cancelled_write_bytes)

@@ -281,11 +281,10 @@ fn stat(task: u64, signal: u64, rec: &mut ProcessRecord) -> bool {
         )
     };
     // SAFETY: as above.
-    let (min_at, maj_at, gtime_at, delays_at, blkio_at) = unsafe {
+    let (min_at, maj_at, delays_at, blkio_at) = unsafe {
         (
             core::ptr::read_volatile(&config_ref().task_min_flt),
             core::ptr::read_volatile(&config_ref().task_maj_flt),
-            core::ptr::read_volatile(&files_ref().task_gtime),
             core::ptr::read_volatile(&files_ref().task_delays),
             core::ptr::read_volatile(&files_ref().delays_blkio),
         )
@@ -310,7 +309,6 @@ fn stat(task: u64, signal: u64, rec: &mut ProcessRecord) -> bool {
     rec.cstime = get::<u64>(&mut ok, signal, cstime_at);
     rec.min_flt = get::<u64>(&mut ok, task, min_at);
     rec.maj_flt = get::<u64>(&mut ok, task, maj_at);
-    rec.gtime = get::<u64>(&mut ok, task, gtime_at);
     let delays = get::<u64>(&mut ok, task, delays_at);
     rec.blkio_delay = if delays == 0 { 0 } else { get::<u64>(&mut ok, delays, blkio_at) };
     rec.comm = get::<[u8; messer_common::COMM_LEN]>(&mut ok, task, comm_at);

@@ -304,7 +304,6 @@ mod tests {
             blkio_delay: 30_000_000,
             min_flt: 5,
             maj_flt: 6,
-            gtime: 10_000_000,
             sums_known: 1,
             gtime_all: 30_000_000,
             io: [1, 2, 3, 4, 5, 6, 7],

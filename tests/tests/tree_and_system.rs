@@ -79,8 +79,21 @@ fn check_shell(mode: &str, bound: f64) {
         let Some(gains) = gains else { continue };
         assert_eq!(procs[i], Some(3.0), "{mode} window {i}: sh and two children");
         let truth = gains.iter().sum::<f64>() / (w * 1e9) * 100.0;
+        // The truth is sampled every millisecond, more sparsely when its
+        // sampler thread waited for a CPU: what it can be off by at each
+        // edge is what it changed by across the samples around that edge.
+        let slack: f64 = truths
+            .iter()
+            .map(|tr| truth_slack(tr, start, |s| s.cpu_ns) + truth_slack(tr, end, |s| s.cpu_ns))
+            .sum::<f64>()
+            / (w * 1e9)
+            * 100.0;
         let got = total[i].unwrap();
-        assert!((got - truth).abs() <= bound, "{mode} window {i}: {got:.3} % vs truth {truth:.3} %");
+        assert!(
+            (got - truth).abs() <= bound + slack,
+            "{mode} window {i}: {got:.3} % vs truth {truth:.3} % (bound {bound} % + truth slack {slack:.3} %)"
+        );
+        eprintln!("{mode} window {i}: {got:.3} % vs truth {truth:.3} % (slack {slack:.3} %)");
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} windows covered");

@@ -520,11 +520,22 @@ pub struct FileOffsets {
     pub signal_gtime: u32,
     pub task_ioac: u32,
     pub ioac: [u32; 7],
+    /// 1: the process iterator counts each process's open descriptors as
+    /// /proc/<pid>/fd's size does from 6.2 (the bits set in the file
+    /// table's `open_fds` bitmap, `max_fds` of them), with `task_files`,
+    /// `files_fdt`, `fdt_max_fds` and `fdtable.open_fds` (`fdt_open_fds`).
+    pub fds: u32,
+    pub fdt_open_fds: u32,
 }
 
 /// Threads of one process the process iterator sums over; a process with
 /// more has its /proc/<pid>/io and stat read.
 pub const SUM_THREADS: u32 = 4096;
+
+/// Words of a file table's `open_fds` bitmap the process iterator counts
+/// (64 descriptors each: a table of up to 1M descriptors); a process with
+/// a larger table has its /proc/<pid>/fd read.
+pub const FD_WORDS_MAX: u32 = 16384;
 
 /// The CPU ids the memory iterator can sum (`CPU_OFFSETS`' size).
 pub const PERCPU_MAX_CPUS: u32 = 1024;
@@ -658,6 +669,10 @@ pub struct ProcessRecord {
     /// every thread's own, where `sums_known`.
     pub io: [u64; 7],
     pub gtime_all: u64,
+    /// The process's open descriptors (bits set in its file table's
+    /// `open_fds`), where `fds_known`; 0 there without a file table.
+    pub num_fds: u32,
+    pub fds_known: u32,
 }
 
 /// `i_mode` file-type bits and the socket type (S_IFMT, S_IFSOCK).

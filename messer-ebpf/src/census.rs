@@ -14,8 +14,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{helpers, macros::raw_tracepoint, programs::RawTracePointContext};
 use messer_common::{
-    AF_INET, AF_INET6, CpuOffset, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, SUM_THREADS, SocketRecord,
-    ThreadRecord,
+    AF_INET, AF_INET6, CpuOffset, FD_WORDS_MAX, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, SUM_THREADS,
+    SocketRecord, ThreadRecord,
 };
 
 use crate::maps::{CPU_OFFSETS, PROCESS_SCRATCH, config_ref, counting, files_ref, read_or_zero, task_field, task_rq};
@@ -211,6 +211,10 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
     if unsafe { core::ptr::read_volatile(&files_ref().sums) } != 0 && signal != 0 {
         rec.sums_known = u32::from(thread_sums(signal, rec));
     }
+    // SAFETY: as above.
+    if unsafe { core::ptr::read_volatile(&files_ref().fds) } != 0 {
+        rec.fds_known = u32::from(fd_count(task as u64, rec));
+    }
     // SAFETY: as in `census`.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);
@@ -352,6 +356,90 @@ fn thread_sums(signal: u64, rec: &mut ProcessRecord) -> bool {
     }
     let after = get::<u32>(&mut ok, signal, seq_at);
     ok && walk.ok != 0 && walk.walked != 0 && after == before
+}
+
+/// `rec.num_fds`: the bits set in the `open_fds` bitmap of `task`'s file
+/// table, `max_fds` bits long, as /proc/<pid>/fd's size counts them from
+/// 6.2 (under RCU, as the iterator runs; 0 without a file table). False if
+/// a read failed or the table is longer than `FD_WORDS_MAX` words.
+#[inline(always)]
+fn fd_count(task: u64, rec: &mut ProcessRecord) -> bool {
+    // SAFETY: plain reads of the loader's statics (each alone: constants).
+    let (files_at, fdt_at, max_at, open_at) = unsafe {
+        (
+            core::ptr::read_volatile(&files_ref().task_files),
+            core::ptr::read_volatile(&files_ref().files_fdt),
+            core::ptr::read_volatile(&files_ref().fdt_max_fds),
+            core::ptr::read_volatile(&files_ref().fdt_open_fds),
+        )
+    };
+    let mut ok = true;
+    let files = get::<u64>(&mut ok, task, files_at);
+    if !ok || files == 0 {
+        rec.num_fds = 0;
+        return ok;
+    }
+    let fdt = get::<u64>(&mut ok, files, fdt_at);
+    if !ok || fdt == 0 {
+        return false;
+    }
+    let max_fds = get::<u32>(&mut ok, fdt, max_at);
+    let open = get::<u64>(&mut ok, fdt, open_at);
+    let words = max_fds.div_ceil(64);
+    if !ok || open == 0 || words > FD_WORDS_MAX {
+        return false;
+    }
+    // The usual table (64 descriptors) in one read, else a loop.
+    if words == 1 {
+        let word = get::<u64>(&mut ok, open, 0);
+        rec.num_fds = ones(word, max_fds);
+        return ok;
+    }
+    let mut count = FdCount { open, bits: u64::from(max_fds), count: 0, ok: 1 };
+    // SAFETY: bpf_loop calls `count_word` with `count`, a local that
+    // outlives the call.
+    unsafe {
+        helpers::generated::bpf_loop(words, count_word as *mut c_void, (&mut count as *mut FdCount).cast(), 0);
+    }
+    rec.num_fds = count.count as u32;
+    count.ok != 0
+}
+
+/// The set bits of `word` among the first `bits` (all 64 from 64 on).
+#[inline(always)]
+fn ones(word: u64, bits: u32) -> u32 {
+    let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    (word & mask).count_ones()
+}
+
+/// Where a count of a descriptor bitmap is (`fd_count`); scalars only.
+#[repr(C)]
+struct FdCount {
+    open: u64,
+    bits: u64,
+    count: u64,
+    ok: u64,
+}
+
+/// One word of a descriptor bitmap, called by bpf_loop: adds its set bits
+/// (of those within `bits`) to the count; 1 (stop) on a failed read.
+#[inline(never)]
+extern "C" fn count_word(index: u32, count: *mut c_void) -> i64 {
+    // SAFETY: the `FdCount` that `fd_count` passed.
+    let c = unsafe { &mut *(count as *mut FdCount) };
+    let first = u64::from(index) * 64;
+    if first >= c.bits {
+        return 1;
+    }
+    let mut ok = true;
+    let word = get::<u64>(&mut ok, c.open, index.wrapping_mul(8));
+    if !ok {
+        c.ok = 0;
+        return 1;
+    }
+    let left = c.bits - first;
+    c.count += u64::from(ones(word, if left >= 64 { 64 } else { left as u32 }));
+    0
 }
 
 /// Where a walk of a thread list is (`thread_sums`); scalars only.

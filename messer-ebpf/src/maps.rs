@@ -212,6 +212,8 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     signal_gtime: 0,
     task_ioac: 0,
     ioac: [0; 7],
+    fds: 0,
+    fdt_open_fds: 0,
 };
 
 /// Filled in by the loader (the target cgroup and BTF offsets) before loading.

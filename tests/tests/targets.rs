@@ -364,6 +364,82 @@ fn both_modes_agree_on_memory_of_many_processes() {
     }
 }
 
+/// With 16 processes or more, ebpf mode counts each process's open
+/// descriptors in the kernel (the process iterator: the bits set in its
+/// file table's `open_fds`, as /proc/<pid>/fd's size counts them from
+/// 6.2), procfs mode from /proc. 20 sleepers and two holders, of 300
+/// descriptors (a table of several bitmap words) and of 5: in every full
+/// window both modes give the tree's sum that the test counts itself by
+/// listing each process's /proc/<pid>/fd meanwhile, and the kernel side
+/// counted every process (the debug log says none was left to /proc).
+#[test]
+#[ignore = "needs root"]
+fn kernel_counts_descriptors_as_proc_does() {
+    if !require_root("kernel_counts_descriptors_as_proc_does") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fds.h5");
+    let w = messer_tests::workload_bin();
+    let script = format!(
+        "ulimit -n 1000 && {w} fds --open 300 --seconds 5 & {w} fds --open 5 --seconds 5 & exec {w} sleepers \
+         --processes 20 --seconds 4",
+        w = w.display()
+    );
+    let mut c = messer_tests::messer();
+    c.args(["-v", "--mode", "both", "--interval", "0.5", "-o"]).arg(&out).args(["--", "sh", "-c", &script]);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    // The truth: the tree's descriptors, listed once all 23 run and hold
+    // theirs (polled until two listings agree).
+    let parent = |pid: i32| -> Option<i32> {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        t[t.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    };
+    let count = || -> (usize, usize) {
+        let pids: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        let Some(top) = pids.iter().copied().find(|&p| parent(p) == Some(child.id() as i32)) else { return (0, 0) };
+        let tree: Vec<i32> = pids.into_iter().filter(|&p| p == top || parent(p) == Some(top)).collect();
+        let fds = tree.iter().map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).map_or(0, |d| d.count())).sum();
+        (tree.len(), fds)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last = (0, 0);
+    let truth = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now.0 == 23 && now == last || std::time::Instant::now() > deadline {
+            break now;
+        }
+        last = now;
+    };
+    assert_eq!(truth.0, 23, "processes in the tree: {truth:?}");
+    assert!(truth.1 >= 300 + 5 + 23 * 3, "{truth:?}");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("descriptors are counted from /proc here"), "{err}");
+    let iterated: Vec<&str> = err.lines().filter(|l| l.contains("process iterator: 23 processes")).collect();
+    assert!(iterated.len() >= 3, "{err}");
+    assert!(iterated.iter().all(|l| l.ends_with(" 0 to their fd")), "{iterated:?}");
+    let cols = ["proc_num_fds", "proc_num_processes"];
+    let e = read_table(&out, "messer_timeseries", &cols);
+    let p = read_table(&out, "messer_procfs_timeseries", &cols);
+    let n = |t: &serde_json::Value, i: usize| column(t, cols[1])[i];
+    let full: Vec<usize> = (1..column(&e, cols[0]).len().saturating_sub(1))
+        .filter(|&i| (i - 1..=i + 1).all(|j| n(&e, j) == Some(23.0) && n(&p, j) == Some(23.0)))
+        .collect();
+    assert!(full.len() >= 3, "full windows {full:?}");
+    for i in full {
+        assert_eq!(column(&e, cols[0])[i], Some(truth.1 as f64), "window {i}: ebpf");
+        assert_eq!(column(&p, cols[0])[i], Some(truth.1 as f64), "window {i}: procfs");
+    }
+}
+
 /// With 16 processes or more, ebpf mode sums each process's IO counters
 /// over its threads in the kernel (the process iterator, under the
 /// process's `stats_lock` sequence), procfs mode reads /proc/<pid>/io. A

@@ -16,7 +16,7 @@ use super::EbpfError;
 use super::handle::program;
 use crate::base::proc::parse::Stat;
 use crate::probe::procfs::figures::{SocketCounts, ThreadStates};
-use crate::probe::procfs::process::KernelMemory;
+use crate::probe::procfs::process::{Kernel, KernelMemory};
 
 /// The programs' names in the BPF object and the kernel iterators they run on.
 pub const SOCKETS: (&str, &str) = ("messer_sockets", "task_file");
@@ -43,16 +43,15 @@ pub fn load_processes(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
 const MM_SWAPENTS: usize = 2;
 const RSS_COUNTERS: [usize; 3] = [0, 1, 3];
 
-/// What the process iterator gave, by process: whole memory counters
-/// (where `memory` was asked and they were whole), the IO counters summed
-/// over the threads (where the sum settled) and the process's stat (where
+/// What the process iterator gave, by process: in `figures`, whole memory
+/// counters (where `memory` was asked and they were whole), the IO
+/// counters summed over the threads (where the sum settled) and the count
+/// of open descriptors (where it was read); the process's stat (where
 /// `stat` was asked and it was read, its guest time summed as the IO).
 #[derive(Debug, Default)]
 pub struct KernelProcesses {
-    pub memory: HashMap<i32, KernelMemory>,
+    pub figures: HashMap<i32, Kernel>,
     pub stats: HashMap<i32, Stat>,
-    /// /proc/<pid>/io's counters, in `IO_FIELDS` order.
-    pub io: HashMap<i32, [u64; 7]>,
 }
 
 /// How to turn the records' units into /proc's: pages of `page_size`
@@ -101,22 +100,22 @@ fn pages(v: i64) -> u64 {
 /// `utime` and `stime` are 0 (the CPU split is the kernel side's counters'
 /// own) and its `processor` None.
 pub fn tally_processes(records: &[u8], units: Units, memory: bool, stat: bool) -> KernelProcesses {
-    let mut out = KernelProcesses::default();
+    let n = records.len() / size_of::<ProcessRecord>();
+    let mut out = KernelProcesses { figures: HashMap::with_capacity(n), stats: HashMap::with_capacity(n) };
     for chunk in records.chunks_exact(size_of::<ProcessRecord>()) {
         // SAFETY: a whole record's bytes; read unaligned.
         let r: ProcessRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
         let fd_limit = (r.nofile_known != 0).then_some(r.nofile);
         // Not whole: this process's status is read instead.
-        if memory && r.whole != 0 {
+        let memory = (memory && r.whole != 0).then(|| {
             let rss: u64 = RSS_COUNTERS.iter().map(|&i| pages(r.counters[i])).sum();
             let (peak, swap) = (rss.max(r.hiwater_rss), pages(r.counters[MM_SWAPENTS]));
-            out.memory.insert(
-                r.tgid as i32,
-                KernelMemory { peak_bytes: peak * units.page_size, swap_bytes: swap * units.page_size, fd_limit },
-            );
-        }
-        if r.sums_known != 0 {
-            out.io.insert(r.tgid as i32, r.io);
+            KernelMemory { peak_bytes: peak * units.page_size, swap_bytes: swap * units.page_size, fd_limit }
+        });
+        let io = (r.sums_known != 0).then_some(r.io);
+        let fds = (r.fds_known != 0).then_some(u64::from(r.num_fds));
+        if memory.is_some() || io.is_some() || fds.is_some() {
+            out.figures.insert(r.tgid as i32, Kernel { memory, io, fds });
         }
         if stat && r.stat_known != 0 && r.sums_known != 0 && units.tick_ns > 0 {
             let ticks = |ns: u64| ns / units.tick_ns;
@@ -160,11 +159,14 @@ pub fn processes(
     run(bpf, PROCESSES.0, size_of::<ProcessRecord>(), buf)?;
     let k = tally_processes(buf, units, memory, stat);
     let records = buf.len() / size_of::<ProcessRecord>();
+    let given = |f: fn(&Kernel) -> bool| k.figures.values().filter(|g| f(g)).count();
     log::debug!(
-        "process iterator: {records} processes, {} left to /proc/<pid>/status, {} to their stat, {} to their io",
-        records - k.memory.len(),
+        "process iterator: {records} processes, {} left to /proc/<pid>/status, {} to their stat, {} to their io, {} \
+         to their fd",
+        records - given(|g| g.memory.is_some()),
         records - k.stats.len(),
-        records - k.io.len()
+        records - given(|g| g.io.is_some()),
+        records - given(|g| g.fds.is_some()),
     );
     Ok(k)
 }
@@ -277,14 +279,20 @@ mod tests {
         // RSS 10 + 20 + 5 over a stale high-water mark of 30; 7 swapped.
         // A negative counter (per-CPU parts not yet folded in) reads 0.
         let b: Vec<u8> = [rec(1, 30, [10, 20, 7, 5]), rec(2, 100, [-3, 40, -1, 0])].concat();
-        let m = tally_processes(&b, UNITS, true, true).memory;
-        assert_eq!(m[&1], KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096, fd_limit: Some(64) });
-        assert_eq!(m[&2], KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0, fd_limit: None });
+        let m = tally_processes(&b, UNITS, true, true).figures;
+        let memory = |pid| m[&pid].memory;
+        assert_eq!(memory(1), Some(KernelMemory { peak_bytes: 35 * 4096, swap_bytes: 7 * 4096, fd_limit: Some(64) }));
+        assert_eq!(memory(2), Some(KernelMemory { peak_bytes: 100 * 4096, swap_bytes: 0, fd_limit: None }));
         // Not asked for (the per-CPU offsets were not found): none.
-        assert!(tally_processes(&b, UNITS, false, true).memory.is_empty());
+        assert!(tally_processes(&b, UNITS, false, true).figures.is_empty());
         // A sum that did not settle leaves the process to /proc.
         let b = bytes(ProcessRecord { tgid: 3, whole: 0, hiwater_rss: 1, counters: [1; 4], ..Default::default() });
-        assert!(tally_processes(&b, UNITS, true, true).memory.is_empty());
+        assert!(tally_processes(&b, UNITS, true, true).figures.is_empty());
+        // The descriptors where they were counted, 0 a count like any other.
+        let b = bytes(ProcessRecord { tgid: 4, fds_known: 1, num_fds: 0, ..Default::default() });
+        assert_eq!(tally_processes(&b, UNITS, true, true).figures[&4], Kernel { memory: None, io: None, fds: Some(0) });
+        let b = bytes(ProcessRecord { tgid: 4, fds_known: 0, num_fds: 9, ..Default::default() });
+        assert!(tally_processes(&b, UNITS, true, true).figures.is_empty());
     }
 
     #[test]
@@ -320,10 +328,10 @@ mod tests {
         assert_eq!((s.starttime, s.cutime, s.cstime), (1234, 2, 0));
         // Guest time is the process's, summed over its threads.
         assert_eq!((s.blkio_ticks, s.guest_ticks, s.minflt, s.majflt), (Some(3), Some(3), 5, 6));
-        assert_eq!(tally_processes(&bytes(r), UNITS, true, true).io[&42], [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(tally_processes(&bytes(r), UNITS, true, true).figures[&42].io, Some([1, 2, 3, 4, 5, 6, 7]));
         // A sum that did not settle: neither stat nor IO from here.
         let unsettled = tally_processes(&bytes(ProcessRecord { sums_known: 0, ..r }), UNITS, true, true);
-        assert!(unsettled.stats.is_empty() && unsettled.io.is_empty());
+        assert!(unsettled.stats.is_empty() && unsettled.figures.values().all(|g| g.io.is_none()));
         assert_eq!((s.num_threads, s.rss_pages, s.vsize), (3, 30, 300 * 4096));
         // A time namespace's boot-time offset moves start times as /proc does.
         let shifted = Units { boottime_offset_ns: -2_000_000_000, ..UNITS };

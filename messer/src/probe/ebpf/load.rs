@@ -407,6 +407,17 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
         Ok(()) => f = m,
         Err(e) => log::info!("each process's IO counters are read from /proc here ({e})"),
     }
+    let mut fds = || -> Result<(), btf::BtfError> {
+        f.task_files = btf.offset("task_struct", &["files"])?;
+        f.files_fdt = btf.offset("files_struct", &["fdt"])?;
+        f.fdt_max_fds = btf.offset("fdtable", &["max_fds"])?;
+        f.fdt_open_fds = btf.offset("fdtable", &["open_fds"])?;
+        Ok(())
+    };
+    match fds() {
+        Ok(()) => f.fds = 1,
+        Err(e) => log::info!("each process's descriptors are counted from /proc here ({e})"),
+    }
     let mut task_part = || -> Result<(), btf::BtfError> {
         let arg0 =
             REGS_ARG0.ok_or_else(|| btf::BtfError("no syscall argument register on this architecture".into()))?;

@@ -744,8 +744,7 @@ impl Probe for EbpfProbe {
         let oom_kills = events.iter().filter(|e| e.kind == EventKind::OomKill).count();
         let mut extra = self.measures(&sum, last - first, cpus_used, present, oom_kills);
         let sockets = if self.census { Sockets::Counted(self.run_census()) } else { Sockets::Scan };
-        self.figures.use_kernel_memory(kernel.memory);
-        self.figures.use_kernel_io(kernel.io);
+        self.figures.use_kernel(kernel.figures);
         let (tree, by_process) = self.figures.read(&stats, sockets)?;
         extra.extend(tree);
         for p in &mut processes {

@@ -77,12 +77,9 @@ pub struct TreeFigures {
     blkio: DeltaTracker<(i32, u64)>,
     guest: DeltaTracker<(i32, u64)>,
     faults: [DeltaTracker<(i32, u64)>; 2],
-    /// The kernel side's memory figures for the next read, by process
-    /// (`use_kernel_memory`); /proc/<pid>/status for the others.
-    kernel_memory: HashMap<i32, process::KernelMemory>,
-    /// The kernel side's IO counters by process (`use_kernel_io`);
-    /// /proc/<pid>/io for the others.
-    kernel_io: HashMap<i32, [u64; 7]>,
+    /// The kernel side's figures for the next read, by process
+    /// (`use_kernel`); /proc's files for the others.
+    kernel: HashMap<i32, process::Kernel>,
 }
 
 /// Column order of `TreeFigures::read`.
@@ -335,21 +332,15 @@ impl TreeFigures {
             blkio: DeltaTracker::default(),
             guest: DeltaTracker::default(),
             faults: Default::default(),
-            kernel_memory: HashMap::new(),
-            kernel_io: HashMap::new(),
+            kernel: HashMap::new(),
         }
     }
 
-    /// The kernel side's VmHWM and VmSwap for the next `read` (replacing
-    /// what an earlier call gave).
-    pub fn use_kernel_memory(&mut self, m: HashMap<i32, process::KernelMemory>) {
-        self.kernel_memory = m;
-    }
-
-    /// The kernel side's /proc/<pid>/io counters for the next `read`
-    /// (replacing what an earlier call gave).
-    pub fn use_kernel_io(&mut self, io: HashMap<i32, [u64; 7]>) {
-        self.kernel_io = io;
+    /// The kernel side's figures (VmHWM and VmSwap, /proc/<pid>/io's
+    /// counters, open descriptors) for the next `read`, replacing what an
+    /// earlier call gave.
+    pub fn use_kernel(&mut self, k: HashMap<i32, process::Kernel>) {
+        self.kernel = k;
     }
 
     pub fn columns(&self) -> Vec<Column> {
@@ -412,13 +403,11 @@ impl TreeFigures {
             smaps: self.reads.smaps && self.smaps.due(now),
         };
         // Given for this read only.
-        let kernel_memory = std::mem::take(&mut self.kernel_memory);
-        let kernel_io = std::mem::take(&mut self.kernel_io);
+        let given = std::mem::take(&mut self.kernel);
         let mut figures: Vec<(&Stat, ProcessFigures)> = Vec::with_capacity(stats.len());
         let mut spent = process::Spent::default();
         for s in stats {
-            let kernel =
-                process::Kernel { memory: kernel_memory.get(&s.pid).copied(), io: kernel_io.get(&s.pid).copied() };
+            let kernel = given.get(&s.pid).copied().unwrap_or_default();
             match process::read(&self.proc, s, self.page_size, reads, kernel, &mut spent) {
                 Ok(f) => figures.push((s, f)),
                 Err(e) if e.is_gone() => {}

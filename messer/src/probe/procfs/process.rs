@@ -183,12 +183,13 @@ fn timed<T>(ns: &mut u64, f: impl FnOnce() -> T) -> T {
 }
 
 /// What the kernel side gave for one process instead of /proc's files:
-/// its VmHWM, VmSwap and descriptor limit, and /proc/<pid>/io's counters
-/// (`IO_FIELDS` order).
+/// its VmHWM, VmSwap and descriptor limit, /proc/<pid>/io's counters
+/// (`IO_FIELDS` order) and how many descriptors it has open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Kernel {
     pub memory: Option<KernelMemory>,
     pub io: Option<[u64; 7]>,
+    pub fds: Option<u64>,
 }
 
 /// Reads process `pid` whose stat is `stat`; adds the time of the costly
@@ -220,10 +221,12 @@ pub fn read(
         Some(v) => Some(v),
         None => io_fields(optional(proc, pid, kv_file(proc, pid, "io", &IO_FIELDS))?.as_ref()),
     };
-    let fds = if reads.sockets {
-        optional(proc, pid, timed(&mut spent.sockets_ns, || fds(proc, pid, true)))?
-    } else {
-        optional(proc, pid, fds(proc, pid, false))?
+    // The descriptors are listed when sockets are classified; counted by
+    // the kernel side where it did, else from /proc.
+    let fds = match (reads.sockets, given.fds) {
+        (true, _) => optional(proc, pid, timed(&mut spent.sockets_ns, || fds(proc, pid, true)))?,
+        (false, Some(n)) => Some((n, None)),
+        (false, None) => optional(proc, pid, fds(proc, pid, false))?,
     };
     // SMAPS_FIELDS' order.
     let field = |i: usize| smaps.as_ref().and_then(|m| m[i]);

@@ -408,9 +408,7 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
         Err(e) => log::info!("each process's IO counters are read from /proc here ({e})"),
     }
     let mut fds = || -> Result<(), btf::BtfError> {
-        f.task_files = btf.offset("task_struct", &["files"])?;
-        f.files_fdt = btf.offset("files_struct", &["fdt"])?;
-        f.fdt_max_fds = btf.offset("fdtable", &["max_fds"])?;
+        file_table(btf, &mut f)?;
         f.fdt_open_fds = btf.offset("fdtable", &["open_fds"])?;
         Ok(())
     };
@@ -422,9 +420,7 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
         let arg0 =
             REGS_ARG0.ok_or_else(|| btf::BtfError("no syscall argument register on this architecture".into()))?;
         f.regs_arg0 = btf.offset("pt_regs", &[arg0])?;
-        f.task_files = btf.offset("task_struct", &["files"])?;
-        f.files_fdt = btf.offset("files_struct", &["fdt"])?;
-        f.fdt_max_fds = btf.offset("fdtable", &["max_fds"])?;
+        file_table(btf, &mut f)?;
         f.fdt_fd = btf.offset("fdtable", &["fd"])?;
         Ok(())
     };
@@ -436,6 +432,16 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
         ),
     }
     f
+}
+
+/// The way from a task to its file table, which the descriptor count and
+/// the syscall classifier share: `task_struct.files`, `files_struct.fdt`,
+/// `fdtable.max_fds`.
+fn file_table(btf: &Btf, f: &mut FileOffsets) -> Result<(), btf::BtfError> {
+    f.task_files = btf.offset("task_struct", &["files"])?;
+    f.files_fdt = btf.offset("files_struct", &["fdt"])?;
+    f.fdt_max_fds = btf.offset("fdtable", &["max_fds"])?;
+    Ok(())
 }
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.

@@ -31,13 +31,7 @@ impl<K: Eq + Hash + Copy> DeltaTracker<K> {
     /// first read, which only sets the baseline).
     pub fn observe(&mut self, key: K, value: u64) -> u64 {
         self.next.insert(key, value);
-        match self.prev.get(&key) {
-            // A counter that went backwards belongs to a new entity that
-            // reused the key: all of its value is new.
-            Some(&p) => value.checked_sub(p).unwrap_or(value),
-            None if self.primed => value,
-            None => 0,
-        }
+        gain(self.prev.get(&key).copied(), value, self.primed)
     }
 
     /// Takes `value` as the baseline of entity `key` for the next read: it
@@ -82,6 +76,67 @@ impl<K: Eq + Hash + Copy> DeltaTracker<K> {
     }
 }
 
+/// What a counter at `value` gained since `prev`, its value at the last
+/// read (None: not seen then); `primed` once a read was committed.
+fn gain(prev: Option<u64>, value: u64, primed: bool) -> u64 {
+    match prev {
+        // A counter that went backwards belongs to a new entity that
+        // reused the key: all of its value is new.
+        Some(p) => value.checked_sub(p).unwrap_or(value),
+        None if primed => value,
+        None => 0,
+    }
+}
+
+/// `N` cumulative counters per entity key, kept together (one hash lookup
+/// per entity and read instead of one per counter), each with
+/// `DeltaTracker`'s rules; a counter unknown at a read (None) is as one
+/// not seen then.
+#[derive(Debug)]
+pub struct DeltaRows<K, const N: usize> {
+    prev: HashMap<K, [Option<u64>; N]>,
+    next: HashMap<K, [Option<u64>; N]>,
+    primed: bool,
+}
+
+impl<K: Eq + Hash + Copy, const N: usize> Default for DeltaRows<K, N> {
+    fn default() -> Self {
+        Self { prev: HashMap::default(), next: HashMap::default(), primed: false }
+    }
+}
+
+impl<K: Eq + Hash + Copy, const N: usize> DeltaRows<K, N> {
+    /// Records the current values of entity `key`; returns what each known
+    /// one gained (as `DeltaTracker::observe`), None where unknown.
+    pub fn observe(&mut self, key: K, values: [Option<u64>; N]) -> [Option<u64>; N] {
+        let prev = self.prev.get(&key);
+        let mut out = [None; N];
+        for (i, (o, v)) in out.iter_mut().zip(values).enumerate() {
+            *o = v.map(|v| gain(prev.and_then(|p| p[i]), v, self.primed));
+        }
+        self.next.insert(key, values);
+        out
+    }
+
+    /// Takes the known ones of `values` as entity `key`'s baselines for the
+    /// next read (as `DeltaTracker::prime`).
+    pub fn prime(&mut self, key: K, values: [Option<u64>; N]) {
+        let row = self.prev.entry(key).or_insert([None; N]);
+        for (r, v) in row.iter_mut().zip(values) {
+            if v.is_some() {
+                *r = v;
+            }
+        }
+    }
+
+    /// Ends a read: what was observed becomes the baseline for the next one.
+    pub fn commit(&mut self) {
+        std::mem::swap(&mut self.prev, &mut self.next);
+        self.next.clear();
+        self.primed = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +152,21 @@ mod tests {
         assert_eq!(t.observe(2, 31), 1);
         t.commit();
         assert_eq!(t.len(), 1, "entity 1 vanished");
+    }
+
+    #[test]
+    fn rows_follow_each_counter_as_its_own_tracker_would() {
+        let mut r: DeltaRows<i32, 2> = DeltaRows::default();
+        r.prime(1, [Some(10), None]);
+        assert_eq!(r.observe(1, [Some(15), Some(7)]), [Some(5), Some(0)], "first read: a baseline unless primed");
+        r.commit();
+        r.prime(2, [Some(3), Some(4)]);
+        assert_eq!(r.observe(1, [Some(20), None]), [Some(5), None]);
+        assert_eq!(r.observe(2, [Some(5), Some(4)]), [Some(2), Some(0)], "primed before the read");
+        assert_eq!(r.observe(3, [Some(9), Some(1)]), [Some(9), Some(1)], "born during the window");
+        r.commit();
+        assert_eq!(r.observe(1, [Some(21), Some(8)]), [Some(1), Some(8)], "unknown last time: all of it");
+        assert_eq!(r.observe(2, [Some(1), Some(6)]), [Some(1), Some(2)], "went backwards: a new entity");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::process::{self, ProcessFigures, Reads};
 use super::root::{ProcRoot, ReadError};
 use crate::base::table::Column;
 use crate::probe::Measure;
-use crate::probe::delta::DeltaTracker;
+use crate::probe::delta::DeltaRows;
 use crate::probe::measure::float;
 
 /// Sums of per-process gauges; None once any process's value is unknown.
@@ -68,18 +68,40 @@ pub struct TreeFigures {
     page_size: u64,
     ticks_per_second: f64,
     mem_total: Option<u64>,
-    io: [DeltaTracker<(i32, u64)>; 7],
+    /// Each process's cumulative counters (`IO` .. `MAJFLT`), by pid and
+    /// start time.
+    deltas: DeltaRows<(i32, u64), COUNTERS>,
     /// Costly reads, each done at most so often; rows in between have
     /// their figures missing.
     socket_scan: Throttle,
     state_scan: Throttle,
     smaps: Throttle,
-    blkio: DeltaTracker<(i32, u64)>,
-    guest: DeltaTracker<(i32, u64)>,
-    faults: [DeltaTracker<(i32, u64)>; 2],
     /// The kernel side's figures for the next read, by process
     /// (`use_kernel`); /proc's files for the others.
     kernel: HashMap<i32, process::Kernel>,
+}
+
+/// A process's cumulative counters in `TreeFigures::deltas`: /proc/<pid>/io's
+/// seven (`IO_FIELDS` order) from `IO`, block-IO delay and guest ticks,
+/// minor and major faults.
+const IO: usize = 0;
+const BLKIO: usize = 7;
+const GUEST: usize = 8;
+const MINFLT: usize = 9;
+const MAJFLT: usize = 10;
+const COUNTERS: usize = 11;
+
+/// Process `s`'s counters for `TreeFigures::deltas`, with its IO counters
+/// `io` and block-IO delay `blkio` (each None where unknown).
+fn counters(s: &Stat, io: Option<[u64; 7]>, blkio: Option<u64>) -> [Option<u64>; COUNTERS] {
+    let mut c = [None; COUNTERS];
+    if let Some(io) = io {
+        for (c, v) in c[IO..IO + 7].iter_mut().zip(io) {
+            *c = Some(v);
+        }
+    }
+    (c[BLKIO], c[GUEST], c[MINFLT], c[MAJFLT]) = (blkio, s.guest_ticks, Some(s.minflt), Some(s.majflt));
+    c
 }
 
 /// Column order of `TreeFigures::read`.
@@ -325,13 +347,10 @@ impl TreeFigures {
             page_size: u64::try_from(page).unwrap_or(4096),
             ticks_per_second: if hz > 0 { hz as f64 } else { 100.0 },
             mem_total,
-            io: Default::default(),
+            deltas: DeltaRows::default(),
             socket_scan: Throttle::every(SOCKET_SCAN_NS, SOCKET_BUDGET),
             state_scan: Throttle::every(reads.census_ns, SOCKET_BUDGET),
             smaps: Throttle::every(SMAPS_NS, SMAPS_BUDGET),
-            blkio: DeltaTracker::default(),
-            guest: DeltaTracker::default(),
-            faults: Default::default(),
             kernel: HashMap::new(),
         }
     }
@@ -351,20 +370,7 @@ impl TreeFigures {
     /// counts from now on.
     pub fn prime(&mut self, stats: &[Stat]) {
         for s in stats {
-            let key = (s.pid, s.starttime);
-            if let Some(v) = process::io(&self.proc, s.pid) {
-                for (t, v) in self.io.iter_mut().zip(v) {
-                    t.prime(key, v);
-                }
-            }
-            if let Some(t) = s.blkio_ticks {
-                self.blkio.prime(key, t);
-            }
-            if let Some(t) = s.guest_ticks {
-                self.guest.prime(key, t);
-            }
-            self.faults[0].prime(key, s.minflt);
-            self.faults[1].prime(key, s.majflt);
+            self.deltas.prime((s.pid, s.starttime), counters(s, process::io(&self.proc, s.pid), s.blkio_ticks));
         }
     }
 
@@ -438,7 +444,7 @@ impl TreeFigures {
         let mut fd_use: Option<(f64, u64)> = None;
         let mut fd_use_known = true;
         for (s, f) in &figures {
-            let key = (s.pid, s.starttime);
+            let d = self.deltas.observe((s.pid, s.starttime), counters(s, f.io, f.blkio_ticks));
             threads += f.num_threads as f64;
             fds.add(f.num_fds);
             rss.add(Some(f.rss_bytes));
@@ -452,7 +458,7 @@ impl TreeFigures {
             cs += f.children_system_ticks as f64;
             let mut gains = ProcessGains {
                 rw: None,
-                faults: (self.faults[0].observe(key, s.minflt), self.faults[1].observe(key, s.majflt)),
+                faults: (d[MINFLT].unwrap_or(0), d[MAJFLT].unwrap_or(0)),
                 extras: crate::probe::ProcessExtras::default(),
             };
             let x = &mut gains.extras;
@@ -465,20 +471,19 @@ impl TreeFigures {
             faults[0] += gains.faults.0 as f64;
             faults[1] += gains.faults.1 as f64;
             match f.io {
-                Some(v) => {
-                    let mut d = [0; 7];
-                    for i in 0..7 {
-                        d[i] = self.io[i].observe(key, v[i]);
-                        io[i] += d[i] as f64;
+                Some(_) => {
+                    let gained = |i: usize| d[IO + i].unwrap_or(0);
+                    for (i, sum) in io.iter_mut().enumerate() {
+                        *sum += gained(i) as f64;
                     }
-                    gains.rw = Some((d[0], d[1]));
-                    gains.extras.cancelled_write_bytes = d[6] as f64;
+                    gains.rw = Some((gained(0), gained(1)));
+                    gains.extras.cancelled_write_bytes = gained(6) as f64;
                 }
                 None => io_known = false,
             }
-            match s.guest_ticks {
-                Some(t) => {
-                    let g = self.guest.observe(key, t) as f64;
+            match d[GUEST] {
+                Some(g) => {
+                    let g = g as f64;
                     guest += g;
                     gains.extras.guest_ns = g / self.ticks_per_second * 1e9;
                 }
@@ -494,8 +499,8 @@ impl TreeFigures {
                 }
                 _ => fd_use_known = false,
             }
-            match f.blkio_ticks {
-                Some(t) => blkio += self.blkio.observe(key, t) as f64,
+            match d[BLKIO] {
+                Some(t) => blkio += t as f64,
                 None => blkio_known = false,
             }
             match (&mut sockets, &f.socket_inodes) {
@@ -503,14 +508,7 @@ impl TreeFigures {
                 _ => sockets = None,
             }
         }
-        for t in &mut self.io {
-            t.commit();
-        }
-        self.blkio.commit();
-        self.guest.commit();
-        for t in &mut self.faults {
-            t.commit();
-        }
+        self.deltas.commit();
         if reads.smaps {
             self.smaps.spent(spent.smaps_ns);
         }

@@ -702,18 +702,18 @@ fn write_report(b: &Bench) -> Result<()> {
          CPU. The floor at 10 ms with every column is therefore some 3 % of a core here; 1 % would need \
          the system-wide figures at a coarser cadence than the process's, which messer does not do \
          silently.\n\
-         - **Per further process** (from 16 processes on, ebpf mode): the memory iterator, a BPF task \
-         iterator over every task, gives each tracked process's VmHWM and VmSwap (summing the per-CPU \
-         parts of its RSS counters on 6.2 and later) and its descriptor limit, so there is no `status` \
-         print and no `prlimit` per process; a one-record proc file ends at a short read (no read \
-         returning 0); the descriptor count is an fstat of a kept `O_PATH` descriptor (no path walk). \
-         What is left (perf, 1000 processes at 0.1 s): the kernel printing `stat` (a sixth of messer's \
-         CPU) and `io` (a fifteenth), the descriptor count and the iterator (a twentieth each), and \
-         messer's parsing and bookkeeping. Reaching 5 us needs `stat` and `io` from the kernel side \
-         too: `stat`'s fields can be read from the task and its `signal_struct`, but `io` is every \
-         thread's accounting plus the exited threads' in `signal_struct`, which a thread exiting \
-         between the iterator's visits would make count twice or not at all (the kernel takes the \
-         process's lock for it).\n\
+         - **Per further process** (from 16 processes on, ebpf mode): the process iterator, a BPF task \
+         iterator over every task, reports what each tracked process's `stat`, `io` (summed over its \
+         threads under the process's stats sequence), VmHWM, VmSwap (the per-CPU parts of its RSS \
+         counters summed on 6.2 and later), descriptor limit and open descriptors (the file table's \
+         bitmap) gave, so no /proc file is read per process; the tracked set is read with batch \
+         lookups from 64 processes on, and a process's 11 counters are one hash entry. What is left: \
+         the iterator's own run, about 2.3 us per process at 30 to 3000 processes (`--bpf-stats`), \
+         flat in the number of processes and unchanged when its probe reads went from ~60 to ~40 \
+         (tried, not kept): each process's task, signal, mm, file table and per-CPU counters are some \
+         25 to 30 cache lines, cold after a window; the kernel's walk over every task (about 0.3 us a \
+         process); and messer's decoding, deltas and row building (about 3 us). The kernel side is \
+         near its floor; 5 us needs the user side at about 2 us a process.\n\
          - **--threads** on 1000 threads: the thread map is copied out with batch lookups (a few \
          syscalls a sample instead of two per thread: sys time halved, 16 % of a core at 10 ms against \
          33 % before), and the thread's name comes from the kernel side (taken at its switch-outs) \

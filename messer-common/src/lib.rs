@@ -457,6 +457,10 @@ pub struct FileOffsets {
     /// the thread-state census.
     pub task_state: u32,
     pub task_exit_state: u32,
+    /// `task_struct.group_leader`: the census walks a thread's file table
+    /// only where it is not its leader's (as the kernel's `task_file`
+    /// iterator does).
+    pub task_group_leader: u32,
     /// 1: the memory iterator has its offsets: `task_struct.mm`,
     /// `mm_struct.hiwater_rss`, and where the value of the mm's counter 0
     /// (`MM_FILEPAGES`) lies and how far apart the counters are (an
@@ -592,19 +596,39 @@ pub const JOIN_THREADS: u32 = 32;
 /// Name of the global that holds [`CgroupTarget`] in the BPF object.
 pub const CGROUP_SYMBOL: &str = "MESSER_CGROUP";
 
-/// What the thread-state iterator reports for each thread of a tracked
-/// process: the raw state words, turned into /proc's letters by the loader
-/// with the kernel's own rule (`task_state_index`).
+/// What the census iterator reports: one record for each thread of a
+/// tracked process (`CENSUS_THREAD`: its raw state words, turned into
+/// /proc's letters by the loader with the kernel's own rule,
+/// `task_state_index`), and one for each descriptor of a tracked process
+/// naming a TCP or UDP socket over IPv4 or IPv6 (`CENSUS_SOCKET`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ThreadRecord {
+pub struct CensusRecord {
+    /// `CENSUS_THREAD` or `CENSUS_SOCKET`.
+    pub kind: u32,
+    /// The process (the thread's, or the one holding the socket).
     pub tgid: u32,
-    /// `__state`.
+    /// A thread's `__state`; a socket's state (`skc_state`;
+    /// TCP_ESTABLISHED is 1).
     pub state: u32,
-    /// `exit_state` (EXIT_ZOMBIE, EXIT_DEAD or 0).
-    pub exit_state: u32,
-    pub _pad: u32,
+    /// A thread's `exit_state` (EXIT_ZOMBIE, EXIT_DEAD or 0); a socket's
+    /// protocol (IPPROTO_TCP or IPPROTO_UDP).
+    pub detail: u32,
+    /// A socket's inode number (as in `socket:[N]`: one socket open in
+    /// several descriptors or processes is counted once); 0 for a thread.
+    pub ino: u64,
 }
+
+/// `CensusRecord::kind` values: a thread, a socket, and the mark that a
+/// process has more than `CENSUS_SOCKETS_MAX` sockets (the rest of its
+/// table left out).
+pub const CENSUS_THREAD: u32 = 1;
+pub const CENSUS_SOCKET: u32 = 2;
+pub const CENSUS_TOO_MANY: u32 = 3;
+
+/// The sockets the census reports for one task at most: its records (and
+/// the thread's) must fit the iterator's buffer of 8 pages of 4 KiB.
+pub const CENSUS_SOCKETS_MAX: u32 = 1300;
 
 /// What the process iterator reports for each tracked process (its thread
 /// group leader): the figures of its main thread's stat
@@ -679,23 +703,7 @@ pub struct ProcessRecord {
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFSOCK: u16 = 0o140000;
 
-/// What the socket iterator reports for each TCP or UDP socket (IPv4 or
-/// IPv6) a tracked process has open, one record per descriptor.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SocketRecord {
-    /// The socket's inode number (as in `socket:[N]`): one socket open in
-    /// several descriptors or processes is counted once.
-    pub ino: u64,
-    /// The process holding it.
-    pub tgid: u32,
-    /// IPPROTO_TCP or IPPROTO_UDP.
-    pub protocol: u16,
-    /// The socket's state (`skc_state`; TCP_ESTABLISHED is 1).
-    pub state: u16,
-}
-
-/// `SocketRecord::protocol` values, and the TCP state that is a connection.
+/// `CensusRecord::detail` values of a socket, and the TCP state that is a connection.
 pub const IPPROTO_TCP: u16 = 6;
 pub const IPPROTO_UDP: u16 = 17;
 pub const TCP_ESTABLISHED: u16 = 1;
@@ -776,9 +784,7 @@ mod pod {
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
-    unsafe impl aya::Pod for super::SocketRecord {}
-    // SAFETY: #[repr(C)], integers only, no padding holes.
-    unsafe impl aya::Pod for super::ThreadRecord {}
+    unsafe impl aya::Pod for super::CensusRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.
     unsafe impl aya::Pod for super::ProcessRecord {}
     // SAFETY: #[repr(C)], integers only, no padding holes.

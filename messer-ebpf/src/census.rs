@@ -1,24 +1,26 @@
-//! The census: two BPF iterators the loader reads once per sample, each
-//! exact at that instant. Sockets: the kernel's `task_file` iterator over
-//! the open files of every process (a file table shared by threads is
-//! visited once) reports, for each descriptor of a tracked process naming a
-//! TCP or UDP socket over IPv4 or IPv6, the socket's inode, protocol and
-//! state: a cost per open file of the machine instead of a readlink per
-//! descriptor and a /proc/net table parse. Threads: the `task` iterator
-//! reports the state words of every thread of a tracked process. Memory:
-//! the same iterator, run by a program of its own, reports each tracked
-//! process's high-water mark and memory counters from its leader's mm
-//! (what /proc/<pid>/status prints in full for two of its lines).
+//! The census: BPF iterators the loader reads once per sample, each exact
+//! at that instant. One over every task (`messer_census`) reports the state
+//! words of every thread of a tracked process and, from each tracked
+//! process's file table, each descriptor naming a TCP or UDP socket over
+//! IPv4 or IPv6 with the socket's inode, protocol and state: a cost per
+//! task of the machine and per descriptor of the tree, instead of a
+//! readlink per descriptor and a /proc/net table parse. Another, run by a
+//! program of its own (`messer_processes`), reports each tracked process's
+//! stat, IO sums, descriptor count, and high-water mark and memory counters
+//! from its leader's mm (what /proc/<pid>/status prints in full for two of
+//! its lines).
 
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers, macros::raw_tracepoint, programs::RawTracePointContext};
 use messer_common::{
-    AF_INET, AF_INET6, CpuOffset, FD_WORDS_MAX, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, SUM_THREADS,
-    SocketRecord, ThreadRecord,
+    AF_INET, AF_INET6, CENSUS_SOCKET, CENSUS_SOCKETS_MAX, CENSUS_THREAD, CENSUS_TOO_MANY, CensusRecord, CpuOffset,
+    FD_WORDS_MAX, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, S_IFMT, S_IFSOCK, SUM_THREADS,
 };
 
-use crate::maps::{CPU_OFFSETS, PROCESS_SCRATCH, config_ref, counting, files_ref, read_or_zero, task_field, task_rq};
+use crate::maps::{
+    CENSUS_FOUND, CPU_OFFSETS, PROCESS_SCRATCH, config_ref, counting, files_ref, read_or_zero, task_field, task_rq,
+};
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
 #[repr(C)]
@@ -35,15 +37,28 @@ struct IterMeta {
     seq: *mut c_void,
 }
 
+/// The kernel's `struct bpf_iter__task`.
+#[repr(C)]
+struct TaskCtx {
+    meta: *const IterMeta,
+    task: *const u8,
+}
+
+/// The sockets where a tracked process has more than `CENSUS_SOCKETS_MAX`
+/// (more than `messer_census` can report for one task): the kernel's
+/// `task_file` iterator over the open files of every process (a file table
+/// shared by threads is visited once, a reference taken on each file)
+/// reports each descriptor of a tracked process naming a TCP or UDP socket
+/// over IPv4 or IPv6, one record per file, so without a limit per process.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task_file")]
 pub fn messer_sockets(ctx: *mut c_void) -> u32 {
-    let _ = census(ctx as *const TaskFileCtx);
+    let _ = file_census(ctx as *const TaskFileCtx);
     0
 }
 
 #[inline(always)]
-fn census(ctx: *const TaskFileCtx) -> Option<()> {
+fn file_census(ctx: *const TaskFileCtx) -> Option<()> {
     // SAFETY: the iterator's context, read at the kernel's layout (the
     // verifier checks each load against it).
     let (meta, task, file) = unsafe {
@@ -94,43 +109,46 @@ fn census(ctx: *const TaskFileCtx) -> Option<()> {
         return None;
     }
     let inode = task_field::<*const u8>(file, inode_at);
-    let rec = SocketRecord {
-        ino: task_field::<u64>(inode, ino_at),
+    let rec = CensusRecord {
+        kind: CENSUS_SOCKET,
         tgid,
-        protocol,
-        state: u16::from(task_field::<u8>(sk, state_at)),
+        state: u32::from(task_field::<u8>(sk, state_at)),
+        detail: u32::from(protocol),
+        ino: task_field::<u64>(inode, ino_at),
     };
     // SAFETY: the iterator's seq_file (from its meta) and a record on the
     // stack; a full buffer makes the kernel show this file again next read.
     unsafe {
         let seq = core::ptr::read_volatile(&(*meta).seq);
-        helpers::bpf_seq_write(seq.cast(), (&rec as *const SocketRecord).cast(), size_of::<SocketRecord>() as u32);
+        helpers::bpf_seq_write(seq.cast(), (&rec as *const CensusRecord).cast(), size_of::<CensusRecord>() as u32);
     }
     Some(())
 }
 
-/// The kernel's `struct bpf_iter__task`.
-#[repr(C)]
-struct TaskCtx {
-    meta: *const IterMeta,
-    task: *const u8,
-}
-
-/// The thread-state census: every thread (task) of the machine is visited
-/// once; for each of a tracked process its raw state words are reported.
+/// The census: every task of the machine is visited once. For each thread
+/// of a tracked process its raw state words are reported, and its file
+/// table is walked (the leader's, and a thread's own where it does not
+/// share the leader's, as the kernel's `task_file` iterator visits them):
+/// each descriptor naming a TCP or UDP socket over IPv4 or IPv6 is
+/// reported with the socket's inode, protocol and state. Only tracked
+/// processes' descriptors are looked at, each with a few probe reads
+/// (`task_file` would take a reference on every open file of the machine).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task")]
-pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
+pub fn messer_census(ctx: *mut c_void) -> u32 {
     let ctx = ctx as *const TaskCtx;
-    // SAFETY: the iterator's context (see `census`).
+    // SAFETY: the iterator's context, read at the kernel's layout (the
+    // verifier checks each load against it).
     let (meta, task) = unsafe { (core::ptr::read_volatile(&(*ctx).meta), core::ptr::read_volatile(&(*ctx).task)) };
+    // The end of the iteration passes no task.
     if task.is_null() || meta.is_null() {
         return 0;
     }
     // SAFETY: plain reads of the loader's statics (each alone: constants).
-    let (tgid_at, state_at, exit_at) = unsafe {
+    let (tgid_at, pid_at, state_at, exit_at) = unsafe {
         (
             core::ptr::read_volatile(&config_ref().task_tgid),
+            core::ptr::read_volatile(&config_ref().task_pid),
             core::ptr::read_volatile(&files_ref().task_state),
             core::ptr::read_volatile(&files_ref().task_exit_state),
         )
@@ -139,18 +157,189 @@ pub fn messer_thread_states(ctx: *mut c_void) -> u32 {
     if !counting(tgid) {
         return 0;
     }
-    let rec = ThreadRecord {
+    let rec = CensusRecord {
+        kind: CENSUS_THREAD,
         tgid,
         state: task_field::<u32>(task, state_at),
-        exit_state: task_field::<u32>(task, exit_at),
-        _pad: 0,
+        detail: task_field::<u32>(task, exit_at),
+        ino: 0,
     };
-    // SAFETY: as in `census`.
+    // SAFETY: the iterator's seq_file (from its meta) and a record on the
+    // stack; a full buffer makes the kernel show this task again next read.
+    let seq = unsafe { core::ptr::read_volatile(&(*meta).seq) };
+    // SAFETY: as above.
     unsafe {
-        let seq = core::ptr::read_volatile(&(*meta).seq);
-        helpers::bpf_seq_write(seq.cast(), (&rec as *const ThreadRecord).cast(), size_of::<ThreadRecord>() as u32);
+        helpers::bpf_seq_write(seq.cast(), (&rec as *const CensusRecord).cast(), size_of::<CensusRecord>() as u32);
+    }
+    let tid = task_field::<u32>(task, pid_at);
+    sockets(task as u64, tid == tgid, tgid, seq);
+    0
+}
+
+/// Reports the sockets in the file table of tracked task `task` (a thread
+/// group leader if `leader`), unless it shares its leader's.
+#[inline(always)]
+fn sockets(task: u64, leader: bool, tgid: u32, seq: *mut c_void) {
+    let f = files_ref();
+    // SAFETY: plain reads of the loader's statics (each alone: constants).
+    let (files_at, leader_at, fdt_at, max_at, open_at, fd_at) = unsafe {
+        (
+            core::ptr::read_volatile(&f.task_files),
+            core::ptr::read_volatile(&f.task_group_leader),
+            core::ptr::read_volatile(&f.files_fdt),
+            core::ptr::read_volatile(&f.fdt_max_fds),
+            core::ptr::read_volatile(&f.fdt_open_fds),
+            core::ptr::read_volatile(&f.fdt_fd),
+        )
+    };
+    let mut ok = true;
+    let files = get::<u64>(&mut ok, task, files_at);
+    if !ok || files == 0 {
+        return;
+    }
+    if !leader {
+        let head = get::<u64>(&mut ok, task, leader_at);
+        if !ok || get::<u64>(&mut ok, head, files_at) == files {
+            return;
+        }
+    }
+    let fdt = get::<u64>(&mut ok, files, fdt_at);
+    if !ok || fdt == 0 {
+        return;
+    }
+    let max_fds = get::<u32>(&mut ok, fdt, max_at);
+    let open = get::<u64>(&mut ok, fdt, open_at);
+    let array = get::<u64>(&mut ok, fdt, fd_at);
+    let words = max_fds.div_ceil(64);
+    if !ok || open == 0 || array == 0 || words == 0 || words > FD_WORDS_MAX {
+        return;
+    }
+    let Some(found) = CENSUS_FOUND.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's value; iterator programs run with migration off.
+    unsafe { *found = 0 };
+    let mut walk = SocketWalk { seq, open, array, bits: u64::from(max_fds), tgid: u64::from(tgid) };
+    // SAFETY: bpf_loop calls `socket_word` with `walk`, a local that
+    // outlives the call.
+    unsafe {
+        helpers::generated::bpf_loop(words, socket_word as *mut c_void, (&mut walk as *mut SocketWalk).cast(), 0);
+    }
+}
+
+/// The first `bits` bits of a word (all 64 from 64 on).
+#[inline(always)]
+fn low_bits(bits: u64) -> u64 {
+    if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
+}
+
+/// Where a walk of a file table for sockets is (`sockets`): the iterator's
+/// seq_file, the `open_fds` bitmap, the descriptor array and its length
+/// in bits, the process (the sockets reported so far: `CENSUS_FOUND`).
+#[repr(C)]
+struct SocketWalk {
+    seq: *mut c_void,
+    open: u64,
+    array: u64,
+    bits: u64,
+    tgid: u64,
+}
+
+/// One word of a descriptor bitmap, called by bpf_loop: the descriptor of
+/// each set bit is looked at (`socket_at`); 1 (stop) at the table's end,
+/// on a failed read, or past `CENSUS_SOCKETS_MAX` sockets.
+#[inline(never)]
+extern "C" fn socket_word(index: u32, walk: *mut c_void) -> i64 {
+    // SAFETY: the `SocketWalk` that `sockets` passed.
+    let w = unsafe { &*(walk as *const SocketWalk) };
+    let first = u64::from(index) * 64;
+    if first >= w.bits {
+        return 1;
+    }
+    let mut ok = true;
+    let mut word = get::<u64>(&mut ok, w.open, index.wrapping_mul(8)) & low_bits(w.bits - first);
+    if !ok {
+        return 1;
+    }
+    // Lowest set bit first, each cleared once looked at: at most 64 steps.
+    for _ in 0..64 {
+        if word == 0 {
+            break;
+        }
+        let low = word & word.wrapping_neg();
+        word ^= low;
+        if !socket_at(w, first + u64::from((low - 1).count_ones())) {
+            return 1;
+        }
     }
     0
+}
+
+/// Reports descriptor `fd` of the walk's table if it names a TCP or UDP
+/// socket over IPv4 or IPv6: a file whose inode is a socket's (`S_IFSOCK`)
+/// and whose private data is the `struct socket` (an `O_PATH` descriptor
+/// of a socket's path has none). False once the process has more than
+/// `CENSUS_SOCKETS_MAX` sockets: what one task shows must fit the
+/// iterator's buffer (8 pages), so the walk ends with a `CENSUS_TOO_MANY`
+/// record and the loader counts this census's sockets with
+/// `messer_sockets`.
+#[inline(always)]
+fn socket_at(w: &SocketWalk, fd: u64) -> bool {
+    let f = files_ref();
+    // SAFETY: plain reads of the loader's static (each alone: constants).
+    let (inode_at, mode_at, private_at, sk_at, family_at, protocol_at, state_at, ino_at) = unsafe {
+        (
+            core::ptr::read_volatile(&f.file_inode),
+            core::ptr::read_volatile(&f.inode_mode),
+            core::ptr::read_volatile(&f.file_private),
+            core::ptr::read_volatile(&f.socket_sk),
+            core::ptr::read_volatile(&f.sk_family),
+            core::ptr::read_volatile(&f.sk_protocol),
+            core::ptr::read_volatile(&f.sk_state),
+            core::ptr::read_volatile(&f.inode_ino),
+        )
+    };
+    let mut ok = true;
+    let file = get::<u64>(&mut ok, w.array, (fd * 8) as u32);
+    if !ok || file == 0 {
+        return true;
+    }
+    let inode = get::<u64>(&mut ok, file, inode_at);
+    if !ok || inode == 0 || get::<u16>(&mut ok, inode, mode_at) & S_IFMT != S_IFSOCK {
+        return true;
+    }
+    let sock = get::<u64>(&mut ok, file, private_at);
+    if !ok || sock == 0 {
+        return true;
+    }
+    let sk = get::<u64>(&mut ok, sock, sk_at);
+    if !ok || sk == 0 {
+        return true;
+    }
+    let family = get::<u16>(&mut ok, sk, family_at);
+    let protocol = get::<u16>(&mut ok, sk, protocol_at);
+    let state = get::<u8>(&mut ok, sk, state_at);
+    let ino = get::<u64>(&mut ok, inode, ino_at);
+    if !ok || (family != AF_INET && family != AF_INET6) || (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) {
+        return true;
+    }
+    let tgid = w.tgid as u32;
+    let Some(found) = CENSUS_FOUND.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's value (see `sockets`).
+    let n = unsafe {
+        *found += 1;
+        *found
+    };
+    let rec = if n > u64::from(CENSUS_SOCKETS_MAX) {
+        CensusRecord { kind: CENSUS_TOO_MANY, tgid, state: 0, detail: 0, ino: 0 }
+    } else {
+        CensusRecord { kind: CENSUS_SOCKET, tgid, state: u32::from(state), detail: u32::from(protocol), ino }
+    };
+    // SAFETY: the iterator's seq_file, kept in the walk, and a record on
+    // the stack; a full buffer makes the kernel show this task again next
+    // read.
+    unsafe {
+        helpers::bpf_seq_write(w.seq.cast(), (&rec as *const CensusRecord).cast(), size_of::<CensusRecord>() as u32);
+    }
+    rec.kind != CENSUS_TOO_MANY
 }
 
 /// How often a per-CPU sum is tried before the process is left to /proc.

@@ -35,6 +35,12 @@ pub static THREAD_SCRATCH: PerCpuArray<ThreadState> = PerCpuArray::with_max_entr
 #[map]
 pub static PROCESS_SCRATCH: PerCpuArray<ProcessRecord> = PerCpuArray::with_max_entries(1, 0);
 
+/// The sockets the census has reported for the task it walks. In a map
+/// value, not on the stack: a count the verifier knows (0, 1, 2, ...)
+/// would make it tell apart every step of the walk, a state each.
+#[map]
+pub static CENSUS_FOUND: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Inserts (or overwrites) thread `tid`'s entry, made by `fill` from zero
 /// in this CPU's scratch entry; false if it could not be.
 #[inline(always)]
@@ -180,6 +186,7 @@ static MESSER_FILES: FileOffsets = FileOffsets {
     sk_protocol: 0,
     task_state: 0,
     task_exit_state: 0,
+    task_group_leader: 0,
     memory: 0,
     task_mm: 0,
     mm_hiwater_rss: 0,

@@ -1,16 +1,17 @@
 //! The census (kernel side: `messer-ebpf/src/census.rs`): each read runs
-//! the two iterators once, the tree's TCP and UDP sockets from the records
-//! of the one over every process's open files, its threads' states from
-//! the one over every task. The process iterator (over every task too)
-//! gives each tracked process's stat, VmHWM and VmSwap without a /proc
-//! read.
+//! its iterator over every task once, which reports the tree's threads'
+//! states and, from the tree's file tables, its TCP and UDP sockets. The
+//! process iterator (over every task too) gives each tracked process's
+//! stat, VmHWM and VmSwap without a /proc read.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 
 use aya::Ebpf;
 use aya::programs::Iter;
-use messer_common::{IPPROTO_TCP, ProcessRecord, SocketRecord, TCP_ESTABLISHED, ThreadRecord};
+use messer_common::{
+    CENSUS_SOCKET, CENSUS_THREAD, CENSUS_TOO_MANY, CensusRecord, IPPROTO_TCP, ProcessRecord, TCP_ESTABLISHED,
+};
 
 use super::EbpfError;
 use super::handle::program;
@@ -19,13 +20,13 @@ use crate::probe::procfs::figures::{SocketCounts, ThreadStates};
 use crate::probe::procfs::process::{Kernel, KernelMemory};
 
 /// The programs' names in the BPF object and the kernel iterators they run on.
+pub const CENSUS: (&str, &str) = ("messer_census", "task");
 pub const SOCKETS: (&str, &str) = ("messer_sockets", "task_file");
-pub const THREADS: (&str, &str) = ("messer_thread_states", "task");
 pub const PROCESSES: (&str, &str) = ("messer_processes", "task");
 
-/// Loads both iterator programs (attached anew at every read).
+/// Loads the census iterators (attached anew at every read).
 pub fn load(bpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), EbpfError> {
-    for (name, target) in [SOCKETS, THREADS] {
+    for (name, target) in [CENSUS, SOCKETS] {
         let p: &mut Iter = program(bpf, name)?;
         p.load(target, btf).map_err(EbpfError::load)?;
     }
@@ -171,16 +172,22 @@ pub fn processes(
     Ok(k)
 }
 
-/// Counts socket records (`SocketRecord`s as the kernel side wrote them).
-pub fn tally_sockets(records: &[u8]) -> SocketCounts {
+/// The census records (`CensusRecord`s as the kernel side wrote them).
+fn records(bytes: &[u8]) -> impl Iterator<Item = CensusRecord> + '_ {
+    bytes.chunks_exact(size_of::<CensusRecord>()).map(|chunk| {
+        // SAFETY: a whole record's bytes; read unaligned.
+        unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) }
+    })
+}
+
+/// Counts the socket records among census records.
+pub fn tally_sockets(bytes: &[u8]) -> SocketCounts {
     let mut seen = HashSet::new();
     let mut out = SocketCounts::default();
-    for chunk in records.chunks_exact(size_of::<SocketRecord>()) {
-        // SAFETY: a whole record's bytes; read unaligned.
-        let r: SocketRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+    for r in records(bytes).filter(|r| r.kind == CENSUS_SOCKET) {
         if seen.insert(r.ino) {
             out.ip_sockets += 1;
-            if r.protocol == IPPROTO_TCP && r.state == TCP_ESTABLISHED {
+            if r.detail == u32::from(IPPROTO_TCP) && r.state == u32::from(TCP_ESTABLISHED) {
                 out.tcp_established += 1;
             }
         }
@@ -205,13 +212,11 @@ pub fn letter(state: u32, exit_state: u32) -> char {
     LETTERS.get(index).copied().unwrap_or('?')
 }
 
-/// Counts thread records by process and state.
-pub fn tally_threads(records: &[u8]) -> HashMap<i32, ThreadStates> {
+/// Counts the thread records among census records by process and state.
+pub fn tally_threads(bytes: &[u8]) -> HashMap<i32, ThreadStates> {
     let mut out: HashMap<i32, ThreadStates> = HashMap::new();
-    for chunk in records.chunks_exact(size_of::<ThreadRecord>()) {
-        // SAFETY: a whole record's bytes; read unaligned.
-        let r: ThreadRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
-        out.entry(r.tgid as i32).or_default().add(letter(r.state, r.exit_state));
+    for r in records(bytes).filter(|r| r.kind == CENSUS_THREAD) {
+        out.entry(r.tgid as i32).or_default().add(letter(r.state, r.detail));
     }
     out
 }
@@ -231,16 +236,18 @@ pub fn run(bpf: &mut Ebpf, name: &str, record: usize, buf: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
-/// The tree's sockets now.
-pub fn sockets(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<SocketCounts, EbpfError> {
-    run(bpf, SOCKETS.0, size_of::<SocketRecord>(), buf)?;
-    Ok(tally_sockets(buf))
-}
-
-/// The tree's threads by process and state now.
-pub fn threads(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<HashMap<i32, ThreadStates>, EbpfError> {
-    run(bpf, THREADS.0, size_of::<ThreadRecord>(), buf)?;
-    Ok(tally_threads(buf))
+/// The tree's sockets, and its threads by process and state, now. Where
+/// a process has more sockets than the census reports for one
+/// (`CENSUS_TOO_MANY`), they are counted by the iterator over every
+/// process's open files instead.
+pub fn census(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<(SocketCounts, HashMap<i32, ThreadStates>), EbpfError> {
+    run(bpf, CENSUS.0, size_of::<CensusRecord>(), buf)?;
+    let threads = tally_threads(buf);
+    if !records(buf).any(|r| r.kind == CENSUS_TOO_MANY) {
+        return Ok((tally_sockets(buf), threads));
+    }
+    run(bpf, SOCKETS.0, size_of::<CensusRecord>(), buf)?;
+    Ok((tally_sockets(buf), threads))
 }
 
 #[cfg(test)]
@@ -254,7 +261,9 @@ mod tests {
 
     #[test]
     fn counts_each_socket_once_however_many_hold_it() {
-        let rec = |ino, tgid, protocol, state| bytes(SocketRecord { ino, tgid, protocol, state });
+        let rec = |ino, tgid, protocol: u16, state: u16| {
+            bytes(CensusRecord { kind: CENSUS_SOCKET, tgid, state: u32::from(state), detail: u32::from(protocol), ino })
+        };
         let b: Vec<u8> =
             [rec(7, 1, 6, 1), rec(7, 2, 6, 1), rec(8, 1, 6, 10), rec(9, 1, 17, 7), rec(10, 2, 6, 1)].concat();
         assert_eq!(tally_sockets(&b), SocketCounts { ip_sockets: 4, tcp_established: 2 });
@@ -366,7 +375,8 @@ mod tests {
         assert_eq!(letter(0x80, 0x20), 'Z');
         // TASK_KILLABLE (TASK_WAKEKILL | TASK_UNINTERRUPTIBLE): D.
         assert_eq!(letter(0x102, 0), 'D');
-        let rec = |state, exit_state| bytes(ThreadRecord { tgid: 1, state, exit_state, _pad: 0 });
+        let rec =
+            |state, exit_state| bytes(CensusRecord { kind: CENSUS_THREAD, tgid: 1, state, detail: exit_state, ino: 0 });
         let b: Vec<u8> = [rec(0, 0), rec(1, 0), rec(1, 0), rec(2, 0), rec(0x80, 0x20)].concat();
         let t = tally_threads(&b)[&1];
         assert_eq!((t.running, t.sleeping, t.disk_sleep, t.stopped, t.zombie), (1, 2, 1, 0, 1));

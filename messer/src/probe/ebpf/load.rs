@@ -365,6 +365,12 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
             sk_protocol: btf.offset("sock", &["sk_protocol"])?,
             task_state: btf.offset("task_struct", &["__state"])?,
             task_exit_state: btf.offset("task_struct", &["exit_state"])?,
+            task_group_leader: btf.offset("task_struct", &["group_leader"])?,
+            task_files: btf.offset("task_struct", &["files"])?,
+            files_fdt: btf.offset("files_struct", &["fdt"])?,
+            fdt_max_fds: btf.offset("fdtable", &["max_fds"])?,
+            fdt_open_fds: btf.offset("fdtable", &["open_fds"])?,
+            fdt_fd: btf.offset("fdtable", &["fd"])?,
             census: 1,
             ..FileOffsets::default()
         })

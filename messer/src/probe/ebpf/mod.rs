@@ -192,8 +192,9 @@ pub struct EbpfProbe {
     units: census::Units,
     memory_buf: Vec<u8>,
     memory_failed: bool,
-    /// Keeps the census within `SOCKET_BUDGET` (it costs per open file of
-    /// the machine) and its period (`Reads::census_ns`).
+    /// Keeps the census within `SOCKET_BUDGET` (it costs per task of the
+    /// machine and per socket of the tree) and its period
+    /// (`Reads::census_ns`).
     census_throttle: Throttle,
     system: SystemProbe,
     /// The target cgroup's own accounting (`--cgroup`).
@@ -545,18 +546,20 @@ impl EbpfProbe {
         // (with steal accounting the thread's clock leaves that out), and
         // would skip rows the budget affords.
         let (t0, wall0) = (crate::base::clock::thread_cpu_ns(), crate::base::clock::monotonic_ns());
-        let sockets = census::sockets(&mut self.bpf, &mut self.census_buf);
-        let states = census::threads(&mut self.bpf, &mut self.census_buf);
+        let counted = census::census(&mut self.bpf, &mut self.census_buf);
         let spent = crate::base::clock::thread_cpu_ns().saturating_sub(t0);
         self.census_throttle.spent(spent);
         let wall = crate::base::clock::monotonic_ns().saturating_sub(wall0);
         log::debug!(
             "census: {:?} in {} us of CPU, {} us of wall time",
-            sockets.as_ref().ok(),
+            counted.as_ref().ok().map(|c| c.0),
             spent / 1000,
             wall / 1000
         );
-        Census { sockets: self.census_ok(sockets), states: self.census_ok(states) }
+        match self.census_ok(counted) {
+            Some((sockets, states)) => Census { sockets: Some(sockets), states: Some(states) },
+            None => Census::default(),
+        }
     }
 
     /// The tracked processes' stat and VmHWM and VmSwap from the process

@@ -32,7 +32,7 @@ pub fn program_names(io: bool) -> Vec<&'static str> {
     }
     names.push("messer_flush");
     // The iterators: one run per task (or task file) they visit.
-    names.extend([super::census::PROCESSES.0, super::census::THREADS.0, super::census::SOCKETS.0]);
+    names.extend([super::census::PROCESSES.0, super::census::CENSUS.0, super::census::SOCKETS.0]);
     names
 }
 

@@ -103,3 +103,62 @@ pub fn hog(mib: usize) {
         std::hint::black_box(&keep);
     }
 }
+
+/// Holds `connections` TCP connections over loopback in this process (both
+/// ends: twice as many sockets, and the listener), a second descriptor of
+/// one of them (`dup`: still one socket), a UDP socket, an `O_PATH`
+/// descriptor of a unix socket's path (a socket inode, not a socket), and
+/// a thread with a file table of its own (`unshare(CLONE_FILES)`: a copy
+/// of the process's, plus a UDP socket only it has), for `seconds`.
+/// Returns the truth as JSON members: the IP sockets and the established
+/// TCP ones.
+pub fn sockets(connections: usize, seconds: f64) -> String {
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsRawFd as _;
+    let want = (2 * connections + 64) as u64;
+    let lim = libc::rlimit { rlim_cur: want, rlim_max: want };
+    // SAFETY: setrlimit with a valid struct (root may raise the hard limit).
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        panic!("setrlimit: {}", std::io::Error::last_os_error());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let at = listener.local_addr().expect("address");
+    let mut keep = Vec::with_capacity(2 * connections);
+    for _ in 0..connections {
+        let c = TcpStream::connect(at).expect("connect");
+        let (s, _) = listener.accept().expect("accept");
+        keep.push(c);
+        keep.push(s);
+    }
+    // SAFETY: dup of an open descriptor; the copy is closed below.
+    let copy = unsafe { libc::dup(keep[0].as_raw_fd()) };
+    assert!(copy >= 0, "dup: {}", std::io::Error::last_os_error());
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unix.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&path).expect("unix listen");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: open of a NUL-terminated path; closed below.
+    let o_path = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH) };
+    assert!(o_path >= 0, "open O_PATH: {}", std::io::Error::last_os_error());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let own = std::thread::spawn(move || {
+        // SAFETY: unshare of this thread's file table (a copy of the process's).
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_FILES) }, 0, "unshare: {}", std::io::Error::last_os_error());
+        let mine = UdpSocket::bind("127.0.0.1:0").expect("udp of the thread");
+        ready_tx.send(()).expect("ready");
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        drop(mine);
+    });
+    ready_rx.recv().expect("thread ready");
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let _ = own.join();
+    // SAFETY: descriptors opened above.
+    unsafe {
+        libc::close(copy);
+        libc::close(o_path);
+    }
+    drop((keep, listener, udp, unix));
+    // Both ends of each connection, the listener, two UDP sockets.
+    format!(", \"ip_sockets\": {}, \"tcp_established\": {}", 2 * connections + 3, 2 * connections)
+}

@@ -31,8 +31,9 @@
 //! getrusage at the end (exec keeps it), as every mode does.
 //!
 //! `messer-workload faults --pages N [--file F] [--linger S]`, `states
-//! --sleepers N --busy M --seconds S`, `fds --open N --seconds S`, `hog --mib
-//! N`: known page faults, thread states, descriptors, memory (figures.rs).
+//! --sleepers N --busy M --seconds S`, `fds --open N --seconds S`, `sockets
+//! --connections N --seconds S`, `hog --mib N`: known page faults, thread
+//! states, descriptors, sockets, memory (figures.rs).
 //!
 //! `messer-workload pools --seconds S`: named thread pools and threads that
 //! live a millisecond, each reporting its own CPU clock (see pools.rs).
@@ -311,6 +312,9 @@ fn main() {
             let sleepers = arg(&args, "--sleepers", None::<usize>);
             let busy = arg(&args, "--busy", None::<usize>);
             figures::states(sleepers, busy, arg(&args, "--seconds", None::<f64>));
+        }
+        Some("sockets") => {
+            extra = figures::sockets(arg(&args, "--connections", None::<usize>), arg(&args, "--seconds", None::<f64>))
         }
         Some("fds") => figures::fds(arg(&args, "--open", None::<usize>), arg(&args, "--seconds", None::<f64>)),
         Some("hog") => figures::hog(arg(&args, "--mib", None::<usize>)),

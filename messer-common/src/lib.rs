@@ -619,12 +619,13 @@ pub struct CensusRecord {
     pub ino: u64,
 }
 
-/// `CensusRecord::kind` values: a thread, a socket, and the mark that a
-/// process has more than `CENSUS_SOCKETS_MAX` sockets (the rest of its
-/// table left out).
+/// `CensusRecord::kind` values: a thread, a socket, and the mark that the
+/// walk of a task's file table stopped short (more than
+/// `CENSUS_SOCKETS_MAX` sockets, a table over `FD_WORDS_MAX` words, a
+/// failed read), so that the loader counts sockets another way.
 pub const CENSUS_THREAD: u32 = 1;
 pub const CENSUS_SOCKET: u32 = 2;
-pub const CENSUS_TOO_MANY: u32 = 3;
+pub const CENSUS_INCOMPLETE: u32 = 3;
 
 /// The sockets the census reports for one task at most: its records (and
 /// the thread's) must fit the iterator's buffer of 8 pages of 4 KiB.

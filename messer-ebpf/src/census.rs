@@ -14,7 +14,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{helpers, macros::raw_tracepoint, programs::RawTracePointContext};
 use messer_common::{
-    AF_INET, AF_INET6, CENSUS_SOCKET, CENSUS_SOCKETS_MAX, CENSUS_THREAD, CENSUS_TOO_MANY, CensusRecord, CpuOffset,
+    AF_INET, AF_INET6, CENSUS_INCOMPLETE, CENSUS_SOCKET, CENSUS_SOCKETS_MAX, CENSUS_THREAD, CensusRecord, CpuOffset,
     FD_WORDS_MAX, IPPROTO_TCP, IPPROTO_UDP, PERCPU_MAX_CPUS, ProcessRecord, S_IFMT, S_IFSOCK, SUM_THREADS,
 };
 
@@ -172,14 +172,23 @@ pub fn messer_census(ctx: *mut c_void) -> u32 {
         helpers::bpf_seq_write(seq.cast(), (&rec as *const CensusRecord).cast(), size_of::<CensusRecord>() as u32);
     }
     let tid = task_field::<u32>(task, pid_at);
-    sockets(task as u64, tid == tgid, tgid, seq);
+    if !sockets(task as u64, tid == tgid, tgid, seq) {
+        let rec = CensusRecord { kind: CENSUS_INCOMPLETE, tgid, state: 0, detail: 0, ino: 0 };
+        // SAFETY: as above.
+        unsafe {
+            helpers::bpf_seq_write(seq.cast(), (&rec as *const CensusRecord).cast(), size_of::<CensusRecord>() as u32);
+        }
+    }
     0
 }
 
 /// Reports the sockets in the file table of tracked task `task` (a thread
-/// group leader if `leader`), unless it shares its leader's.
+/// group leader if `leader`), unless it shares its leader's. False if the
+/// walk did not finish: more than `CENSUS_SOCKETS_MAX` sockets (what one
+/// task shows must fit the iterator's buffer of 8 pages), a table longer
+/// than `FD_WORDS_MAX` words, or a failed read of the table.
 #[inline(always)]
-fn sockets(task: u64, leader: bool, tgid: u32, seq: *mut c_void) {
+fn sockets(task: u64, leader: bool, tgid: u32, seq: *mut c_void) -> bool {
     let f = files_ref();
     // SAFETY: plain reads of the loader's statics (each alone: constants).
     let (files_at, leader_at, fdt_at, max_at, open_at, fd_at) = unsafe {
@@ -194,35 +203,42 @@ fn sockets(task: u64, leader: bool, tgid: u32, seq: *mut c_void) {
     };
     let mut ok = true;
     let files = get::<u64>(&mut ok, task, files_at);
-    if !ok || files == 0 {
-        return;
+    if !ok {
+        return false;
+    }
+    // An exiting task has no file table left.
+    if files == 0 {
+        return true;
     }
     if !leader {
         let head = get::<u64>(&mut ok, task, leader_at);
-        if !ok || get::<u64>(&mut ok, head, files_at) == files {
-            return;
+        let shared = get::<u64>(&mut ok, head, files_at) == files;
+        if !ok || shared {
+            return ok;
         }
     }
     let fdt = get::<u64>(&mut ok, files, fdt_at);
     if !ok || fdt == 0 {
-        return;
+        return false;
     }
     let max_fds = get::<u32>(&mut ok, fdt, max_at);
     let open = get::<u64>(&mut ok, fdt, open_at);
     let array = get::<u64>(&mut ok, fdt, fd_at);
     let words = max_fds.div_ceil(64);
-    if !ok || open == 0 || array == 0 || words == 0 || words > FD_WORDS_MAX {
-        return;
+    if !ok || open == 0 || array == 0 || words > FD_WORDS_MAX {
+        return false;
     }
-    let Some(found) = CENSUS_FOUND.get_ptr_mut(0) else { return };
+    let Some(found) = CENSUS_FOUND.get_ptr_mut(0) else { return false };
     // SAFETY: this CPU's value; iterator programs run with migration off.
     unsafe { *found = 0 };
-    let mut walk = SocketWalk { seq, open, array, bits: u64::from(max_fds), tgid: u64::from(tgid) };
+    let mut walk =
+        SocketWalk { seq, open, array, bits: u64::from(max_fds), tgid: u64::from(tgid), done: 1, word: 0, first: 0 };
     // SAFETY: bpf_loop calls `socket_word` with `walk`, a local that
     // outlives the call.
     unsafe {
         helpers::generated::bpf_loop(words, socket_word as *mut c_void, (&mut walk as *mut SocketWalk).cast(), 0);
     }
+    walk.done != 0
 }
 
 /// The first `bits` bits of a word (all 64 from 64 on).
@@ -233,7 +249,9 @@ fn low_bits(bits: u64) -> u64 {
 
 /// Where a walk of a file table for sockets is (`sockets`): the iterator's
 /// seq_file, the `open_fds` bitmap, the descriptor array and its length
-/// in bits, the process (the sockets reported so far: `CENSUS_FOUND`).
+/// in bits, the process (the sockets reported so far: `CENSUS_FOUND`);
+/// `done` 0 once the walk stopped short; the bits of the word at
+/// descriptor `first` still to look at.
 #[repr(C)]
 struct SocketWalk {
     seq: *mut c_void,
@@ -241,34 +259,59 @@ struct SocketWalk {
     array: u64,
     bits: u64,
     tgid: u64,
+    done: u64,
+    word: u64,
+    first: u64,
 }
 
-/// One word of a descriptor bitmap, called by bpf_loop: the descriptor of
-/// each set bit is looked at (`socket_at`); 1 (stop) at the table's end,
-/// on a failed read, or past `CENSUS_SOCKETS_MAX` sockets.
+/// One word of a descriptor bitmap, called by bpf_loop: its set bits are
+/// walked by a loop of their own (`socket_bit`); 1 (stop) at the table's
+/// end, and, `done` cleared, on a failed read or where `socket_bit`
+/// stopped short.
 #[inline(never)]
 extern "C" fn socket_word(index: u32, walk: *mut c_void) -> i64 {
     // SAFETY: the `SocketWalk` that `sockets` passed.
-    let w = unsafe { &*(walk as *const SocketWalk) };
+    let w = unsafe { &mut *(walk as *mut SocketWalk) };
     let first = u64::from(index) * 64;
     if first >= w.bits {
         return 1;
     }
     let mut ok = true;
-    let mut word = get::<u64>(&mut ok, w.open, index.wrapping_mul(8)) & low_bits(w.bits - first);
+    let word = get::<u64>(&mut ok, w.open, index.wrapping_mul(8)) & low_bits(w.bits - first);
     if !ok {
+        w.done = 0;
         return 1;
     }
-    // Lowest set bit first, each cleared once looked at: at most 64 steps.
-    for _ in 0..64 {
-        if word == 0 {
-            break;
-        }
-        let low = word & word.wrapping_neg();
-        word ^= low;
-        if !socket_at(w, first + u64::from((low - 1).count_ones())) {
-            return 1;
-        }
+    if word == 0 {
+        return 0;
+    }
+    (w.word, w.first) = (word, first);
+    // A loop of its own rather than a bounded one here, which the verifier
+    // would follow through all 64 steps (doubling messer's start-up).
+    // SAFETY: bpf_loop calls `socket_bit` with the walk `sockets` passed,
+    // which outlives the call.
+    unsafe {
+        helpers::generated::bpf_loop(64, socket_bit as *mut c_void, walk, 0);
+    }
+    i64::from(w.done == 0)
+}
+
+/// One set bit of the walk's word, called by bpf_loop: lowest first, the
+/// descriptor looked at (`socket_at`) and its bit cleared; 1 (stop) when
+/// none is left, and, `done` cleared, where `socket_at` stops short.
+#[inline(never)]
+extern "C" fn socket_bit(_index: u32, walk: *mut c_void) -> i64 {
+    // SAFETY: the `SocketWalk` that `sockets` passed.
+    let w = unsafe { &mut *(walk as *mut SocketWalk) };
+    let word = w.word;
+    if word == 0 {
+        return 1;
+    }
+    let low = word & word.wrapping_neg();
+    w.word = word ^ low;
+    if !socket_at(w, w.first + u64::from((low - 1).count_ones())) {
+        w.done = 0;
+        return 1;
     }
     0
 }
@@ -276,11 +319,9 @@ extern "C" fn socket_word(index: u32, walk: *mut c_void) -> i64 {
 /// Reports descriptor `fd` of the walk's table if it names a TCP or UDP
 /// socket over IPv4 or IPv6: a file whose inode is a socket's (`S_IFSOCK`)
 /// and whose private data is the `struct socket` (an `O_PATH` descriptor
-/// of a socket's path has none). False once the process has more than
-/// `CENSUS_SOCKETS_MAX` sockets: what one task shows must fit the
-/// iterator's buffer (8 pages), so the walk ends with a `CENSUS_TOO_MANY`
-/// record and the loader counts this census's sockets with
-/// `messer_sockets`.
+/// of a socket's path has none; a file closed meanwhile is passed over).
+/// False where the walk must stop short: its descriptor slot could not be
+/// read, or it would be the process's socket past `CENSUS_SOCKETS_MAX`.
 #[inline(always)]
 fn socket_at(w: &SocketWalk, fd: u64) -> bool {
     let f = files_ref();
@@ -299,7 +340,10 @@ fn socket_at(w: &SocketWalk, fd: u64) -> bool {
     };
     let mut ok = true;
     let file = get::<u64>(&mut ok, w.array, (fd * 8) as u32);
-    if !ok || file == 0 {
+    if !ok {
+        return false;
+    }
+    if file == 0 {
         return true;
     }
     let inode = get::<u64>(&mut ok, file, inode_at);
@@ -328,18 +372,17 @@ fn socket_at(w: &SocketWalk, fd: u64) -> bool {
         *found += 1;
         *found
     };
-    let rec = if n > u64::from(CENSUS_SOCKETS_MAX) {
-        CensusRecord { kind: CENSUS_TOO_MANY, tgid, state: 0, detail: 0, ino: 0 }
-    } else {
-        CensusRecord { kind: CENSUS_SOCKET, tgid, state: u32::from(state), detail: u32::from(protocol), ino }
-    };
+    if n > u64::from(CENSUS_SOCKETS_MAX) {
+        return false;
+    }
+    let rec = CensusRecord { kind: CENSUS_SOCKET, tgid, state: u32::from(state), detail: u32::from(protocol), ino };
     // SAFETY: the iterator's seq_file, kept in the walk, and a record on
     // the stack; a full buffer makes the kernel show this task again next
     // read.
     unsafe {
         helpers::bpf_seq_write(w.seq.cast(), (&rec as *const CensusRecord).cast(), size_of::<CensusRecord>() as u32);
     }
-    rec.kind != CENSUS_TOO_MANY
+    true
 }
 
 /// How often a per-CPU sum is tried before the process is left to /proc.

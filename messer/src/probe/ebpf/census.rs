@@ -10,7 +10,7 @@ use std::io::Read as _;
 use aya::Ebpf;
 use aya::programs::Iter;
 use messer_common::{
-    CENSUS_SOCKET, CENSUS_THREAD, CENSUS_TOO_MANY, CensusRecord, IPPROTO_TCP, ProcessRecord, TCP_ESTABLISHED,
+    CENSUS_INCOMPLETE, CENSUS_SOCKET, CENSUS_THREAD, CensusRecord, IPPROTO_TCP, ProcessRecord, TCP_ESTABLISHED,
 };
 
 use super::EbpfError;
@@ -237,13 +237,13 @@ pub fn run(bpf: &mut Ebpf, name: &str, record: usize, buf: &mut Vec<u8>) -> Resu
 }
 
 /// The tree's sockets, and its threads by process and state, now. Where
-/// a process has more sockets than the census reports for one
-/// (`CENSUS_TOO_MANY`), they are counted by the iterator over every
-/// process's open files instead.
+/// the walk of a file table stopped short (`CENSUS_INCOMPLETE`: more
+/// sockets than the census reports for one process, say), they are
+/// counted by the iterator over every process's open files instead.
 pub fn census(bpf: &mut Ebpf, buf: &mut Vec<u8>) -> Result<(SocketCounts, HashMap<i32, ThreadStates>), EbpfError> {
     run(bpf, CENSUS.0, size_of::<CensusRecord>(), buf)?;
     let threads = tally_threads(buf);
-    if !records(buf).any(|r| r.kind == CENSUS_TOO_MANY) {
+    if !records(buf).any(|r| r.kind == CENSUS_INCOMPLETE) {
         return Ok((tally_sockets(buf), threads));
     }
     run(bpf, SOCKETS.0, size_of::<CensusRecord>(), buf)?;

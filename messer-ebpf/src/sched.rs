@@ -35,9 +35,9 @@ use messer_common::{
 };
 
 use crate::maps::{
-    BPF_NOEXIST, THREADS, bump, by_cgroup, claim, config, config_ref, counting, current_ids, faults, mark, note_waits,
-    ran_ns, read_field, rq_lost, rq_lost_typed, sched_acc, sched_info, set_mark, slot, spill, task_field, task_offsets,
-    ticks,
+    BPF_NOEXIST, EPOCH, THREADS, bump, by_cgroup, claim, config, config_ref, counting, current_ids, faults, mark,
+    note_waits, ran_ns, read_field, rq_lost, rq_lost_typed, sched_acc, sched_info, set_mark, slot, spill, task_field,
+    task_offsets, ticks,
 };
 
 /// `TASK_DEAD` in `prev_state`: the task is switched out for the last time
@@ -156,6 +156,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         switch_out(slot, tid, tgid, &now, runnable, dead, prev_task);
     }
     let next: u32 = task_field(next_task, off.pid);
+    if slot.pending != 0 {
+        settle_at_switch(slot, next == 0);
+    }
     slot.tid = next;
     slot.flags = SLOT_VALID;
     slot.credited_ns = 0;
@@ -302,6 +305,45 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
             }
         }
     }
+}
+
+/// A switch on a CPU with something pending (see `RunSlot::pending`),
+/// after the thread switched out was settled: nothing of this CPU's epoch
+/// runs uncredited at this instant, so the switch can do what the flush
+/// would. If the loader has moved on to a new epoch, the CPU closes its
+/// epoch here, as a flush at this instant would (its accumulator into the
+/// map, then the new epoch, this instant its boundary): the loader
+/// interrupts only the CPUs that have not switched since it announced the
+/// epoch. A CPU going idle empties its accumulator into the map and has
+/// nothing pending any more, so that no interrupt wakes it for the flush.
+#[inline(always)]
+fn settle_at_switch(slot: &mut RunSlot, to_idle: bool) {
+    // SAFETY: map value pointer from a successful lookup.
+    let loader = EPOCH.get_ptr(0).map_or(0, |g| unsafe { core::ptr::read_volatile(g) });
+    let behind = loader > slot.epoch;
+    if !behind && !to_idle {
+        return;
+    }
+    spill(slot);
+    // The counts are in the map before the slot says the epoch is closed
+    // (the loader reads the slots, then the map; x86 keeps stores in order).
+    // SAFETY: an empty asm block: a compiler barrier only.
+    unsafe { core::arch::asm!("") };
+    if behind {
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        mark_moved(slot, loader, now);
+    }
+    // SAFETY: a field of this CPU's slot; see above.
+    unsafe { core::ptr::write_volatile(&raw mut slot.pending, 0) };
+}
+
+/// Moves the slot into `epoch` with its boundary at `now`.
+#[inline(always)]
+fn mark_moved(slot: &mut RunSlot, epoch: u64, now: u64) {
+    slot.flushed_ns = now;
+    // SAFETY: a field of this CPU's slot, written last (see above).
+    unsafe { core::ptr::write_volatile(&raw mut slot.epoch, epoch) };
 }
 
 /// Notes that a tracked thread ran on this CPU in its current epoch.

@@ -118,6 +118,16 @@ pub struct EbpfOptions {
     pub threads: bool,
 }
 
+/// What the last flush cost: its run time over all CPUs it ran on and on
+/// the slowest of them (ns; each call waits for its CPU's interrupt, on
+/// CPU), and how many CPUs it ran on.
+#[derive(Clone, Copy, Default)]
+struct FlushCost {
+    total_ns: u64,
+    slowest_ns: u64,
+    cpus: u32,
+}
+
 /// The exact part of a read (see `Probe::snap`): flush instants, events and
 /// the frozen counters.
 struct Snap {
@@ -132,9 +142,8 @@ struct Snap {
 /// The loaded programs and what the probe remembers between reads.
 pub struct EbpfProbe {
     snap: Option<Snap>,
-    /// The last flush's cost: its wall time over all CPUs and its slowest
-    /// CPU's (ns; the calls wait for each CPU's interrupt, on CPU).
-    flush_cost: (u64, u64),
+    /// The last flush's cost.
+    flush_cost: FlushCost,
     bpf: Ebpf,
     /// Run-queue wait is known (the kernel keeps sched_info).
     runq: bool,
@@ -231,6 +240,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
     c.push(float("ebpf_flush_spread_us"));
     c.push(float("ebpf_flush_us"));
     c.push(float("ebpf_flush_max_cpu_us"));
+    c.push(float("ebpf_flush_cpus"));
     for name in stat::NAMES {
         c.push(integer(format!("ebpf_{name}")));
     }
@@ -303,7 +313,7 @@ impl EbpfProbe {
             },
             memory_buf: Vec::new(),
             memory_failed: false,
-            flush_cost: (0, 0),
+            flush_cost: FlushCost::default(),
             census_throttle: Throttle::every(opts.reads.census_ns, SOCKET_BUDGET),
             system: SystemProbe::new(proc.clone(), "/sys"),
             cgroup: opts.cgroup.map(|c| CgroupFigures::new(c.path)),
@@ -330,9 +340,12 @@ impl EbpfProbe {
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         let all = self.flush_all || announced.saturating_sub(self.last_full_flush_ns) >= 1_000_000_000;
         let before = if all { None } else { Some(self.running.get(&0, 0).map_err(EbpfError::map)?) };
-        let (mut total, mut slowest, mut skipped) = (0, 0, false);
+        let (mut total, mut slowest, mut skipped, mut interrupted) = (0, 0, false, 0);
         for &cpu in &self.cpus {
-            let pending = before.as_ref().is_none_or(|b| b.get(cpu as usize).is_none_or(|s| s.pending != 0));
+            // A CPU that switched since the announcement has closed its
+            // epoch itself (see `settle_at_switch` in the kernel side).
+            let open = |s: &RunSlot| s.pending != 0 && s.epoch < self.epoch;
+            let pending = before.as_ref().is_none_or(|b| b.get(cpu as usize).is_none_or(open));
             if !pending {
                 skipped = true;
                 continue;
@@ -342,12 +355,13 @@ impl EbpfProbe {
             let took = crate::base::clock::monotonic_ns().saturating_sub(t0);
             total += took;
             slowest = slowest.max(took);
+            interrupted += 1;
         }
         if all {
             self.flush_all = false;
             self.last_full_flush_ns = announced;
         }
-        self.flush_cost = (total, slowest);
+        self.flush_cost = FlushCost { total_ns: total, slowest_ns: slowest, cpus: interrupted };
         let slots = self.running.get(&0, 0).map_err(EbpfError::map)?;
         // A CPU left out has its boundary at the announcement: no tracked
         // thread ran there since its last flush.
@@ -518,8 +532,9 @@ impl EbpfProbe {
             m.iter_mut().for_each(|x| *x = Measure::Missing);
         }
         m.push(Measure::Value(spread_ns as f64 / 1e3));
-        m.push(Measure::Value(self.flush_cost.0 as f64 / 1e3));
-        m.push(Measure::Value(self.flush_cost.1 as f64 / 1e3));
+        m.push(Measure::Value(self.flush_cost.total_ns as f64 / 1e3));
+        m.push(Measure::Value(self.flush_cost.slowest_ns as f64 / 1e3));
+        m.push(Measure::Value(f64::from(self.flush_cost.cpus)));
         match stats::failures(&self.bpf) {
             Some(counts) => m.extend(counts.iter().map(|&n| Measure::Total(n))),
             None => m.extend((0..stat::COUNT).map(|_| Measure::Missing)),

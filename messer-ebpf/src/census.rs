@@ -640,8 +640,7 @@ fn fd_count(task: u64, rec: &mut ProcessRecord) -> bool {
 /// The set bits of `word` among the first `bits` (all 64 from 64 on).
 #[inline(always)]
 fn ones(word: u64, bits: u32) -> u32 {
-    let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    (word & mask).count_ones()
+    (word & low_bits(u64::from(bits))).count_ones()
 }
 
 /// Where a count of a descriptor bitmap is (`fd_count`); scalars only.

@@ -354,7 +354,7 @@ fn cpu_offsets(bpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
 /// without one of them gets zeros there (and a warning).
 fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
     let socket_part = || -> Result<FileOffsets, btf::BtfError> {
-        Ok(FileOffsets {
+        let mut f = FileOffsets {
             file_inode: btf.offset("file", &["f_inode"])?,
             file_private: btf.offset("file", &["private_data"])?,
             inode_mode: btf.offset("inode", &["i_mode"])?,
@@ -366,14 +366,13 @@ fn file_offsets(btf: &Btf, rq_known: bool) -> FileOffsets {
             task_state: btf.offset("task_struct", &["__state"])?,
             task_exit_state: btf.offset("task_struct", &["exit_state"])?,
             task_group_leader: btf.offset("task_struct", &["group_leader"])?,
-            task_files: btf.offset("task_struct", &["files"])?,
-            files_fdt: btf.offset("files_struct", &["fdt"])?,
-            fdt_max_fds: btf.offset("fdtable", &["max_fds"])?,
             fdt_open_fds: btf.offset("fdtable", &["open_fds"])?,
             fdt_fd: btf.offset("fdtable", &["fd"])?,
             census: 1,
             ..FileOffsets::default()
-        })
+        };
+        file_table(btf, &mut f)?;
+        Ok(f)
     };
     let mut f = match socket_part() {
         Ok(f) => f,

@@ -91,17 +91,61 @@ fn gain(prev: Option<u64>, value: u64, primed: bool) -> u64 {
 /// `N` cumulative counters per entity key, kept together (one hash lookup
 /// per entity and read instead of one per counter), each with
 /// `DeltaTracker`'s rules; a counter unknown at a read (None) is as one
-/// not seen then.
+/// not seen then. One map holds each entity's baselines and this read's
+/// values side by side, so a read updates its row in place and the commit
+/// only flips which side is which.
 #[derive(Debug)]
 pub struct DeltaRows<K, const N: usize> {
-    prev: HashMap<K, [Option<u64>; N]>,
-    next: HashMap<K, [Option<u64>; N]>,
+    rows: HashMap<K, Row<N>>,
+    /// The reads committed so far: a row observed in this read has it as
+    /// its `read`.
+    reads: u64,
     primed: bool,
+}
+
+/// An entity's counters: `side[base]` the baselines (values at the last
+/// committed read, or primed since), the other side this read's values.
+#[derive(Debug, Clone, Copy)]
+struct Row<const N: usize> {
+    side: [Values<N>; 2],
+    base: usize,
+    /// The read in which the other side was observed (`u64::MAX`: not yet).
+    read: u64,
+}
+
+/// Counter values, a bit per counter saying it is known.
+#[derive(Debug, Clone, Copy)]
+struct Values<const N: usize> {
+    value: [u64; N],
+    known: u32,
+}
+
+impl<const N: usize> Values<N> {
+    const NONE: Self = Values { value: [0; N], known: 0 };
+
+    fn get(&self, i: usize) -> Option<u64> {
+        (self.known & (1 << i) != 0).then_some(self.value[i])
+    }
+
+    fn set(&mut self, i: usize, v: Option<u64>) {
+        match v {
+            Some(v) => {
+                self.value[i] = v;
+                self.known |= 1 << i;
+            }
+            None => self.known &= !(1 << i),
+        }
+    }
+}
+
+impl<const N: usize> Row<N> {
+    const NEW: Self = Row { side: [Values::NONE; 2], base: 0, read: u64::MAX };
 }
 
 impl<K: Eq + Hash + Copy, const N: usize> Default for DeltaRows<K, N> {
     fn default() -> Self {
-        Self { prev: HashMap::default(), next: HashMap::default(), primed: false }
+        const { assert!(N <= 32, "a row's known bits are a u32") };
+        Self { rows: HashMap::default(), reads: 0, primed: false }
     }
 }
 
@@ -109,30 +153,42 @@ impl<K: Eq + Hash + Copy, const N: usize> DeltaRows<K, N> {
     /// Records the current values of entity `key`; returns what each known
     /// one gained (as `DeltaTracker::observe`), None where unknown.
     pub fn observe(&mut self, key: K, values: [Option<u64>; N]) -> [Option<u64>; N] {
-        let prev = self.prev.get(&key);
+        let row = self.rows.entry(key).or_insert(Row::NEW);
+        let (base, now) = (row.base, 1 - row.base);
         let mut out = [None; N];
         for (i, (o, v)) in out.iter_mut().zip(values).enumerate() {
-            *o = v.map(|v| gain(prev.and_then(|p| p[i]), v, self.primed));
+            *o = v.map(|v| gain(row.side[base].get(i), v, self.primed));
+            row.side[now].set(i, v);
         }
-        self.next.insert(key, values);
+        row.read = self.reads;
         out
     }
 
     /// Takes the known ones of `values` as entity `key`'s baselines for the
     /// next read (as `DeltaTracker::prime`).
     pub fn prime(&mut self, key: K, values: [Option<u64>; N]) {
-        let row = self.prev.entry(key).or_insert([None; N]);
-        for (r, v) in row.iter_mut().zip(values) {
+        let row = self.rows.entry(key).or_insert(Row::NEW);
+        let base = &mut row.side[row.base];
+        for (i, v) in values.into_iter().enumerate() {
             if v.is_some() {
-                *r = v;
+                base.set(i, v);
             }
         }
     }
 
-    /// Ends a read: what was observed becomes the baseline for the next one.
+    /// Ends a read: what was observed becomes the baseline for the next one;
+    /// an entity not observed in it is forgotten.
     pub fn commit(&mut self) {
-        std::mem::swap(&mut self.prev, &mut self.next);
-        self.next.clear();
+        let reads = self.reads;
+        self.rows.retain(|_, row| {
+            if row.read != reads {
+                return false;
+            }
+            row.base = 1 - row.base;
+            row.read = u64::MAX;
+            true
+        });
+        self.reads += 1;
         self.primed = true;
     }
 }
@@ -167,6 +223,20 @@ mod tests {
         r.commit();
         assert_eq!(r.observe(1, [Some(21), Some(8)]), [Some(1), Some(8)], "unknown last time: all of it");
         assert_eq!(r.observe(2, [Some(1), Some(6)]), [Some(1), Some(2)], "went backwards: a new entity");
+    }
+
+    #[test]
+    fn rows_not_observed_in_a_read_are_forgotten() {
+        let mut r: DeltaRows<i32, 2> = DeltaRows::default();
+        r.observe(1, [Some(10), Some(1)]);
+        r.prime(2, [Some(5), None]);
+        r.commit();
+        assert_eq!(r.observe(2, [Some(7), Some(3)]), [Some(7), Some(3)], "primed, then a read passed without it");
+        r.commit();
+        assert_eq!(r.observe(1, [Some(12), Some(2)]), [Some(12), Some(2)], "not seen last read: all of it");
+        assert_eq!(r.observe(2, [Some(8), None]), [Some(1), None]);
+        r.commit();
+        assert_eq!(r.observe(2, [Some(9), Some(5)]), [Some(1), Some(5)], "unknown last time: all of it");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::base::hash::FastMap;
+
 use super::cpu_percent;
 use crate::base::table::{Column, Kind, Row, Schema, Value, ascii};
 use crate::probe::ProcessWindow;
@@ -119,6 +121,8 @@ struct Info {
     cpu_ns: f64,
     /// Since when it was recorded: its start, or the recording's start.
     since: f64,
+    /// The last reading it was seen in (see `Registry::readings`).
+    reading: u64,
 }
 
 /// The user name of `uid` from /etc/passwd (empty if none).
@@ -141,7 +145,10 @@ pub struct Registry {
     proc: ProcRoot,
     /// When the recording started (unix seconds).
     started: f64,
-    seen: HashMap<(i32, u64), Info>,
+    seen: FastMap<(i32, u64), Info>,
+    /// The readings observed so far: a process seen in the last one has it
+    /// as its `reading`.
+    readings: u64,
     /// A launched command's pid: its row waits for its exit status.
     hold: Option<i32>,
     held: Vec<Info>,
@@ -152,7 +159,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(proc: ProcRoot, started: f64) -> Self {
-        Self { proc, started, seen: HashMap::new(), hold: None, held: Vec::new(), statuses: HashMap::new() }
+        Self {
+            proc,
+            started,
+            seen: FastMap::default(),
+            readings: 0,
+            hold: None,
+            held: Vec::new(),
+            statuses: HashMap::new(),
+        }
     }
 
     /// Notes process `pid` now, before any sample shows it (a launched
@@ -194,7 +209,7 @@ impl Registry {
             None => self.info(p, unixtime),
         };
         let cpu_ns = info.cpu_ns + p.cpu.on_cpu_ns as f64;
-        (key, Info { last_seen: unixtime, comm: p.comm.clone(), cpu_ns, ..info })
+        (key, Info { last_seen: unixtime, comm: p.comm.clone(), cpu_ns, reading: self.readings, ..info })
     }
 
     fn info(&self, p: &ProcessWindow, unixtime: f64) -> Info {
@@ -217,6 +232,7 @@ impl Registry {
             last_seen: unixtime,
             cpu_ns: 0.0,
             since: p.start_unixtime.max(self.started),
+            reading: self.readings,
         }
     }
 
@@ -242,13 +258,25 @@ impl Registry {
     /// Records the processes of one reading at `unixtime`; returns the rows
     /// of processes seen before but not any more.
     pub fn observe(&mut self, processes: &[ProcessWindow], unixtime: f64) -> Vec<Row> {
-        let mut now = HashMap::with_capacity(processes.len());
+        self.readings += 1;
+        let reading = self.readings;
         for p in processes {
+            let key = (p.pid, p.start_unixtime.to_bits());
+            // Known under the same name: updated in place (the common case,
+            // every process at every sample).
+            if let Some(i) = self.seen.get_mut(&key)
+                && i.comm == p.comm
+            {
+                i.last_seen = unixtime;
+                i.cpu_ns += p.cpu.on_cpu_ns as f64;
+                i.reading = reading;
+                continue;
+            }
             let (key, info) = self.seen_now(p, unixtime);
-            now.insert(key, info);
+            self.seen.insert(key, info);
         }
-        let gone = std::mem::replace(&mut self.seen, now);
-        let (held, rows): (Vec<Info>, Vec<Info>) = gone.into_values().partition(|i| Some(i.pid) == self.hold);
+        let gone = self.seen.extract_if(|_, i| i.reading != reading).map(|(_, i)| i);
+        let (held, rows): (Vec<Info>, Vec<Info>) = gone.partition(|i| Some(i.pid) == self.hold);
         self.held.extend(held);
         rows.iter().map(|i| self.row_of(i)).collect()
     }

@@ -4,7 +4,9 @@
 //! process iterator (over every task too) gives each tracked process's
 //! stat, VmHWM and VmSwap without a /proc read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::base::hash::FastMap as HashMap;
 use std::io::Read as _;
 
 use aya::Ebpf;
@@ -102,7 +104,10 @@ fn pages(v: i64) -> u64 {
 /// own) and its `processor` None.
 pub fn tally_processes(records: &[u8], units: Units, memory: bool, stat: bool) -> KernelProcesses {
     let n = records.len() / size_of::<ProcessRecord>();
-    let mut out = KernelProcesses { figures: HashMap::with_capacity(n), stats: HashMap::with_capacity(n) };
+    let mut out = KernelProcesses {
+        figures: HashMap::with_capacity_and_hasher(n, Default::default()),
+        stats: HashMap::with_capacity_and_hasher(n, Default::default()),
+    };
     for chunk in records.chunks_exact(size_of::<ProcessRecord>()) {
         // SAFETY: a whole record's bytes; read unaligned.
         let r: ProcessRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
@@ -214,7 +219,7 @@ pub fn letter(state: u32, exit_state: u32) -> char {
 
 /// Counts the thread records among census records by process and state.
 pub fn tally_threads(bytes: &[u8]) -> HashMap<i32, ThreadStates> {
-    let mut out: HashMap<i32, ThreadStates> = HashMap::new();
+    let mut out: HashMap<i32, ThreadStates> = HashMap::default();
     for r in records(bytes).filter(|r| r.kind == CENSUS_THREAD) {
         out.entry(r.tgid as i32).or_default().add(letter(r.state, r.detail));
     }

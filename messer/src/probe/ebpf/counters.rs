@@ -7,7 +7,7 @@
 //! at the flush of read k. Nothing of epoch k (still running) is involved,
 //! however long the read takes.
 
-use std::collections::HashMap;
+use crate::base::hash::FastMap as HashMap;
 
 use messer_common::{Counters, io};
 

@@ -180,7 +180,7 @@ pub struct EbpfProbe {
     /// or, for one /proc never showed (born and gone between two reads),
     /// what the kernel side's fork, exec and match events told. Its
     /// identity for the windows in which /proc no longer shows it.
-    known: std::collections::HashMap<u32, crate::probe::ProcessWindow>,
+    known: crate::base::hash::FastMap<u32, crate::probe::ProcessWindow>,
     programs: ProgramStats,
     tracked: tracked::TrackedSet,
     figures: TreeFigures,
@@ -290,7 +290,7 @@ impl EbpfProbe {
             proc: proc.clone(),
             deltas: EpochDeltas::default(),
             exited: HashSet::new(),
-            known: std::collections::HashMap::new(),
+            known: Default::default(),
             programs,
             tracked: tracked::TrackedSet::new(),
             // Without kernel-side syscall counting, read/write come from
@@ -399,7 +399,7 @@ impl EbpfProbe {
         if tgids.len() * BATCH_BUCKETS_PER_KEY >= self.counters_buckets
             && let Some(all) = self.counters_batch.read_per_cpu::<u32, EpochCounters>(self.possible_cpus)?
         {
-            let by_tgid: std::collections::HashMap<u32, Counters> =
+            let by_tgid: crate::base::hash::FastMap<u32, Counters> =
                 all.iter().map(|(tgid, per_cpu)| (*tgid, sum(per_cpu))).collect();
             return Ok(tgids.iter().map(|(tgid, _)| by_tgid.get(tgid).copied().unwrap_or_default()).collect());
         }

@@ -2,7 +2,9 @@
 //! descriptors, sockets, storage IO, block-IO delay, reaped children; and, in
 //! procfs mode, what eBPF otherwise counts (switches, read/write syscalls).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::base::hash::FastMap as HashMap;
 
 use super::parse::Stat;
 use super::process::{self, ProcessFigures, Reads};
@@ -235,7 +237,7 @@ pub struct ProcessGains {
 
 /// Socket tables of a network namespace: inode -> (is TCP, TCP state).
 fn socket_table(proc: &ProcRoot, pid: i32) -> HashMap<u64, (bool, u8)> {
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for (file, tcp) in [("tcp", true), ("tcp6", true), ("udp", false), ("udp6", false)] {
         let Ok(text) = proc.read(format!("{pid}/net/{file}")) else {
             continue;
@@ -351,7 +353,7 @@ impl TreeFigures {
             socket_scan: Throttle::every(SOCKET_SCAN_NS, SOCKET_BUDGET),
             state_scan: Throttle::every(reads.census_ns, SOCKET_BUDGET),
             smaps: Throttle::every(SMAPS_NS, SMAPS_BUDGET),
-            kernel: HashMap::new(),
+            kernel: HashMap::default(),
         }
     }
 
@@ -378,7 +380,7 @@ impl TreeFigures {
     /// stat (a read per thread); None if a live process's threads could not
     /// be read.
     fn scan_states(&self, stats: &[Stat]) -> Option<HashMap<i32, ThreadStates>> {
-        let mut out = HashMap::new();
+        let mut out = HashMap::default();
         for s in stats {
             let Ok(tids) = self.proc.tasks(s.pid) else { continue };
             let mine: &mut ThreadStates = out.entry(s.pid).or_default();
@@ -400,7 +402,7 @@ impl TreeFigures {
     pub fn read(&mut self, stats: &[Stat], counted: Sockets) -> Result<(Vec<Measure>, PerProcess), ReadError> {
         if stats.is_empty() {
             // No process: the figures are unknown, not zero.
-            return Ok((vec![Measure::Missing; names(self.own).len()], HashMap::new()));
+            return Ok((vec![Measure::Missing; names(self.own).len()], HashMap::default()));
         }
         let now = crate::base::clock::monotonic_ns();
         let reads = Reads {
@@ -437,7 +439,7 @@ impl TreeFigures {
         let mut blkio = 0.0;
         let mut blkio_known = true;
         let mut sockets: Option<HashSet<u64>> = Some(HashSet::new());
-        let mut per_process = HashMap::new();
+        let mut per_process = HashMap::default();
         let (mut guest, mut guest_known) = (0.0, true);
         let mut faults = [0.0; 2];
         // The highest descriptor use against the process's own soft limit.

@@ -32,8 +32,8 @@ def main():
             # The samples whose flush interrupted at least one CPU.
             if np.any(v > 0):
                 out[f"{name}_flushing_median"] = float(np.median(v[v > 0]))
-    if "ebpf_flush_cpus" in t.dtype.names and np.any(~np.isnan(t["ebpf_flush_cpus"][1:])):
-        out["ebpf_flush_cpus_mean"] = float(np.nanmean(t["ebpf_flush_cpus"][1:]))
+    if "ebpf_flush_interrupts" in t.dtype.names and np.any(~np.isnan(t["ebpf_flush_interrupts"][1:])):
+        out["ebpf_flush_interrupts_mean"] = float(np.nanmean(t["ebpf_flush_interrupts"][1:]))
     for name in t.dtype.names:
         if name.startswith("bpf_"):
             out[name] = float(np.nansum(t[name]))

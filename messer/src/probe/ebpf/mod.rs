@@ -120,12 +120,12 @@ pub struct EbpfOptions {
 
 /// What the last flush cost: its run time over all CPUs it ran on and on
 /// the slowest of them (ns; each call waits for its CPU's interrupt, on
-/// CPU), and how many CPUs it ran on.
+/// CPU), and how many CPUs other than messer's own it interrupted.
 #[derive(Clone, Copy, Default)]
 struct FlushCost {
     total_ns: u64,
     slowest_ns: u64,
-    cpus: u32,
+    interrupts: u32,
 }
 
 /// The exact part of a read (see `Probe::snap`): flush instants, events and
@@ -240,7 +240,7 @@ fn columns(io: bool, programs: &[&str]) -> Vec<Column> {
     c.push(float("ebpf_flush_spread_us"));
     c.push(float("ebpf_flush_us"));
     c.push(float("ebpf_flush_max_cpu_us"));
-    c.push(float("ebpf_flush_cpus"));
+    c.push(float("ebpf_flush_interrupts"));
     for name in stat::NAMES {
         c.push(integer(format!("ebpf_{name}")));
     }
@@ -340,7 +340,9 @@ impl EbpfProbe {
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         let all = self.flush_all || announced.saturating_sub(self.last_full_flush_ns) >= 1_000_000_000;
         let before = if all { None } else { Some(self.running.get(&0, 0).map_err(EbpfError::map)?) };
-        let (mut total, mut slowest, mut skipped, mut interrupted) = (0, 0, false, 0);
+        let (mut total, mut slowest, mut skipped, mut interrupts) = (0, 0, false, 0);
+        // SAFETY: no arguments.
+        let own = u32::try_from(unsafe { libc::sched_getcpu() }).ok();
         for &cpu in &self.cpus {
             // A CPU that switched since the announcement has closed its
             // epoch itself (see `settle_at_switch` in the kernel side).
@@ -355,13 +357,13 @@ impl EbpfProbe {
             let took = crate::base::clock::monotonic_ns().saturating_sub(t0);
             total += took;
             slowest = slowest.max(took);
-            interrupted += 1;
+            interrupts += u32::from(Some(cpu) != own);
         }
         if all {
             self.flush_all = false;
             self.last_full_flush_ns = announced;
         }
-        self.flush_cost = FlushCost { total_ns: total, slowest_ns: slowest, cpus: interrupted };
+        self.flush_cost = FlushCost { total_ns: total, slowest_ns: slowest, interrupts };
         let slots = self.running.get(&0, 0).map_err(EbpfError::map)?;
         // A CPU left out has its boundary at the announcement: no tracked
         // thread ran there since its last flush.
@@ -534,7 +536,7 @@ impl EbpfProbe {
         m.push(Measure::Value(spread_ns as f64 / 1e3));
         m.push(Measure::Value(self.flush_cost.total_ns as f64 / 1e3));
         m.push(Measure::Value(self.flush_cost.slowest_ns as f64 / 1e3));
-        m.push(Measure::Value(f64::from(self.flush_cost.cpus)));
+        m.push(Measure::Value(f64::from(self.flush_cost.interrupts)));
         match stats::failures(&self.bpf) {
             Some(counts) => m.extend(counts.iter().map(|&n| Measure::Total(n))),
             None => m.extend((0..stat::COUNT).map(|_| Measure::Missing)),

@@ -720,10 +720,12 @@ fn write_report(b: &Bench) -> Result<()> {
          needs it only if it holds something of its epoch (a tracked thread ran there since its last \
          flush) and has not switched since messer announced the new epoch: its first context switch \
          after the announcement closes the epoch there (the thread switched out is settled at that \
-         instant anyway), and a CPU going idle empties its accumulator and has nothing pending. So a \
-         CPU whose threads switch (a server, the ping-pong) and an idle one cost no interrupt; every \
-         CPU is still flushed once a second, at the start and after threads became tracked while they \
-         may have been running. The worst case is a compute-bound tracked thread alone on each CPU: it \
+         instant anyway), and a CPU going idle empties its accumulator and has nothing pending; where a \
+         pending CPU has not switched yet, messer reads the CPUs' records once more before it \
+         interrupts it. So a CPU whose threads switch (a server, the ping-pong) and an idle one \
+         mostly cost no interrupt; every CPU is flushed at the start and after threads became tracked \
+         while they may have been running, and once a second every CPU that did not close its epoch \
+         itself. The worst case is a compute-bound tracked thread alone on each CPU: it \
          does not switch, and only code on that CPU can see how long it has run so far, so each sample \
          interrupts each such CPU and its projection stays where it was. Crediting it from another CPU \
          would race with that CPU's own switch-out (tracing programs cannot take a BPF spin lock), or \

@@ -8,7 +8,10 @@
 //! with BPF_F_TEST_RUN_ON_CPU, an IPI) before it reads: the running thread is
 //! credited the CLOCK_MONOTONIC time since its switch-in or last flush, and
 //! the CPU moves to the next flush epoch, so that everything after the flush
-//! goes to the other half of the counters (see `EpochCounters`). At
+//! goes to the other half of the counters (see `EpochCounters`). A CPU that
+//! switches after the loader wrote the new epoch does the same itself at
+//! that switch (`settle_at_switch`), so only CPUs that have not switched
+//! since need the interrupt. At
 //! switch-out the stint is settled: the thread's `sum_exec_runtime` gain
 //! since its previous switch-out minus what flushes credited meanwhile.
 //!

@@ -44,6 +44,16 @@
 //! Every mode takes `--delay S` (sleep before starting, so that a recorder
 //! attached meanwhile sees all of the work) and prints start_cpu_ns and
 //! end_cpu_ns (CLOCK_PROCESS_CPUTIME_ID) in its JSON.
+//!
+//! With $MESSER_WORKLOAD_CGROUP (a cgroup v2 directory) the process moves
+//! itself into that cgroup first and prints `cpu_before_move_ns` and
+//! `cpu_after_move_ns`, its CPU time just before and just after the write
+//! to cgroup.procs (the kernel charges what ran up to the move to the old
+//! cgroup; where in the write that is, is not known). The cgroup's
+//! usage_usec, read once the process has been reaped, plus the one and the
+//! other bound its whole CPU time, including what getrusage at the end
+//! cannot see: the exit's own teardown. An exec keeps the figures
+//! (thread-exec passes them on).
 
 mod figures;
 mod io;
@@ -52,6 +62,7 @@ mod starve;
 mod storm;
 mod truth;
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use truth::{Clocks, Truth};
@@ -202,7 +213,33 @@ fn process_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CPU ns this process had used just before and just after it moved
+/// itself into $MESSER_WORKLOAD_CGROUP.
+static CPU_AROUND_MOVE_NS: OnceLock<(u64, u64)> = OnceLock::new();
+const CGROUP_ENV: &str = "MESSER_WORKLOAD_CGROUP";
+const AROUND_ENV: &str = "MESSER_WORKLOAD_CPU_AROUND_MOVE_NS";
+
+/// Moves this process into $MESSER_WORKLOAD_CGROUP, noting its CPU time
+/// around the move, or takes the figures an earlier image of this process
+/// passed on.
+fn enter_cgroup() {
+    if let Some(dir) = std::env::var_os(CGROUP_ENV) {
+        let procs = std::path::Path::new(&dir).join("cgroup.procs");
+        let before = process_cpu_ns();
+        if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
+            eprintln!("messer-workload: {}: {e}", procs.display());
+            std::process::exit(1);
+        }
+        let _ = CPU_AROUND_MOVE_NS.set((before, process_cpu_ns()));
+    } else if let Some((a, b)) = std::env::var(AROUND_ENV).ok().as_deref().and_then(|v| v.split_once(',')) {
+        if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+            let _ = CPU_AROUND_MOVE_NS.set((a, b));
+        }
+    }
+}
+
 fn main() {
+    enter_cgroup();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // --delay S: sleep first (so that a recorder can attach), then note the
     // CPU time used so far: the JSON's start_cpu_ns.
@@ -288,13 +325,13 @@ fn main() {
             let me = std::env::args().next().unwrap_or_else(|| usage());
             let worker = std::thread::spawn(move || {
                 spin_until(Instant::now() + Duration::from_secs_f64(seconds));
-                let e = std::os::unix::process::CommandExt::exec(std::process::Command::new(&me).args([
-                    "busy",
-                    "--threads",
-                    "1",
-                    "--seconds",
-                    &seconds.to_string(),
-                ]));
+                let mut next = std::process::Command::new(&me);
+                next.args(["busy", "--threads", "1", "--seconds", &seconds.to_string()]);
+                // The new image is in the cgroup already: it only keeps the figure.
+                if let Some((a, b)) = CPU_AROUND_MOVE_NS.get() {
+                    next.env_remove(CGROUP_ENV).env(AROUND_ENV, format!("{a},{b}"));
+                }
+                let e = std::os::unix::process::CommandExt::exec(&mut next);
                 eprintln!("messer-workload: exec: {e}");
                 std::process::exit(1);
             });
@@ -334,8 +371,12 @@ fn report(start_cpu_ns: u64, extra: &str) {
     let end_cpu_ns = process_cpu_ns();
     let (user, system) = rusage(libc::RUSAGE_SELF);
     let (cuser, csystem) = rusage(libc::RUSAGE_CHILDREN);
+    let outside = match CPU_AROUND_MOVE_NS.get() {
+        Some((a, b)) => format!(", \"cpu_before_move_ns\": {a}, \"cpu_after_move_ns\": {b}"),
+        None => String::new(),
+    };
     println!(
-        "{{\"user_s\": {user}, \"system_s\": {system}, \"children_user_s\": {cuser}, \"children_system_s\": {csystem}, \"start_cpu_ns\": {start_cpu_ns}, \"end_cpu_ns\": {end_cpu_ns}{extra}}}"
+        "{{\"user_s\": {user}, \"system_s\": {system}, \"children_user_s\": {cuser}, \"children_system_s\": {csystem}, \"start_cpu_ns\": {start_cpu_ns}, \"end_cpu_ns\": {end_cpu_ns}{outside}{extra}}}"
     );
 }
 

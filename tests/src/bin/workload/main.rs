@@ -231,10 +231,10 @@ fn enter_cgroup() {
             std::process::exit(1);
         }
         let _ = CPU_AROUND_MOVE_NS.set((before, process_cpu_ns()));
-    } else if let Some((a, b)) = std::env::var(AROUND_ENV).ok().as_deref().and_then(|v| v.split_once(',')) {
-        if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
-            let _ = CPU_AROUND_MOVE_NS.set((a, b));
-        }
+    } else if let Some((a, b)) = std::env::var(AROUND_ENV).ok().as_deref().and_then(|v| v.split_once(','))
+        && let (Ok(a), Ok(b)) = (a.parse(), b.parse())
+    {
+        let _ = CPU_AROUND_MOVE_NS.set((a, b));
     }
 }
 

@@ -24,10 +24,11 @@
 //!
 //! `messer-workload leader-exit --seconds S`: the main thread exits (the
 //! exit system call, as pthread_exit makes) while a worker burns S seconds (the process lives on
-//! without its leader). `messer-workload thread-exec --seconds S`: a
-//! non-main thread burns S seconds, then calls exec (the kernel kills the
-//! main thread and the exec'ing thread takes over its pid) into
-//! `busy --seconds S` of this program. Both print the whole process's
+//! without its leader). `messer-workload thread-exec --seconds S
+//! [--leader-seconds L]`: a non-main thread burns S seconds, then calls exec
+//! (the kernel kills the main thread, which burned L seconds meanwhile, and
+//! the exec'ing thread takes over its pid) into `busy --seconds S` of this
+//! program. Both print the whole process's
 //! getrusage at the end (exec keeps it), as every mode does.
 //!
 //! `messer-workload faults --pages N [--file F] [--linger S]`, `states
@@ -323,6 +324,9 @@ fn main() {
         Some("thread-exec") => {
             let seconds = arg(&args, "--seconds", None::<f64>);
             let me = std::env::args().next().unwrap_or_else(|| usage());
+            // The main thread's own CPU before it waits (its figures must
+            // survive its death at the exec).
+            let leader_s = arg(&args, "--leader-seconds", Some(0.0f64));
             let worker = std::thread::spawn(move || {
                 spin_until(Instant::now() + Duration::from_secs_f64(seconds));
                 let mut next = std::process::Command::new(&me);
@@ -335,6 +339,7 @@ fn main() {
                 eprintln!("messer-workload: exec: {e}");
                 std::process::exit(1);
             });
+            spin_until(Instant::now() + Duration::from_secs_f64(leader_s));
             let _ = worker.join();
             std::process::exit(1);
         }

@@ -178,6 +178,13 @@ pub struct ThreadState {
     pub dead_epoch: u64,
     /// `--threads`: its name at its last switch-out, once it is dead.
     pub comm: [u8; COMM_LEN],
+    /// Its kernel task (`task_struct` address; 0 until the kernel side
+    /// has seen it, for a thread the loader seeded): which thread the entry
+    /// is, whatever id it is under. A thread exec exchanges two threads'
+    /// ids and the kernel side their entries; the dead main thread's last
+    /// switch-out can come between the two, under the exec'ing thread's
+    /// old id, and must not be settled against that thread's entry.
+    pub task: u64,
 }
 
 /// One thread's counts (`--threads`).

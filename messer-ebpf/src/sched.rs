@@ -194,6 +194,20 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: bool, dead: bool, task: *const u8) {
     let thread = THREADS.get_ptr_mut(tid);
+    // The entry of another live thread: a main thread killed by another
+    // thread's exec switching out for the last time under that thread's
+    // old id, which the kernel gave it, before the exec's tracepoint moved
+    // the entries (`ids_exchanged`). Its last stint is not known.
+    // SAFETY: map value pointer from a successful lookup.
+    if let Some(t) = thread
+        && let (id, flags) = unsafe { ((*t).task, (*t).flags) }
+        && id != 0
+        && id != task as u64
+        && flags & THREAD_DEAD == 0
+    {
+        bump(stat::STINT_UNKNOWN);
+        return;
+    }
     // An entry (and mark) left behind by a thread that is gone (one that
     // died while the loader seeded it, or the old id of a thread that
     // exec'd), its id now reused by a thread of another process: not ours.
@@ -281,6 +295,10 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
                 let at = unsafe { core::ptr::read_volatile(&config_ref().task_comm) };
                 t.comm = task_field(task, at);
             }
+            if t.task == 0 {
+                // Seeded by the loader: known from its first switch-out.
+                t.task = task as u64;
+            }
             if !dead {
                 now.set_in(t, tgid);
             } else if own {
@@ -298,6 +316,7 @@ fn switch_out(slot: &mut RunSlot, tid: u32, tgid: u32, now: &Kernel, runnable: b
         None if dead => {}
         None => {
             let mut e = now.entry(tgid);
+            e.task = task as u64;
             if own {
                 e.half[(epoch & 1) as usize] = mine;
             }

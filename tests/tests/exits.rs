@@ -5,19 +5,12 @@
 //! in ebpf mode also on the path kernels before 6.16 take (no `group_dead`
 //! argument at sched_process_exit: `signal->live` decides).
 //!
-//! Truth in ebpf mode (root): the workload moves itself into a cgroup made
-//! by the test at its start. The cgroup's usage once the process has been
-//! reaped, plus what it used before the move, is its whole CPU time; as
-//! the point in the move's write where the kernel switches the charge is
-//! not known, the truth is the interval from its CPU before that write to
-//! its CPU after it (microseconds wide here, a few milliseconds under
-//! QEMU's emulation). That includes the exit's teardown, which getrusage
-//! at the workload's end cannot see (0.2 ms here, 5 to 16 ms under QEMU's
-//! emulation in `cargo xtask test-kernel`, where it alone broke a 0.5 %
-//! bound against getrusage). Without root (procfs tests run unprivileged
-//! too) the truth is getrusage.
+//! Truth in ebpf mode (root): the workload's own cgroup (`CgroupTruth`),
+//! which holds the exit's teardown that getrusage at the workload's end
+//! misses (under QEMU's emulation in `cargo xtask test-kernel` that alone
+//! broke a 0.5 % bound against getrusage). Without root (procfs tests run
+//! unprivileged too) the truth is getrusage.
 
-use messer_tests::servers::Cgroup;
 use messer_tests::*;
 
 /// What one recording gave: CPU seconds recorded, the true CPU seconds
@@ -32,16 +25,26 @@ struct Recorded {
 /// Records `workload MODE --seconds S` launched by messer. `cgroup`: the
 /// truth is the workload's cgroup (see above), else the getrusage it
 /// reports.
-fn record(mode: &str, env_old_kernel: bool, workload_mode: &str, seconds: f64, cgroup: bool) -> Recorded {
+fn record(
+    mode: &str,
+    env_old_kernel: bool,
+    threads: bool,
+    workload_mode: &str,
+    seconds: f64,
+    cgroup: bool,
+) -> Recorded {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.h5");
     let mut c = messer();
     if env_old_kernel {
         c.env("MESSER_TEST_EXIT_WITHOUT_GROUP_DEAD", "1");
     }
-    let cg = cgroup.then(|| Cgroup::new(&format!("messer-test-exits-{workload_mode}")));
+    let cg = cgroup.then(|| CgroupTruth::new(&format!("messer-test-exits-{workload_mode}")));
     if let Some(cg) = &cg {
-        c.env("MESSER_WORKLOAD_CGROUP", &cg.path);
+        cg.apply(&mut c);
+    }
+    if threads {
+        c.arg("--threads");
     }
     c.args(["--mode", mode, "--interval", "0.25", "-o"]).arg(&out).arg("--").arg(workload_bin()).args([
         workload_mode,
@@ -59,16 +62,11 @@ fn record(mode: &str, env_old_kernel: bool, workload_mode: &str, seconds: f64, c
     // messer has reaped the workload: the cgroup's usage is final.
     let truth = match &cg {
         Some(cg) => {
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("workload JSON");
-            let before = v["cpu_before_move_ns"].as_f64().expect("cpu_before_move_ns") / 1e9;
-            let after = v["cpu_after_move_ns"].as_f64().expect("cpu_after_move_ns") / 1e9;
-            let usage = cg.usage_usec() as f64 / 1e6;
+            let (low, high) = cg.seconds(&o.stdout);
             eprintln!(
-                "{mode} {workload_mode}: cgroup {usage:.4} s + {:.2} .. {:.2} ms around the move, getrusage at the end {reported:.4} s",
-                before * 1e3,
-                after * 1e3
+                "{mode} {workload_mode}: cgroup truth {low:.4} .. {high:.4} s, getrusage at the end {reported:.4} s"
             );
-            (usage + before, usage + after)
+            (low, high)
         }
         None => (reported, reported),
     };
@@ -82,6 +80,30 @@ fn record(mode: &str, env_old_kernel: bool, workload_mode: &str, seconds: f64, c
     for (i, c) in cpu.iter().enumerate().take(n.saturating_sub(1)) {
         assert!(c.is_some(), "{mode} {workload_mode}: window {i} has no CPU figure: {cpu:?}");
     }
+    if threads {
+        // Each thread's rows: no thread above one core, and the threads of
+        // each window add up to the process's figure.
+        let th = read_table(&out, "messer_threads", &["monotime", "cpu_util_percent_total"]);
+        let (at, pct) = (column(&th, "monotime"), column(&th, "cpu_util_percent_total"));
+        let mut by_window: Vec<(f64, f64)> = Vec::new();
+        for (m, c) in at.iter().zip(&pct) {
+            let (m, c) = (m.unwrap_or(f64::NAN), c.unwrap_or(0.0));
+            assert!(c <= 100.5, "{workload_mode} --threads: a thread at {c} % of a core: {pct:?}");
+            match by_window.iter_mut().find(|(w, _)| *w == m) {
+                Some((_, s)) => *s += c,
+                None => by_window.push((m, c)),
+            }
+        }
+        let mono = read_table(&out, "messer_timeseries", &["monotime"]);
+        for (m, total) in column(&mono, "monotime").iter().zip(&cpu) {
+            let sum = by_window.iter().find(|(w, _)| Some(*w) == *m).map_or(0.0, |(_, s)| *s);
+            let total = total.unwrap_or(0.0);
+            assert!(
+                (sum - total).abs() <= 0.5,
+                "{workload_mode} --threads: threads {sum} % vs process {total} % at {m:?}: {by_window:?}"
+            );
+        }
+    }
     let ev = read_table(&out, "messer_events", &["kind"]);
     let kinds: Vec<String> =
         ev["kind"].as_array().unwrap().iter().map(|k| k.as_str().unwrap_or("").to_string()).collect();
@@ -94,12 +116,21 @@ fn record(mode: &str, env_old_kernel: bool, workload_mode: &str, seconds: f64, c
 /// last read before the process ended (at most one interval, 0.25 s, of one
 /// busy thread: /proc no longer shows them), allowed absolutely.
 fn check(mode: &str, old_kernel: bool, workload_mode: &str, seconds: f64, bound: f64) {
+    check_with(mode, old_kernel, false, workload_mode, seconds, bound);
+}
+
+/// `check`, with `--threads` (per-thread rows) on where `threads`.
+fn check_with(mode: &str, old_kernel: bool, threads: bool, workload_mode: &str, seconds: f64, bound: f64) {
     let Recorded { recorded, truth: (low, high), exits, info } =
-        record(mode, old_kernel, workload_mode, seconds, mode == "ebpf");
+        record(mode, old_kernel, threads, workload_mode, seconds, mode == "ebpf");
     let off = |t: f64| (recorded / t - 1.0) * 100.0;
     eprintln!(
         "{mode}{} {workload_mode}: recorded {recorded:.4} s, truth {low:.4} .. {high:.4} s ({:+.3} .. {:+.3} %), exit events {exits}, process_info {info}",
-        if old_kernel { " (signal->live)" } else { "" },
+        match (old_kernel, threads) {
+            (true, _) => " (signal->live)",
+            (_, true) => " --threads",
+            _ => "",
+        },
         off(high),
         off(low)
     );
@@ -136,6 +167,11 @@ fn thread_exec_ebpf() {
     }
     check("ebpf", false, "thread-exec", 1.5, 0.005);
     check("ebpf", true, "thread-exec", 1.5, 0.005);
+    // The exec'ing thread and the dead main thread exchange ids; with
+    // per-thread rows the main thread's entry is still there when the
+    // exec'ing thread first switches out under its new id (it was settled
+    // against that entry: +0.5 s on a main thread that had burned 0.5 s).
+    check_with("ebpf", false, true, "thread-exec", 1.5, 0.005);
 }
 
 #[test]

@@ -90,11 +90,16 @@ fn major_page_faults_of_a_file_dropped_from_the_page_cache() {
         dir.path(),
     );
     let majflt = num(&truth, "majflt");
+    let total = num(&truth, "majflt_total");
     let (e, p) = (integrate(&ebpf, cols[0]), integrate(&procfs, cols[0]));
-    eprintln!("major faults: ebpf {e:.0}, procfs {p:.0}, getrusage {majflt}");
+    eprintln!("major faults: ebpf {e:.0}, procfs {p:.0}, getrusage {majflt} reading the file, {total} since its start");
     assert!(majflt >= 1.0, "reading a file dropped from the cache must fault: {truth}");
+    // messer attaches during the delay, so it sees at least the file's and
+    // at most the process's since its start, plus what its end adds: a
+    // page of its code or of libc's evicted meanwhile faults there too
+    // (CI once saw 3 against the file's 1, in both modes alike).
     for (mode, got) in [("ebpf", e), ("procfs", p)] {
-        assert!((got - majflt).abs() <= 2.0, "{mode}: {got} vs getrusage {majflt}");
+        assert!(got >= majflt - 0.5 && got <= total + 2.5, "{mode}: {got} vs getrusage {majflt} .. {total}");
     }
 }
 

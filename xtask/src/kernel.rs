@@ -35,11 +35,9 @@ const PYTHON: &[&str] = &["virtme-ng==1.42"];
 pub const SUITES: &[(&str, &[&str])] = &[
     // Leader exit and non-main-thread exec, both modes, both exit paths.
     ("exits", &[]),
-    // Launched commands: exit status, --duration, running as the invoker.
-    // Left out: the total against the command's own getrusage at its end,
-    // which lacks the exit's teardown (5 ms under emulation, 0.8 % there);
-    // `exits` compares over longer runs.
-    ("launch", &["a_launched_command_is_counted_from_its_first_instruction"]),
+    // Launched commands: exit status, --duration, running as the invoker,
+    // the total against the command's cgroup (its exit's teardown included).
+    ("launch", &[]),
     // --max-processes, --no-children, syscall IO, BPF statistics.
     (
         "kernel_counters",

@@ -5,6 +5,10 @@
 //! still, and its gain since that parity was last read is the thread's
 //! window. A dead thread's entry stays until the epoch of its last
 //! switch-out has been read, so that a thread that lived 1 ms has its row.
+//! An entry is a kernel task (`ThreadState::task`): after a thread exec the
+//! exec'ing thread's entry is under the process's id and the dead main
+//! thread's under the exec'ing thread's old one, and each goes on from its
+//! own last reading.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,8 +23,9 @@ use crate::probe::{CpuWindow, ThreadWindow};
 
 /// What the loader remembers of each thread.
 pub struct Threads {
-    /// Per thread: each parity's counts at their last reading.
-    prev: HashMap<u32, [ThreadCounts; 2]>,
+    /// Per thread id: the task its entry was (0: not known yet) and each
+    /// parity's counts at their last reading.
+    prev: HashMap<u32, (u64, [ThreadCounts; 2])>,
     /// Per thread: its name as last read.
     comms: HashMap<u32, String>,
     batch: BatchReader,
@@ -75,11 +80,27 @@ impl Threads {
         };
         let mut out = Vec::with_capacity(entries.len());
         let mut done = Vec::new();
+        // Last readings of tasks whose entry is now under another id.
+        let moved: HashMap<u64, [ThreadCounts; 2]> = entries
+            .iter()
+            .filter_map(|(tid, t)| {
+                let (task, counts) = self.prev.get(tid)?;
+                (*task != 0 && t.task != 0 && t.task != *task).then_some((*task, *counts))
+            })
+            .collect();
         for (tid, t) in entries {
             if !tracked.contains(&t.tgid) {
                 continue;
             }
-            let prev = self.prev.entry(tid).or_default();
+            let (task, prev) = self.prev.entry(tid).or_default();
+            if t.task != 0 && *task != t.task {
+                if *task != 0 {
+                    // Another task under this id: its own last reading, or
+                    // none (a new thread).
+                    *prev = moved.get(&t.task).copied().unwrap_or_default();
+                }
+                *task = t.task;
+            }
             let d = gain(&t.half[p], &prev[p]);
             prev[p] = t.half[p];
             let dead = t.flags & THREAD_DEAD != 0;

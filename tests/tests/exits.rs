@@ -81,14 +81,18 @@ fn record(
         assert!(c.is_some(), "{mode} {workload_mode}: window {i} has no CPU figure: {cpu:?}");
     }
     if threads {
-        // Each thread's rows: no thread above one core, and the threads of
-        // each window add up to the process's figure.
+        // Each thread's rows: none near two cores (the exec once gave one
+        // thread 199 %), and the threads of each window add up to the
+        // process's figure. A thread's window is its CPU's epoch, whose
+        // boundary can lie some ms off the loader's (under QEMU's
+        // emulation one window at the start gave a lone spinner 105.6 %,
+        // 14 ms in 0.25 s), hence 110 % rather than 100.
         let th = read_table(&out, "messer_threads", &["monotime", "cpu_util_percent_total"]);
         let (at, pct) = (column(&th, "monotime"), column(&th, "cpu_util_percent_total"));
         let mut by_window: Vec<(f64, f64)> = Vec::new();
         for (m, c) in at.iter().zip(&pct) {
             let (m, c) = (m.unwrap_or(f64::NAN), c.unwrap_or(0.0));
-            assert!(c <= 100.5, "{workload_mode} --threads: a thread at {c} % of a core: {pct:?}");
+            assert!(c <= 110.0, "{workload_mode} --threads: a thread at {c} % of a core: {pct:?}");
             match by_window.iter_mut().find(|(w, _)| *w == m) {
                 Some((_, s)) => *s += c,
                 None => by_window.push((m, c)),

@@ -72,7 +72,6 @@ impl Threads {
         tracked: &HashSet<u32>,
         closing: u64,
     ) -> Result<Vec<ThreadWindow>, EbpfError> {
-        let p = (closing & 1) as usize;
         let entries = match self.batch.read::<u32, ThreadState>()? {
             Some(e) => e,
             // An entry removed while we walk the map is simply not there.
@@ -80,54 +79,29 @@ impl Threads {
         };
         let mut out = Vec::with_capacity(entries.len());
         let mut done = Vec::new();
-        // Last readings of tasks whose entry is now under another id.
-        let moved: HashMap<u64, [ThreadCounts; 2]> = entries
-            .iter()
-            .filter_map(|(tid, t)| {
-                let (task, counts) = self.prev.get(tid)?;
-                (*task != 0 && t.task != 0 && t.task != *task).then_some((*task, *counts))
-            })
-            .collect();
+        // Entries now of another task than their id's last reading (after a
+        // thread exec) wait until every such reading has been put aside.
+        let mut moved: HashMap<u64, [ThreadCounts; 2]> = HashMap::new();
+        let mut other_task = Vec::new();
         for (tid, t) in entries {
             if !tracked.contains(&t.tgid) {
                 continue;
             }
-            let (task, prev) = self.prev.entry(tid).or_default();
+            let (task, counts) = self.prev.entry(tid).or_default();
             if t.task != 0 && *task != t.task {
                 if *task != 0 {
-                    // Another task under this id: its own last reading, or
-                    // none (a new thread).
-                    *prev = moved.get(&t.task).copied().unwrap_or_default();
+                    moved.insert(*task, *counts);
+                    other_task.push((tid, t));
+                    continue;
                 }
                 *task = t.task;
             }
-            let d = gain(&t.half[p], &prev[p]);
-            prev[p] = t.half[p];
-            let dead = t.flags & THREAD_DEAD != 0;
-            if dead && t.dead_epoch <= closing {
-                done.push(tid);
-            }
-            // The name the kernel side took at the thread's last switch-out;
-            // /proc only for a thread not switched out since it was seeded.
-            let name = crate::probe::event::comm_text(&t.comm);
-            if !name.is_empty() {
-                if self.comms.get(&tid) != Some(&name) {
-                    self.comms.insert(tid, name);
-                }
-            } else if !self.comms.contains_key(&tid)
-                && let Ok(c) = proc.read(format!("{}/task/{tid}/comm", t.tgid))
-            {
-                self.comms.insert(tid, c.trim_end_matches('\n').to_string());
-            }
-            out.push(ThreadWindow {
-                pid: t.tgid as i32,
-                tid: tid as i32,
-                comm: self.comms.get(&tid).cloned().unwrap_or_default(),
-                cpu: CpuWindow { on_cpu_ns: d.on_cpu_ns as i64, user_ticks: d.user_ns, system_ticks: d.system_ns },
-                runq_wait_ns: d.runq_wait_ns,
-                switches_voluntary: Some(d.switches_voluntary),
-                switches_involuntary: Some(d.switches_involuntary),
-            });
+            self.row(proc, tid, &t, closing, &mut out, &mut done);
+        }
+        for (tid, t) in other_task {
+            // Its task's own last reading, or none (a new thread).
+            self.prev.insert(tid, (t.task, moved.get(&t.task).copied().unwrap_or_default()));
+            self.row(proc, tid, &t, closing, &mut out, &mut done);
         }
         let mut threads = typed(bpf)?;
         for tid in done {
@@ -137,6 +111,48 @@ impl Threads {
         }
         out.sort_by_key(|w| (w.pid, w.tid));
         Ok(out)
+    }
+
+    /// Thread `tid`'s window of epoch `closing` from its entry `t`, against
+    /// its last reading (`prev`, whose task is the entry's); its entry is
+    /// marked for removal once its last window is read.
+    fn row(
+        &mut self,
+        proc: &ProcRoot,
+        tid: u32,
+        t: &ThreadState,
+        closing: u64,
+        out: &mut Vec<ThreadWindow>,
+        done: &mut Vec<u32>,
+    ) {
+        let p = (closing & 1) as usize;
+        let (_, prev) = self.prev.entry(tid).or_default();
+        let d = gain(&t.half[p], &prev[p]);
+        prev[p] = t.half[p];
+        if t.flags & THREAD_DEAD != 0 && t.dead_epoch <= closing {
+            done.push(tid);
+        }
+        // The name the kernel side took at the thread's last switch-out;
+        // /proc only for a thread not switched out since it was seeded.
+        let name = crate::probe::event::comm_text(&t.comm);
+        if !name.is_empty() {
+            if self.comms.get(&tid) != Some(&name) {
+                self.comms.insert(tid, name);
+            }
+        } else if !self.comms.contains_key(&tid)
+            && let Ok(c) = proc.read(format!("{}/task/{tid}/comm", t.tgid))
+        {
+            self.comms.insert(tid, c.trim_end_matches('\n').to_string());
+        }
+        out.push(ThreadWindow {
+            pid: t.tgid as i32,
+            tid: tid as i32,
+            comm: self.comms.get(&tid).cloned().unwrap_or_default(),
+            cpu: CpuWindow { on_cpu_ns: d.on_cpu_ns as i64, user_ticks: d.user_ns, system_ticks: d.system_ns },
+            runq_wait_ns: d.runq_wait_ns,
+            switches_voluntary: Some(d.switches_voluntary),
+            switches_involuntary: Some(d.switches_involuntary),
+        });
     }
 }
 

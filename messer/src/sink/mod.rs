@@ -5,4 +5,5 @@ pub mod hdf5;
 pub mod influx;
 pub mod metrics;
 pub mod prometheus;
+pub mod queue;
 pub mod writer;

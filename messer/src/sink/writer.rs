@@ -9,10 +9,10 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use super::hdf5::{self as h5, AttrValue, Hdf5Error, Table};
+use super::queue::{self, Receiver, SendError, Sender};
 use crate::base::table::Row;
 
 /// Rows the queue holds: at 10 ms intervals, 40 s of a stalled disk.
@@ -56,7 +56,7 @@ pub fn series_path(base: &Path, index: u64) -> PathBuf {
 
 /// Handle to the writer thread.
 pub struct Writer {
-    tx: Option<SyncSender<Item>>,
+    tx: Option<Sender<Item>>,
     lost: Arc<AtomicU64>,
     handle: Option<JoinHandle<Result<(usize, PathBuf), Hdf5Error>>>,
 }
@@ -70,7 +70,7 @@ impl Writer {
         capacity: usize,
         rotation: Option<Rotation>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel(capacity);
+        let (tx, rx) = queue::channel(capacity, BATCH_ROWS, BATCH_WAIT);
         let lost = Arc::new(AtomicU64::new(0));
         let lost2 = lost.clone();
         let handle = std::thread::Builder::new()
@@ -90,15 +90,16 @@ impl Writer {
         let Some(tx) = &self.tx else {
             return Err("writer closed".into());
         };
-        match tx.try_send(Item::Row(table, row)) {
+        // The first table's rows make up a batch.
+        match tx.try_send(Item::Row(table, row), table == 0) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
+            Err(SendError::Full(_)) => {
                 if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
                     log::warn!("the writer is behind and its queue is full: rows are being dropped (counted)");
                 }
                 Ok(())
             }
-            Err(TrySendError::Disconnected(_)) => Err("the writer thread stopped".into()),
+            Err(SendError::Disconnected(_)) => Err("the writer thread stopped".into()),
         }
     }
 
@@ -197,41 +198,20 @@ fn write_loop(
     // Rows of the first table in finished files of the series.
     let mut rows_before = 0;
     let mut done = VecDeque::new();
-    while let Ok(first) = rx.recv() {
+    let mut items = Vec::new();
+    loop {
         // Rows are written in batches: up to BATCH_ROWS rows of the first
-        // table, or what came within BATCH_WAIT of the first row, whichever
-        // first. So a row is on disk at most BATCH_WAIT after it was queued
-        // (the crash-loss bound), and at 10 ms one append and flush serves
+        // table, or what came within BATCH_WAIT of the oldest queued row,
+        // whichever first (see `queue`). So a row is on disk at most
+        // BATCH_WAIT after it was queued (the crash-loss bound), and at
+        // 10 ms one append and flush, and one wake-up of this thread, serve
         // 8 samples instead of one.
-        let deadline = std::time::Instant::now() + BATCH_WAIT;
+        let more = rx.next_batch(&mut items);
         let mut attrs = Vec::new();
-        let mut closed = false;
-        take(first, &mut batches, &mut attrs);
-        while batches.get(main).map_or(0, Vec::len) < BATCH_ROWS {
-            match rx.try_recv() {
-                Ok(item) => {
-                    take(item, &mut batches, &mut attrs);
-                    continue;
-                }
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-                Err(mpsc::TryRecvError::Empty) => {}
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(left) {
-                Ok(item) => take(item, &mut batches, &mut attrs),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
+        for item in items.drain(..) {
+            take(item, &mut batches, &mut attrs);
         }
+        let closed = !more;
         // A full file is followed by a new one when there are rows for it
         // (so that no file of a series is empty).
         if let Some(r) = &rotation

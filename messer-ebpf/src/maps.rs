@@ -106,8 +106,9 @@ pub static RUNNING: PerCpuArray<RunSlot> = PerCpuArray::with_max_entries(1, 0);
 
 /// The loader's current epoch, written before it flushes: a CPU it did not
 /// flush (nothing pending there) enters it when it next counts (`claim`).
+/// The loader writes it through a shared mapping.
 #[map]
-pub static EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+pub static EPOCH: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Run-queue waits of the tracked tree per CPU (`--runq-latency`).
 #[map]

@@ -25,9 +25,6 @@ const ENOTSUPP: i32 = 524;
 /// Entries asked for per call (the kernel stops earlier at a bucket's end).
 const CHUNK: u32 = 1024;
 
-/// Each key with its values on the possible CPUs, in CPU order.
-pub type PerCpuEntries<K, V> = Vec<(K, Vec<V>)>;
-
 /// The `batch` member of `union bpf_attr`.
 #[repr(C)]
 #[derive(Default)]
@@ -79,23 +76,24 @@ impl BatchReader {
         Ok(done.then_some(out))
     }
 
-    /// Every (key, per-CPU values) of a per-CPU hash map, the values of the
-    /// `cpus` possible CPUs in CPU order. `None` as for `read`.
-    pub fn read_per_cpu<K: Pod, V: Pod>(&mut self, cpus: usize) -> Result<Option<PerCpuEntries<K, V>>, EbpfError> {
+    /// Calls `each` with every key of a per-CPU hash map, a CPU index and
+    /// that CPU's value, the `cpus` possible CPUs in order for each key,
+    /// without collecting them; false as `read`'s `None`.
+    pub fn each_per_cpu<K: Pod, V: Pod>(
+        &mut self,
+        cpus: usize,
+        mut each: impl FnMut(K, usize, V),
+    ) -> Result<bool, EbpfError> {
         // Each CPU's value is padded to 8 bytes.
         let stride = std::mem::size_of::<V>().next_multiple_of(8);
-        let mut out = Vec::new();
-        let done = self.read_raw(std::mem::size_of::<K>(), stride * cpus, |k, v| {
+        self.read_raw(std::mem::size_of::<K>(), stride * cpus, |k, v| {
             // SAFETY: as in `read`.
-            let key = unsafe { std::ptr::read_unaligned(k.as_ptr().cast()) };
-            let values = v
-                .chunks_exact(stride)
+            let key: K = unsafe { std::ptr::read_unaligned(k.as_ptr().cast()) };
+            for (cpu, c) in v.chunks_exact(stride).enumerate() {
                 // SAFETY: as in `read`, at each CPU's offset within the value.
-                .map(|c| unsafe { std::ptr::read_unaligned(c.as_ptr().cast::<V>()) })
-                .collect();
-            out.push((key, values));
-        })?;
-        Ok(done.then_some(out))
+                each(key, cpu, unsafe { std::ptr::read_unaligned(c.as_ptr().cast::<V>()) });
+            }
+        })
     }
 
     /// Calls `each` with the bytes of every key and value; false if the

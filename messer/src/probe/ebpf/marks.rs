@@ -28,22 +28,20 @@ pub fn chunks(proc: &ProcRoot) -> u32 {
     pid_max.unwrap_or(PID_MAX_LIMIT).div_ceil(MARK_CHUNK as u32).max(1)
 }
 
-/// A shared mapping of the marks, unmapped on drop.
-pub struct Marks {
+/// A shared mapping of a BPF_F_MMAPABLE array map, unmapped on drop.
+pub struct Mapping {
     base: *mut u8,
     len: usize,
 }
 
-impl Marks {
-    /// Maps the loaded object's marks.
-    pub fn map(bpf: &Ebpf) -> Result<Self, EbpfError> {
-        let Some(Map::Array(data)) = bpf.map(MAP) else {
-            return Err(EbpfError::Load(format!("no array map {MAP}")));
-        };
+impl Mapping {
+    /// Maps array map `name` of the loaded object, `entries` x `value`
+    /// bytes (a page at least: the kernel maps whole pages).
+    pub fn of(data: &aya::maps::MapData, name: &str, value: usize) -> Result<Self, EbpfError> {
         let entries = data.info().map_err(EbpfError::load)?.max_entries() as usize;
-        let len = entries * MARK_CHUNK;
-        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array map's fd, of the
-        // map's size; the kernel checks both.
+        let len = (entries * value).max(1);
+        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array map's fd, of
+        // the map's size; the kernel checks both.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -55,26 +53,47 @@ impl Marks {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(EbpfError::Load(format!("mapping {MAP}: {}", std::io::Error::last_os_error())));
+            return Err(EbpfError::Load(format!("mapping {name}: {}", std::io::Error::last_os_error())));
         }
         Ok(Self { base: base.cast(), len })
+    }
+
+    /// Stores `v` at byte `at` (aligned for `T`), a volatile store: the
+    /// kernel side reads it concurrently. Nothing beyond the mapping.
+    pub fn store<T: Copy>(&self, at: usize, v: T) {
+        if at.checked_add(size_of::<T>()).is_some_and(|end| end <= self.len) && at.is_multiple_of(align_of::<T>()) {
+            // SAFETY: within the mapping and aligned (checked above).
+            unsafe { std::ptr::write_volatile(self.base.add(at).cast::<T>(), v) }
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `of`, unmapped once.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; its stores are single
+// volatile writes.
+unsafe impl Send for Mapping {}
+
+/// A shared mapping of the marks.
+pub struct Marks(Mapping);
+
+impl Marks {
+    /// Maps the loaded object's marks.
+    pub fn map(bpf: &Ebpf) -> Result<Self, EbpfError> {
+        let Some(Map::Array(data)) = bpf.map(MAP) else {
+            return Err(EbpfError::Load(format!("no array map {MAP}")));
+        };
+        Mapping::of(data, MAP, MARK_CHUNK).map(Self)
     }
 
     /// Marks thread `tid` (a byte store: marks of other threads, which the
     /// kernel side may be writing now, are left alone).
     pub fn set(&self, tid: u32) {
-        let i = tid as usize;
-        if i < self.len {
-            // SAFETY: within the mapping; a volatile byte store, as the
-            // kernel side reads the byte concurrently.
-            unsafe { std::ptr::write_volatile(self.base.add(i), 1) }
-        }
-    }
-}
-
-impl Drop for Marks {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unmapped once.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
+        self.0.store(tid as usize, 1u8);
     }
 }

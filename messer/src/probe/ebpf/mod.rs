@@ -158,11 +158,16 @@ pub struct EbpfProbe {
     /// The same map read in a few system calls (see `batch`), and the
     /// per-CPU values' count.
     counters_batch: batch::BatchReader,
+    /// The batch read's sums by process, kept between reads (no allocation
+    /// per read).
+    counters_by_tgid: crate::base::hash::FastMap<u32, Counters>,
     /// The COUNTERS map's hash buckets: a batch read walks all of them.
     counters_buckets: usize,
     possible_cpus: usize,
     /// The kernel side's copy of `epoch` (see `RunSlot::pending`).
-    epoch_map: aya::maps::Array<MapData, u64>,
+    /// `EPOCH`, mapped: the loader announces an epoch with a store, not
+    /// a system call.
+    epoch_map: marks::Mapping,
     /// Flush every CPU at the next read, not only those with something
     /// pending: at the start (no CPU seen yet), and after threads became
     /// tracked while they may be running (roots added, a cgroup joined),
@@ -267,7 +272,10 @@ impl EbpfProbe {
         let counters = PerCpuHashMap::try_from(take(&mut bpf, "COUNTERS")?).map_err(EbpfError::map)?;
         let threads = if opts.threads { Some(threads::Threads::new(&bpf)?) } else { None };
         let possible_cpus = aya::util::nr_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
-        let epoch_map = aya::maps::Array::try_from(take(&mut bpf, "EPOCH")?).map_err(EbpfError::map)?;
+        let epoch_map = match bpf.map("EPOCH") {
+            Some(aya::maps::Map::Array(data)) => marks::Mapping::of(data, "EPOCH", size_of::<u64>())?,
+            _ => return Err(EbpfError::Map("no array map EPOCH".into())),
+        };
         let runq_latency = if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };
         let cpus = aya::util::online_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         Ok(Self {
@@ -280,6 +288,7 @@ impl EbpfProbe {
             running,
             counters,
             counters_batch,
+            counters_by_tgid: Default::default(),
             counters_buckets: (opts.max_processes as usize).next_power_of_two(),
             possible_cpus,
             epoch_map,
@@ -336,7 +345,7 @@ impl EbpfProbe {
         // `claim` in the kernel side), so only CPUs pending now need the
         // flush's interrupt.
         let announced = crate::base::clock::monotonic_ns();
-        self.epoch_map.set(0, self.epoch, 0).map_err(EbpfError::map)?;
+        self.epoch_map.store(0, self.epoch);
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         // Every CPU after threads became tracked while they may be running;
         // once a second every CPU that has not closed its epoch itself (a
@@ -404,18 +413,20 @@ impl EbpfProbe {
     /// The frozen half (the previous epoch's parity) of each tgid, summed over CPUs.
     fn frozen(&mut self, tgids: &[(u32, Tracked)]) -> Result<Vec<Counters>, EbpfError> {
         let half = ((self.epoch - 1) & 1) as usize;
-        let sum = |per_cpu: &[EpochCounters]| {
-            per_cpu.iter().fold(Counters::default(), |a, c| counters::add(&a, &c.half[half]))
-        };
         // Nothing credited yet: no entry. A batch read walks every bucket
         // of the map (16384 by default: ~25 us here), a lookup costs a
         // system call (~1 us): batches only for many processes.
-        if tgids.len() * BATCH_BUCKETS_PER_KEY >= self.counters_buckets
-            && let Some(all) = self.counters_batch.read_per_cpu::<u32, EpochCounters>(self.possible_cpus)?
-        {
-            let by_tgid: crate::base::hash::FastMap<u32, Counters> =
-                all.iter().map(|(tgid, per_cpu)| (*tgid, sum(per_cpu))).collect();
-            return Ok(tgids.iter().map(|(tgid, _)| by_tgid.get(tgid).copied().unwrap_or_default()).collect());
+        if tgids.len() * BATCH_BUCKETS_PER_KEY >= self.counters_buckets {
+            // Summed as the entries come, without a copy of each.
+            let by_tgid = &mut self.counters_by_tgid;
+            by_tgid.clear();
+            let read = self.counters_batch.each_per_cpu::<u32, EpochCounters>(self.possible_cpus, |tgid, _, c| {
+                let s = by_tgid.entry(tgid).or_default();
+                *s = counters::add(s, &c.half[half]);
+            })?;
+            if read {
+                return Ok(tgids.iter().map(|(tgid, _)| by_tgid.get(tgid).copied().unwrap_or_default()).collect());
+            }
         }
         tgids
             .iter()

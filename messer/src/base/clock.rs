@@ -54,17 +54,45 @@ pub fn wall_of(mono_ns: u64) -> u64 {
 }
 
 /// Local time of `unix_ns` as `YYYY-MM-DDTHH:MM:SS.ffffff` (26 characters),
-/// the original Messer's `isotime_local`.
+/// the original Messer's `isotime_local`. The zone's offset is looked up
+/// once per minute of UTC (chrono's `Local` consults the zone file; a zone
+/// changes its offset on whole minutes), the text formatted by hand.
 pub fn isotime_local(unix_ns: u64) -> String {
-    use chrono::TimeZone as _;
+    use chrono::{Datelike as _, Offset as _, TimeZone as _, Timelike as _};
+    use std::fmt::Write as _;
+    thread_local! {
+        /// (UTC minute, the zone's offset from UTC in seconds then).
+        static OFFSET: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((i64::MIN, 0)) };
+    }
     let secs = (unix_ns / 1_000_000_000) as i64;
     let nanos = (unix_ns % 1_000_000_000) as u32;
-    match chrono::Local.timestamp_opt(secs, nanos) {
-        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
-            t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+    let minute = secs.div_euclid(60);
+    let offset = OFFSET.with(|c| {
+        let (m, o) = c.get();
+        if m == minute {
+            return Some(o);
         }
-        chrono::LocalResult::None => String::new(),
-    }
+        let utc = chrono::DateTime::from_timestamp(secs, 0)?.naive_utc();
+        let o = i64::from(chrono::Local.offset_from_utc_datetime(&utc).fix().local_minus_utc());
+        c.set((minute, o));
+        Some(o)
+    });
+    let Some(t) = offset.and_then(|o| chrono::DateTime::from_timestamp(secs.checked_add(o)?, nanos)) else {
+        return String::new();
+    };
+    let mut s = String::with_capacity(26);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        nanos / 1000
+    );
+    s
 }
 
 /// Absolute deadlines `start + k * interval`: lateness never accumulates.
@@ -107,6 +135,18 @@ mod tests {
         // Stalled until 1490: 1300 and 1400 are missed.
         assert_eq!(d.next(1490), (1500, 2));
         assert_eq!(d.next(1500), (1600, 0));
+    }
+
+    #[test]
+    fn isotime_is_chronos_local_format() {
+        use chrono::TimeZone as _;
+        for ns in [1_700_000_000_123_456_789u64, 1_711_846_799_999_999_999, 1_711_846_800_000_000_000, 86_399_999_999_999]
+        {
+            let t = chrono::Local.timestamp_opt((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32).unwrap();
+            assert_eq!(isotime_local(ns), t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string());
+            // Again, from the cached offset.
+            assert_eq!(isotime_local(ns), t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string());
+        }
     }
 
     #[test]

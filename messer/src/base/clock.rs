@@ -140,7 +140,8 @@ mod tests {
     #[test]
     fn isotime_is_chronos_local_format() {
         use chrono::TimeZone as _;
-        for ns in [1_700_000_000_123_456_789u64, 1_711_846_799_999_999_999, 1_711_846_800_000_000_000, 86_399_999_999_999]
+        for ns in
+            [1_700_000_000_123_456_789u64, 1_711_846_799_999_999_999, 1_711_846_800_000_000_000, 86_399_999_999_999]
         {
             let t = chrono::Local.timestamp_opt((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32).unwrap();
             assert_eq!(isotime_local(ns), t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string());

@@ -728,7 +728,10 @@ fn write_report(b: &Bench) -> Result<()> {
          needs the per-thread state without a hash lookup: task local storage \
          (BPF_MAP_TYPE_TASK_STORAGE, whose map type aya-ebpf 0.2 does not have; its BTF map \
          definition can be written by hand), or an array indexed by thread id (pid_max x 120 bytes: \
-         500 MB with the pid_max of 4194304 many distributions set).\n\
+         500 MB with the pid_max of 4194304 many distributions set). Tried and not kept (2026-12-07): \
+         parking each CPU's scheduler counts of up to 8 processes aside instead of a counter-map \
+         lookup at each change between processes (PostgreSQL's process per connection): BPF time per \
+         pgbench -S transaction -22, +48, +43, -5 ns in 4 interleaved pairs, no gain.\n\
          - **The flush** credits running threads and moves each CPU into the next epoch; on a CPU other \
          than messer's own it is an interrupt (an IPI), 20 to 60 us each on this VM (a VM exit). A CPU \
          needs it only if it holds something of its epoch (a tracked thread ran there since its last \
@@ -749,7 +752,11 @@ fn write_report(b: &Bench) -> Result<()> {
          `meminfo`, `diskstats`, `net/dev`, `loadavg`, three `pressure` files) are about a quarter of \
          the sampler's time, the process's own `stat`, `status`, `io` and descriptor count a fifth, the \
          kernel side's maps a tenth; the writer's append, now one per 8 rows, an eighth of messer's \
-         CPU. The floor at 10 ms with every column is therefore some 3 % of a core here; 1 % would need \
+         CPU. Waking the writer thread at every sample (a futex call and, on the other CPU, an \
+         interrupt: a VM exit) was another tenth: it is now woken for a batch's first and 8th row only \
+         (4.95 to 4.2 % in interleaved pairs); the epoch is announced by a store into a shared \
+         mapping instead of a system call, and the local time's zone is looked up once a minute \
+         (together 4.2 to 4.0 %). The floor at 10 ms with every column is therefore some 3 % of a core here; 1 % would need \
          the system-wide figures at a coarser cadence than the process's, which messer does not do \
          silently.\n\
          - **Per further process** (from 16 processes on, ebpf mode): the process iterator, a BPF task \
@@ -765,7 +772,11 @@ fn write_report(b: &Bench) -> Result<()> {
          process); and messer's decoding, deltas and row building (about 3 us; a process's counters \
          are now updated in place and the per-process maps use an integer hasher, about 0.5 to 1 us \
          a process less in interleaved runs). The kernel side is near its floor; 5 us needs the user \
-         side at about 2 us a process.\n\
+         side at about 2 us a process. Tried and not kept (2026-12-07): the process iterator summing \
+         each process's per-CPU counters itself (`bpf_map_lookup_percpu_elem` per CPU) instead of the \
+         loader's batch read of the counter map: 9.7 against 10.2 % of a core at 1000 processes, 0.1 s \
+         (5 interleaved pairs, worse in each): the per-CPU lookups meet the same cold cache lines the \
+         batch read does, and the larger record costs more to clear, write and decode.\n\
          - **--threads** on 1000 threads: the thread map is copied out with batch lookups (a few \
          syscalls a sample instead of two per thread: sys time halved, 16 % of a core at 10 ms against \
          33 % before), and the thread's name comes from the kernel side (taken at its switch-outs) \

@@ -731,7 +731,15 @@ fn write_report(b: &Bench) -> Result<()> {
          500 MB with the pid_max of 4194304 many distributions set). Tried and not kept (2026-12-07): \
          parking each CPU's scheduler counts of up to 8 processes aside instead of a counter-map \
          lookup at each change between processes (PostgreSQL's process per connection): BPF time per \
-         pgbench -S transaction -22, +48, +43, -5 ns in 4 interleaved pairs, no gain.\n\
+         pgbench -S transaction -22, +48, +43, -5 ns in 4 interleaved pairs, no gain. Where a \
+         tracked switch's time goes (2026-12-07, 1000 ping-pong threads, variants of the program \
+         with one part left out, 5 interleaved runs each, medians): 320 ns per run in all; \
+         the switch-out's settlement (the thread-map lookup, the task fields, the accumulator) about \
+         180 ns; at the switch-in the clock read (`bpf_ktime_get_ns`, on this VM) about 70 ns and the \
+         run queue's clocks about 35 ns. The switch-in's clock could come from the run queue's own \
+         clock (updated just before the switch, a load) with a per-CPU calibration against \
+         CLOCK_MONOTONIC once an epoch; its drift (up to NTP's 500 ppm over a window) would move time \
+         between windows, not lose it, and is not yet done.\n\
          - **The flush** credits running threads and moves each CPU into the next epoch; on a CPU other \
          than messer's own it is an interrupt (an IPI), 20 to 60 us each on this VM (a VM exit). A CPU \
          needs it only if it holds something of its epoch (a tracked thread ran there since its last \

@@ -75,10 +75,6 @@ impl Drop for Mapping {
     }
 }
 
-// SAFETY: the mapping is plain shared memory; its stores are single
-// volatile writes.
-unsafe impl Send for Mapping {}
-
 /// A shared mapping of the marks.
 pub struct Marks(Mapping);
 

@@ -20,6 +20,9 @@ struct Recorded {
     truth: (f64, f64),
     exits: usize,
     info: serde_json::Value,
+    /// For a failure's message: each window's CPU % and, in ebpf mode, the
+    /// kernel side's diagnostic counters at the end.
+    diagnosis: String,
 }
 
 /// Records `workload MODE --seconds S` launched by messer. `cgroup`: the
@@ -113,7 +116,15 @@ fn record(
         ev["kind"].as_array().unwrap().iter().map(|k| k.as_str().unwrap_or("").to_string()).collect();
     let exits = kinds.iter().filter(|k| *k == "exit").count();
     let info = read_table(&out, "messer_process_info", &["pid", "cpu_seconds"]);
-    Recorded { recorded, truth, exits, info }
+    let mut diagnosis = format!("windows' CPU %: {cpu:?}");
+    if mode == "ebpf" {
+        let names = ["ebpf_stint_unknown", "ebpf_flush_resync", "ebpf_thread_insert_failed", "ebpf_flush_interrupts"];
+        let d = read_table(&out, "messer_timeseries", &names);
+        for name in names {
+            diagnosis += &format!(", {name} {:?}", column(&d, name));
+        }
+    }
+    Recorded { recorded, truth, exits, info, diagnosis }
 }
 
 /// `bound`: relative; procfs mode also loses what the threads ran after the
@@ -125,7 +136,7 @@ fn check(mode: &str, old_kernel: bool, workload_mode: &str, seconds: f64, bound:
 
 /// `check`, with `--threads` (per-thread rows) on where `threads`.
 fn check_with(mode: &str, old_kernel: bool, threads: bool, workload_mode: &str, seconds: f64, bound: f64) {
-    let Recorded { recorded, truth: (low, high), exits, info } =
+    let Recorded { recorded, truth: (low, high), exits, info, diagnosis } =
         record(mode, old_kernel, threads, workload_mode, seconds, mode == "ebpf");
     let off = |t: f64| (recorded / t - 1.0) * 100.0;
     eprintln!(
@@ -142,11 +153,11 @@ fn check_with(mode: &str, old_kernel: bool, threads: bool, workload_mode: &str, 
     let last_window = if mode == "procfs" { 0.25 } else { 0.0 };
     assert!(
         recorded <= high * (1.0 + bound),
-        "{mode} {workload_mode}: {recorded} s recorded vs {low} .. {high} s: counted twice"
+        "{mode} {workload_mode}: {recorded} s recorded vs {low} .. {high} s: counted twice; {diagnosis}"
     );
     assert!(
         recorded >= low * (1.0 - bound) - last_window,
-        "{mode} {workload_mode}: {recorded} s recorded vs {low} .. {high} s: lost"
+        "{mode} {workload_mode}: {recorded} s recorded vs {low} .. {high} s: lost; {diagnosis}"
     );
     assert!(exits <= 1, "{mode} {workload_mode}: {exits} exit events for one process");
     assert_eq!(info["pid"].as_array().map(Vec::len), Some(1), "{mode} {workload_mode}: one process: {info}");

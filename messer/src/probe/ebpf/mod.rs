@@ -8,6 +8,7 @@ pub mod counters;
 pub mod flush;
 pub mod handle;
 pub mod load;
+pub mod mapping;
 pub mod marks;
 pub mod runq;
 pub mod stats;
@@ -167,7 +168,7 @@ pub struct EbpfProbe {
     /// The kernel side's copy of `epoch` (see `RunSlot::pending`).
     /// `EPOCH`, mapped: the loader announces an epoch with a store, not
     /// a system call.
-    epoch_map: marks::Mapping,
+    epoch_map: mapping::Mapping,
     /// Flush every CPU at the next read, not only those with something
     /// pending: at the start (no CPU seen yet), and after threads became
     /// tracked while they may be running (roots added, a cgroup joined),
@@ -273,7 +274,7 @@ impl EbpfProbe {
         let threads = if opts.threads { Some(threads::Threads::new(&bpf)?) } else { None };
         let possible_cpus = aya::util::nr_cpus().map_err(|(what, e)| EbpfError::Load(format!("{what}: {e}")))?;
         let epoch_map = match bpf.map("EPOCH") {
-            Some(aya::maps::Map::Array(data)) => marks::Mapping::of(data, "EPOCH", size_of::<u64>())?,
+            Some(aya::maps::Map::Array(data)) => mapping::Mapping::of(data, "EPOCH", size_of::<u64>())?,
             _ => return Err(EbpfError::Map("no array map EPOCH".into())),
         };
         let runq_latency = if opts.runq_latency && runq { Some(runq::RunqLatency::take(&mut bpf)?) } else { None };

@@ -119,6 +119,17 @@ pub struct RunSlot {
     /// (`rq.clock - rq.clock_task`, see `Config::rq_clocks`) as of
     /// `start_ns`; `LOST_UNKNOWN` where it could not be read.
     pub start_lost_ns: u64,
+    /// CLOCK_MONOTONIC less the run queue's clock (`rq.clock`, the
+    /// scheduler's clock, which it updates at a switch), measured at a
+    /// switch-in of `offset_epoch`: a switch-in in the same epoch takes its
+    /// `start_ns` from the queue's clock plus this, a plain load, instead of
+    /// reading the clock (see `switched_in` in the kernel side).
+    pub clock_offset_ns: u64,
+    /// The epoch `clock_offset_ns` was measured in.
+    pub offset_epoch: u64,
+    /// How often it was measured in that epoch (the smallest is kept).
+    pub offset_samples: u32,
+    pub _pad: u32,
 }
 
 /// `RunSlot::start_lost_ns` when the run queue's clocks were not read.

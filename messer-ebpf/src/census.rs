@@ -20,6 +20,7 @@ use messer_common::{
 
 use crate::maps::{
     CENSUS_FOUND, CPU_OFFSETS, PROCESS_SCRATCH, config_ref, counting, files_ref, read_or_zero, task_field, task_rq,
+    zero,
 };
 
 /// The kernel's `struct bpf_iter__task_file`: pointers are 8 bytes each.
@@ -418,7 +419,8 @@ pub fn messer_processes(ctx: *mut c_void) -> u32 {
     let Some(rec) = PROCESS_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: this CPU's scratch entry (see `PROCESS_SCRATCH`).
     let rec = unsafe { &mut *rec };
-    *rec = ProcessRecord { tgid, ..ProcessRecord::default() };
+    zero(rec);
+    rec.tgid = tgid;
     let mm = task_field::<*const u8>(task, mm_at) as u64;
     // Without an address space stat prints 0 for its sizes.
     let mm_read = mm == 0 || memory(mm, rec);

@@ -49,7 +49,7 @@ pub fn insert_thread(tid: u32, fill: impl FnOnce(&mut ThreadState)) -> bool {
     // SAFETY: this CPU's scratch entry; programs run with preemption off,
     // and no program that uses it runs in interrupt context.
     let t = unsafe { &mut *p };
-    *t = ThreadState::default();
+    zero(t);
     fill(t);
     THREADS.insert(tid, t, 0).is_ok()
 }
@@ -524,8 +524,26 @@ pub fn spill(slot: &mut RunSlot) {
         c.faults_minor += a.faults_minor;
         c.faults_major += a.faults_major;
     }
-    slot.acc = SchedCounts::default();
+    zero(&mut slot.acc);
     slot.acc_dirty = 0;
+}
+
+/// Sets `v` to all zeros, one 8-byte store per word. A plain assignment of
+/// a zeroed value becomes a call to `memset`, which aya-ebpf implements as
+/// a loop over bytes: five instructions a byte, 360 for the 72 bytes of a
+/// `SchedCounts`, run at every switch between two processes' threads on a
+/// CPU. Volatile stores are not merged back into a `memset`.
+#[inline(always)]
+pub fn zero<T>(v: &mut T) {
+    const { assert!(size_of::<T>() % 8 == 0 && align_of::<T>() % 8 == 0) };
+    let p = (v as *mut T).cast::<u64>();
+    let mut i = 0;
+    while i < size_of::<T>() / 8 {
+        // SAFETY: word `i` of `v` (its size is a multiple of 8, checked
+        // above, and it is 8-aligned).
+        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+        i += 1;
+    }
 }
 
 /// Reads a `T` at byte `offset` of kernel object `base` (a task_struct
@@ -543,17 +561,20 @@ pub fn read_field<T>(base: u64, offset: u32) -> Option<T> {
 /// to read.
 #[inline(always)]
 pub fn read_or_zero<T: Copy + Default>(base: u64, offset: u64) -> (T, bool) {
-    let mut v = T::default();
+    // Not zeroed first (an array's zeroing is a `memset` call, see `zero`):
+    // the helper writes every byte, the value read or zeros where it fails.
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
     // SAFETY: the helper checks the source address and fails on a bad one;
     // the destination is a local of `T`'s size.
     let rc = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-            (&mut v as *mut T).cast(),
+            v.as_mut_ptr().cast(),
             size_of::<T>() as u32,
             base.wrapping_add(offset) as *const core::ffi::c_void,
         )
     };
-    (v, rc == 0)
+    // SAFETY: written by the helper in either case (see above).
+    (unsafe { v.assume_init() }, rc == 0)
 }
 
 /// BPF_NOEXIST (insert only if the key is absent) as map inserts take it.
@@ -563,13 +584,24 @@ pub const BPF_NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;
 /// buffer is counted.
 #[inline(always)]
 pub fn emit(kind: u32, pid: u32, ppid: u32, status: u32) {
-    let comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    // SAFETY: helper without arguments.
-    let time_ns = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let ev = Event { time_ns, kind, pid, ppid, status, comm };
-    if EVENTS.output::<Event>(&ev, 0).is_err() {
+    // Written in place in the ring buffer: a copy on the stack would be
+    // zeroed first by `memset` (see `zero`).
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(stat::EVENTS_LOST);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reserved record, ours until submitted; every field is
+    // written (the helper zeroes `comm` where it fails).
+    unsafe {
+        (*ev).time_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+        (*ev).kind = kind;
+        (*ev).pid = pid;
+        (*ev).ppid = ppid;
+        (*ev).status = status;
+        aya_ebpf::helpers::generated::bpf_get_current_comm((&raw mut (*ev).comm).cast(), COMM_LEN as u32);
     }
+    entry.submit(0);
 }
 
 /// The tgid of the parent (`real_parent`) of kernel task `task`.
@@ -602,16 +634,23 @@ fn rq_offsets() -> Option<(u32, u32, u32, u32)> {
 /// as of its last clock update; `LOST_UNKNOWN` where it cannot be read.
 #[inline(always)]
 pub fn rq_lost_typed(task: *const u8) -> u64 {
-    let Some((cfs_at, rq_at, clock_at, task_clock_at)) = rq_offsets() else { return LOST_UNKNOWN };
+    rq_clocks_typed(task).map_or(LOST_UNKNOWN, |(clock, task_clock)| clock.wrapping_sub(task_clock))
+}
+
+/// The clocks (`rq.clock`, `rq.clock_task`) of typed task pointer `task`'s
+/// run queue; None where they cannot be read.
+#[inline(always)]
+pub fn rq_clocks_typed(task: *const u8) -> Option<(u64, u64)> {
+    let (cfs_at, rq_at, clock_at, task_clock_at) = rq_offsets()?;
     let cfs = task_field::<*const u8>(task, cfs_at);
     if cfs.is_null() {
-        return LOST_UNKNOWN;
+        return None;
     }
     let rq = task_field::<*const u8>(cfs, rq_at);
     if rq.is_null() {
-        return LOST_UNKNOWN;
+        return None;
     }
-    task_field::<u64>(rq, clock_at).wrapping_sub(task_field::<u64>(rq, task_clock_at))
+    Some((task_field::<u64>(rq, clock_at), task_field::<u64>(rq, task_clock_at)))
 }
 
 /// The run queue of untyped task pointer `task` (probe reads); None where

@@ -7,7 +7,7 @@
 //! carries `clone_flags`, which tells a new process from a new thread.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -97,7 +97,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let cfg = config();
-    if cfg.match_comm == 0 || bpf_get_current_comm().ok() != Some(cfg.comm) {
+    if cfg.match_comm == 0 || current_comm() != cfg.comm {
         return 0;
     }
     // A new instance of the program we wait for: count it from now on.
@@ -108,6 +108,19 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     adopt(task, tid, tgid);
     emit(event::MATCH, tgid, parent_tgid(task), 0);
     0
+}
+
+/// `current`'s name. Not aya's `bpf_get_current_comm`, which zeroes its
+/// buffer first with a `memset` call (see `zero`) at every exec on the
+/// machine: the helper writes every byte (zeros where it fails).
+#[inline(always)]
+fn current_comm() -> [u8; messer_common::COMM_LEN] {
+    let mut comm = core::mem::MaybeUninit::<[u8; messer_common::COMM_LEN]>::uninit();
+    // SAFETY: a local of the size passed.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), messer_common::COMM_LEN as u32);
+        comm.assume_init()
+    }
 }
 
 /// A thread other than the main one called exec: the kernel has killed the

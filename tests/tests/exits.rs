@@ -140,7 +140,7 @@ fn check_with(mode: &str, old_kernel: bool, threads: bool, workload_mode: &str, 
         record(mode, old_kernel, threads, workload_mode, seconds, mode == "ebpf");
     let off = |t: f64| (recorded / t - 1.0) * 100.0;
     eprintln!(
-        "{mode}{} {workload_mode}: recorded {recorded:.4} s, truth {low:.4} .. {high:.4} s ({:+.3} .. {:+.3} %), exit events {exits}, process_info {info}",
+        "{mode}{} {workload_mode}: recorded {recorded:.4} s, truth {low:.4} .. {high:.4} s ({:+.3} .. {:+.3} %), exit events {exits}, process_info {info}; {diagnosis}",
         match (old_kernel, threads) {
             (true, _) => " (signal->live)",
             (_, true) => " --threads",

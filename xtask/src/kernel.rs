@@ -43,6 +43,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
         "kernel_counters",
         &[
             "fork_storm_children_are_fully_counted",
+            "fork_storm_with_many_alive_is_fully_counted",
             "a_wait_begun_before_attach_is_counted_when_it_ends",
             "syscall_io_is_counted_exactly",
             // Expects 10 000 switches of a ping-pong in its span.

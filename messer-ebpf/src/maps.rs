@@ -592,16 +592,29 @@ pub fn emit(kind: u32, pid: u32, ppid: u32, status: u32) {
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: the reserved record, ours until submitted; every field is
-    // written (the helper zeroes `comm` where it fails).
+    // written.
     unsafe {
         (*ev).time_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
         (*ev).kind = kind;
         (*ev).pid = pid;
         (*ev).ppid = ppid;
         (*ev).status = status;
-        aya_ebpf::helpers::generated::bpf_get_current_comm((&raw mut (*ev).comm).cast(), COMM_LEN as u32);
+        (*ev).comm = current_comm();
     }
     entry.submit(0);
+}
+
+/// `current`'s name. Not aya's `bpf_get_current_comm`, which zeroes its
+/// buffer first with a `memset` call (see `zero`): the helper writes every
+/// byte (zeros where it fails).
+#[inline(always)]
+pub fn current_comm() -> [u8; COMM_LEN] {
+    let mut comm = core::mem::MaybeUninit::<[u8; COMM_LEN]>::uninit();
+    // SAFETY: a local of the size passed, written whole by the helper.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32);
+        comm.assume_init()
+    }
 }
 
 /// The tgid of the parent (`real_parent`) of kernel task `task`.

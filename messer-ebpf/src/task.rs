@@ -14,8 +14,8 @@ use aya_ebpf::{
 use messer_common::{CLONE_THREAD, THREAD_SUM_VALID, TRACKED_EXITED, event, stat};
 
 use crate::maps::{
-    THREADS, TRACKED, bump, by_cgroup, config, config_ref, counting, current_ids, emit, faults, insert_thread,
-    is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks, track,
+    THREADS, TRACKED, bump, by_cgroup, config, config_ref, counting, current_comm, current_ids, emit, faults,
+    insert_thread, is_tracked, parent_tgid, read_field, sched_info, set_mark, slot, ticks, track,
 };
 
 /// `task_newtask(struct task_struct *task, u64 clone_flags)`, run by the
@@ -108,19 +108,6 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     adopt(task, tid, tgid);
     emit(event::MATCH, tgid, parent_tgid(task), 0);
     0
-}
-
-/// `current`'s name. Not aya's `bpf_get_current_comm`, which zeroes its
-/// buffer first with a `memset` call (see `zero`) at every exec on the
-/// machine: the helper writes every byte (zeros where it fails).
-#[inline(always)]
-fn current_comm() -> [u8; messer_common::COMM_LEN] {
-    let mut comm = core::mem::MaybeUninit::<[u8; messer_common::COMM_LEN]>::uninit();
-    // SAFETY: a local of the size passed.
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), messer_common::COMM_LEN as u32);
-        comm.assume_init()
-    }
 }
 
 /// A thread other than the main one called exec: the kernel has killed the
